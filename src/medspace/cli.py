@@ -1,0 +1,129 @@
+"""The ``medspace`` command line: one command (later, one command group) per stage.
+
+The CLI holds no logic. Each command parses its options, calls the stage's Python API, renders the result with
+rich, and turns a `MedspaceError` into its exit code and a one-line message on stderr, without a traceback.
+Stages are imported inside the commands, so ``medspace --help`` stays fast and works whichever stages are
+installed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from medspace.core import ConfigError, MedspaceError
+
+app = typer.Typer(
+    name="medspace",
+    help=(
+        "medspace turns one hospital's system exports (HIS, LIS, EMR, RIS/PACS, anaesthesia/surgery, "
+        "insurance settlement) into compliant, tradeable medical data products: read, link, harmonise to "
+        "OMOP CDM, check quality, de-identify, package, list on an exchange and analyse in an enclave."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def main() -> None:
+    """medspace: from hospital system exports to compliant medical data products."""
+    # An explicit callback keeps `medspace synth` a sub-command while synth is the only command; without it
+    # typer would collapse a one-command app into that command.
+
+
+def _size(n_bytes: int) -> str:
+    """Format a byte count for people: 1023 B, 1.5 KiB, 12.0 MiB."""
+    size = float(n_bytes)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{n_bytes} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")  # pragma: no cover - the loop always returns at GiB
+
+
+@app.command()
+def synth(
+    patients: Annotated[int, typer.Option(min=1, help="Number of patients in the hospital.")],
+    seed: Annotated[int, typer.Option(min=0, help="Random seed; the same seed gives the same files.")],
+    out: Annotated[Path, typer.Option(help="Folder to write the hospital's exports and ground truth into.")],
+    years: Annotated[int, typer.Option(min=1, help="Years of activity to simulate.")] = 1,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes generating patients.")] = 1,
+    quiet: Annotated[bool, typer.Option("--quiet", help="Do not show the progress bar.")] = False,
+) -> None:
+    """Generate a synthetic tertiary hospital: every system's exports, with defects, and a ground truth."""
+    # Imported here, not at module top: `medspace --help` must not pay for (or depend on) the generator.
+    from pydantic import ValidationError
+
+    from medspace.synth import HospitalConfig, generate_hospital
+
+    stdout = Console(highlight=False)
+    stderr = Console(stderr=True, highlight=False)
+    try:
+        try:
+            config = HospitalConfig(patients=patients, seed=seed, years=years, workers=workers)
+        except ValidationError as exc:
+            # Translate at the boundary: the user gave options, not a pydantic model.
+            problems = "; ".join(
+                f"--{'.'.join(str(part) for part in err['loc'])}: {err['msg']}" for err in exc.errors()
+            )
+            raise ConfigError(f"invalid options: {problems}") from exc
+        if quiet:
+            summary = generate_hospital(config, out)
+        else:
+            with Progress(
+                TextColumn("[progress.description]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("patients"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=stderr,
+            ) as progress:
+                task = progress.add_task("generating", total=patients)
+
+                def report(done: int, total: int) -> None:
+                    progress.update(task, completed=done, total=total)
+
+                summary = generate_hospital(config, out, progress=report)
+    except MedspaceError as exc:
+        stderr.print(f"error: {exc}", markup=False, soft_wrap=True)
+        raise typer.Exit(code=exc.exit_code) from None
+
+    files = Table(title="files written")
+    files.add_column("system")
+    files.add_column("file")
+    files.add_column("format")
+    files.add_column("rows", justify="right")
+    files.add_column("size", justify="right")
+    for file in summary.files:
+        files.add_row(file.system, file.path, file.format, f"{file.rows:,}", _size(file.bytes))
+    stdout.print(files)
+
+    defects = Table(title="injected defects")
+    defects.add_column("kind")
+    defects.add_column("count", justify="right")
+    for kind, count in sorted(summary.defects.items()):
+        defects.add_row(kind, f"{count:,}")
+    stdout.print(defects)
+
+    total_rows = sum(file.rows for file in summary.files)
+    rate = f"{total_rows / summary.seconds:,.0f} rows/s" if summary.seconds > 0 else "rows/s not measured"
+    stdout.print(
+        f"{summary.patients:,} patients, {total_rows:,} rows in {summary.seconds:.1f} s ({rate}), "
+        f"written to {out}",
+        markup=False,
+    )

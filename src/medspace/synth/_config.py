@@ -1,0 +1,68 @@
+"""Configuration of a synthetic hospital: its size, seed, period and the rate of every injected defect."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class DefectRates(BaseModel):
+    """Rates of the inconsistencies of domain.md §1 that real exports have.
+
+    Each rate is the probability that one eligible record carries the defect; the manifest in the ground
+    truth records how many records were eligible, so tests can compare observed and configured rates.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # identity attributes as other systems hold them
+    name_typo: float = Field(0.02, ge=0, le=1, description="a character of the name differs")
+    birth_date_typo: float = Field(0.01, ge=0, le=1, description="one digit of the birth date differs")
+    resident_id_typo: float = Field(0.005, ge=0, le=1, description="one digit of the resident ID differs")
+    phone_missing: float = Field(0.05, ge=0, le=1, description="phone written as '-' or left empty")
+    address_variant: float = Field(0.10, ge=0, le=1, description="address without province or abbreviated")
+    duplicate_patient_id: float = Field(0.01, ge=0, le=1, description="a person registered twice in HIS")
+    # records and keys
+    duplicate_record: float = Field(0.005, ge=0, le=1, description="an export row written twice")
+    orphan_record: float = Field(0.003, ge=0, le=1, description="parent row lost from the parent export")
+    sync_lag_days: int = Field(2, ge=0, le=30, description="HIS export cut off this many days early")
+    lab_wrong_visit: float = Field(0.01, ge=0, le=1, description="lab request carries another visit's number")
+    # codes, value sets, formats, units
+    mixed_code_edition: float = Field(0.05, ge=0, le=1, description="front-sheet code from a legacy edition")
+    value_set_drift: float = Field(1.0, ge=0, le=1, description="template B writes discharge mode 'other' as 6")
+    mixed_date_format: float = Field(0.02, ge=0, le=1, description="LIS time written in another format")
+    department_prefix_stripped: float = Field(0.05, ge=0, le=1, description="HIS department code lost prefix")
+    branch_lab_share: float = Field(
+        0.25, ge=0, le=1, description="requests run by the branch lab: mg/dL, mmol/mol and its own ranges"
+    )
+    # events that make counts diverge
+    registration_refund: float = Field(0.03, ge=0, le=1, description="outpatient registration refunded")
+    registration_cancelled: float = Field(0.01, ge=0, le=1, description="registration cancelled")
+    recalled_discharge: float = Field(0.01, ge=0, le=1, description="discharge recalled and reopened")
+    department_transfer: float = Field(0.10, ge=0, le=1, description="inpatient transferred between wards")
+    settlement_cost_mismatch: float = Field(0.01, ge=0, le=1, description="settlement total differs from bill")
+
+
+class HospitalConfig(BaseModel):
+    """What `medspace synth` generates.
+
+    Example:
+        >>> HospitalConfig(patients=1000, seed=7).years
+        1
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    patients: int = Field(ge=1, le=20_000_000)
+    seed: int = Field(ge=0)
+    years: int = Field(1, ge=1, le=10)
+    start: dt.date = dt.date(2024, 1, 1)
+    workers: int = Field(1, ge=1, le=64)
+    chunk_patients: int = Field(5_000, ge=100, le=1_000_000)
+    defects: DefectRates = DefectRates()
+
+    @property
+    def end(self) -> dt.date:
+        """First day after the period (exclusive)."""
+        return self.start.replace(year=self.start.year + self.years)

@@ -1,0 +1,276 @@
+"""Generates a whole synthetic hospital: the population, then chunk after chunk of events, written as each
+system's exports plus a ground truth, into a temporary folder that replaces the output only when complete.
+
+Chunks are independent given the seed and their index, so any number of worker processes produce the same
+bytes; the parent writes chunks strictly in order and keeps at most a few in memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from medspace.core import InputError
+
+from ._catalogue import Catalogue, load_catalogue
+from ._config import HospitalConfig
+from ._exports import build_chunk
+from ._population import Population, draw_population, name_pools
+from ._sink import DEFECT_FIELDS, ChunkOutput
+from ._writers import ExportWriters
+
+TRUTH = "truth"
+
+
+@dataclass(frozen=True)
+class ExportFile:
+    """One file the hospital exported."""
+
+    system: str
+    path: str  # relative to the output folder
+    format: str
+    rows: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class HospitalSummary:
+    """What `generate_hospital` wrote."""
+
+    out: Path
+    patients: int
+    seconds: float
+    files: list[ExportFile]
+    defects: dict[str, int] = field(default_factory=dict)
+    kpis: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def rows(self) -> int:
+        return sum(f.rows for f in self.files)
+
+
+def generate_hospital(
+    config: HospitalConfig, out: Path, progress: Callable[[int, int], None] | None = None
+) -> HospitalSummary:
+    """Write one synthetic hospital's exports and its ground truth into ``out``.
+
+    The folder is built beside ``out`` and swapped in only when complete, so a failed run leaves the previous
+    hospital untouched. The same config always gives byte-identical files.
+
+    Args:
+        config: size, seed, period, workers and defect rates.
+        out: the folder to (re)place; one sub-folder per system and ``truth/``.
+        progress: called as ``progress(done_patients, total_patients)`` after every chunk.
+
+    Returns:
+        A summary of the files written, the injected defects and the true KPIs.
+
+    Raises:
+        InputError: if ``out`` exists and is not a folder this command wrote.
+
+    Example:
+        >>> import tempfile
+        >>> summary = generate_hospital(HospitalConfig(patients=200, seed=1), Path(tempfile.mkdtemp()) / "h")
+        >>> summary.patients
+        200
+    """
+    began = time.perf_counter()
+    out = Path(out)
+    if out.exists() and not (out / TRUTH / "manifest.json").exists() and any(out.iterdir()):
+        raise InputError(
+            "the output folder exists and was not written by `medspace synth`; choose an empty or new folder",
+            file=str(out),
+        )
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    try:
+        summary = _generate_into(config, tmp, progress)
+        _swap_in(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return HospitalSummary(
+        out=out, patients=config.patients, seconds=time.perf_counter() - began, files=summary[0], defects=summary[1], kpis=summary[2]
+    )
+
+
+def _swap_in(tmp: Path, out: Path) -> None:
+    old = out.with_name(f".{out.name}.old-{os.getpid()}")
+    if out.exists():
+        out.rename(old)
+    tmp.rename(out)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def _doctors(catalogue: Catalogue, seed: int) -> np.ndarray:
+    pools = name_pools(tuple(sorted(catalogue.hospital.local_regions)))
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 2]))
+    given = np.concatenate([pools.given_male, pools.given_female])
+    names = np.char.add(np.char.add(rng.choice(pools.surnames, 400, p=pools.surname_p), rng.choice(given, 400)), rng.choice(given, 400))
+    return np.unique(names)
+
+
+def _chunk_job(catalogue: Catalogue, config: HospitalConfig, pop: Population, index: int, first: int, doctors: np.ndarray) -> ChunkOutput:
+    return build_chunk(catalogue, config, pop, index, first, doctors)
+
+
+def _chunks(config: HospitalConfig, catalogue: Catalogue, pop: Population, doctors: np.ndarray) -> Iterator[ChunkOutput]:
+    size = config.chunk_patients
+    starts = list(range(0, config.patients, size))
+    if config.workers == 1 or len(starts) == 1:
+        for i, first in enumerate(starts):
+            yield build_chunk(catalogue, config, pop.slice(first, first + size), i, first, doctors)
+        return
+    # Keep only a few chunks in flight: results are large and the writer consumes them in order.
+    with ProcessPoolExecutor(max_workers=config.workers) as pool:
+        pending: list[Future[ChunkOutput]] = []
+        next_chunk = 0
+        while next_chunk < len(starts) or pending:
+            while next_chunk < len(starts) and len(pending) < config.workers + 1:
+                first = starts[next_chunk]
+                pending.append(pool.submit(_chunk_job, catalogue, config, pop.slice(first, first + size), next_chunk, first, doctors))
+                next_chunk += 1
+            yield pending.pop(0).result()
+
+
+def _generate_into(config: HospitalConfig, out: Path, progress: Callable[[int, int], None] | None) -> tuple[list[ExportFile], dict[str, int], dict[str, float]]:
+    catalogue = load_catalogue()
+    pop = draw_population(catalogue, config.patients, config.seed, config.start)
+    doctors = _doctors(catalogue, config.seed)
+    (out / TRUTH).mkdir()
+    _write_persons(pop, catalogue, out / TRUTH / "persons.parquet")
+
+    writers = ExportWriters(out)
+    eligible: Counter[str] = Counter()
+    kpi: Counter[str] = Counter()
+    defects: dict[str, list[object]] = {k: [] for k in DEFECT_FIELDS}
+    truth_writers: dict[str, pq.ParquetWriter] = {}
+
+    def truth_table(name: str, table: pa.Table) -> None:
+        if name not in truth_writers:
+            truth_writers[name] = pq.ParquetWriter(out / TRUTH / f"{name}.parquet", table.schema, compression="zstd")
+        truth_writers[name].write_table(table)
+
+    done = 0
+    try:
+        for chunk in _chunks(config, catalogue, pop, doctors):
+            offsets = writers.offsets()
+            writers.write(chunk)
+            records = [
+                pa.table({
+                    "file": pa.array([path] * fc.table.num_rows, pa.string()),
+                    "row": pa.array(np.arange(1, fc.table.num_rows + 1) + offsets.get(path, 0), pa.int64()),
+                    "person_id": pa.array(fc.person_id, pa.string()),
+                    "record_key": pa.array(fc.record_key, pa.string()),
+                })  # fmt: skip
+                for path, fc in chunk.files.items()
+            ]
+            truth_table("records", pa.concat_tables(records))
+            if chunk.links:
+                truth_table("links", pa.table(dict(zip(("kind", "from_file", "from_key", "to_file", "to_key"), map(list, zip(*chunk.links, strict=True)), strict=True))))
+            if chunk.visits is not None:
+                truth_table("visits", chunk.visits)
+            if chunk.note_phi is not None and chunk.note_phi.num_rows:
+                truth_table("note_phi", chunk.note_phi)
+            for d in chunk.defects:
+                kind, system, file, pos, fld, key, person, detail = d
+                for name, value in zip(DEFECT_FIELDS, (kind, system, file, None if pos < 0 else pos + offsets.get(file, 0) + 1, fld, key, person, detail), strict=True):
+                    defects[name].append(value)
+            eligible.update(chunk.eligible)
+            kpi.update(chunk.kpi)
+            done += chunk.patients
+            if progress is not None:
+                progress(done, config.patients)
+    finally:
+        writers.close()
+        for w in truth_writers.values():
+            w.close()
+
+    defect_table = pa.table({k: pa.array(v, pa.int64() if k == "row" else pa.string()) for k, v in defects.items()})
+    pq.write_table(defect_table, out / TRUTH / "defects.parquet", compression="zstd")
+    kpis = _kpis(kpi)
+    (out / TRUTH / "kpis.json").write_text(json.dumps(kpis, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    files = writers.summary()
+    defect_counts = dict(sorted(Counter(defects["kind"]).items()))  # type: ignore[arg-type]
+    manifest = {
+        "generator": "medspace synth",
+        "config": config.model_dump(mode="json"),
+        "row_numbering": "row = 1-based data row: CSV line minus the header, NDJSON line, XLSX row minus the header",
+        "files": [{"system": f.system, "path": f.path, "format": f.format, "rows": f.rows, "bytes": f.bytes, "sha256": _sha256(out / f.path)} for f in files],
+        "defects": defect_counts,
+        "eligible": dict(sorted(eligible.items())),
+        "inpatient_number_scheme": "per patient (住院号 kept across admissions; 住院次数 counts them)",
+    }
+    (out / TRUTH / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return files, defect_counts, kpis
+
+
+def _kpis(k: Counter[str]) -> dict[str, float]:
+    """True KPIs by the official definitions of domain.md §2, from the true events."""
+
+    def ratio(a: float, b: float) -> float:
+        return round(a / b, 6) if b else 0.0
+
+    outpatient_revenue = k["outpatient_revenue_cents"] / 100
+    inpatient_cost = k["inpatient_cost_cents"] / 100
+    return {
+        "outpatient_visits": k["outpatient_visits"],
+        "emergency_visits": k["emergency_visits"],
+        "checkup_visits": k["checkup_visits"],
+        "registrations": k["registrations"],
+        "discharges": k["discharges"],
+        "outpatient_visits_per_discharge": ratio(k["outpatient_visits"], k["discharges"]),
+        "operated_discharges": k["operated_discharges"],
+        "operated_discharge_share": ratio(k["operated_discharges"], k["discharges"]),
+        "operations": k["operations"],
+        "operation_sessions": k["operation_sessions"],
+        "minimally_invasive_operations": k["minimally_invasive_operations"],
+        "minimally_invasive_share": ratio(k["minimally_invasive_operations"], k["operations"]),
+        "grade4_operations": k["grade4_operations"],
+        "grade4_share": ratio(k["grade4_operations"], k["operations"]),
+        "elective_operations": k["elective_operations"],
+        "day_surgery_operations": k["day_surgery_operations"],
+        "day_surgery_share": ratio(k["day_surgery_operations"], k["elective_operations"]),
+        "outpatient_revenue": round(outpatient_revenue, 2),
+        "cost_per_outpatient_visit": ratio(outpatient_revenue, k["outpatient_visits"]),
+        "inpatient_cost": round(inpatient_cost, 2),
+        "cost_per_discharge": ratio(inpatient_cost, k["discharges"]),
+        "bed_days": k["bed_days"],
+        "average_length_of_stay": ratio(k["bed_days"], k["discharges"]),
+        "recalled_discharges": k["recalled_discharges"],
+    }
+
+
+def _write_persons(pop: Population, catalogue: Catalogue, path: Path) -> None:
+    keys = np.array(pop.condition_keys)
+    table = pa.table({
+        "person_id": pop.person_id, "name": pop.name, "sex": pop.sex,
+        "birth_date": pa.array(pop.birth_day.astype("datetime64[D]")), "resident_id": pop.resident_id,
+        "region_code": pop.region_code, "phone": pop.phone, "province": pop.province, "city": pop.city,
+        "district": pop.district, "street": pop.street,
+        "conditions": pa.array([keys[row].tolist() for row in pop.conditions], pa.list_(pa.string())),
+    })  # fmt: skip
+    pq.write_table(table, path, compression="zstd")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
