@@ -30,7 +30,9 @@ class DefectRates(BaseModel):
     lab_wrong_visit: float = Field(0.01, ge=0, le=1, description="lab request carries another visit's number")
     # codes, value sets, formats, units
     mixed_code_edition: float = Field(0.05, ge=0, le=1, description="front-sheet code from a legacy edition")
-    value_set_drift: float = Field(1.0, ge=0, le=1, description="template B writes discharge mode 'other' as 6")
+    value_set_drift: float = Field(
+        1.0, ge=0, le=1, description="template B writes discharge mode 'other' as 6"
+    )
     mixed_date_format: float = Field(0.02, ge=0, le=1, description="LIS time written in another format")
     department_prefix_stripped: float = Field(0.05, ge=0, le=1, description="HIS department code lost prefix")
     branch_lab_share: float = Field(
@@ -41,7 +43,9 @@ class DefectRates(BaseModel):
     registration_cancelled: float = Field(0.01, ge=0, le=1, description="registration cancelled")
     recalled_discharge: float = Field(0.01, ge=0, le=1, description="discharge recalled and reopened")
     department_transfer: float = Field(0.10, ge=0, le=1, description="inpatient transferred between wards")
-    settlement_cost_mismatch: float = Field(0.01, ge=0, le=1, description="settlement total differs from bill")
+    settlement_cost_mismatch: float = Field(
+        0.01, ge=0, le=1, description="settlement total differs from bill"
+    )
 
 
 class HospitalConfig(BaseModel):

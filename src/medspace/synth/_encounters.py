@@ -102,14 +102,18 @@ def _serials(prefix: str, days: NDArray[np.int64], chunk: int, first: int) -> ND
 
 
 def draw_visits(
-    catalogue: Catalogue, config: HospitalConfig, pop: Population, rng: np.random.Generator, chunk: int,
+    catalogue: Catalogue,
+    config: HospitalConfig,
+    pop: Population,
+    rng: np.random.Generator,
+    chunk: int,
     doctors: NDArray[np.str_],
-) -> Visits:  # fmt: skip
+) -> Visits:
     dx = Diagnoses(catalogue)
     n = len(pop)
     n_cond = len(catalogue.conditions)
     yearly = 0.8 + pop.conditions @ np.array([c.visits for c in catalogue.conditions])
-    adults = (pop.birth_day < (config.start - EPOCH).days - 18 * 365)
+    adults = pop.birth_day < (config.start - EPOCH).days - 18 * 365
     counts = {
         VISIT_OUTPATIENT: rng.poisson(yearly * config.years),
         VISIT_EMERGENCY: rng.poisson(np.full(n, 0.25 * config.years)),
@@ -121,7 +125,11 @@ def draw_visits(
     start_day = (config.start - EPOCH).days
     period_days = (config.end - config.start).days
     day = start_day + rng.integers(0, period_days, total)
-    hour = np.where(kind == VISIT_EMERGENCY, rng.integers(0, 24 * 3600, total), rng.integers(7 * 3600 + 1800, 17 * 3600, total))
+    hour = np.where(
+        kind == VISIT_EMERGENCY,
+        rng.integers(0, 24 * 3600, total),
+        rng.integers(7 * 3600 + 1800, 17 * 3600, total),
+    )
     start = day * DAY + hour
 
     # Diagnosis: one of the person's conditions (chosen at random), else a general diagnosis.
@@ -137,16 +145,29 @@ def draw_visits(
     r = config.defects
     u = rng.random(total)
     status = np.where(u < r.registration_refund, STATUS_REFUND, STATUS_DONE)
-    status = np.where((u >= r.registration_refund) & (u < r.registration_refund + r.registration_cancelled), STATUS_CANCELLED, status)
-    fee = np.select([kind == VISIT_EMERGENCY, kind == VISIT_CHECKUP], [25.0, 0.0], np.where(rng.random(total) < 0.3, 50.0, 25.0))
+    status = np.where(
+        (u >= r.registration_refund) & (u < r.registration_refund + r.registration_cancelled),
+        STATUS_CANCELLED,
+        status,
+    )
+    fee = np.select(
+        [kind == VISIT_EMERGENCY, kind == VISIT_CHECKUP],
+        [25.0, 0.0],
+        np.where(rng.random(total) < 0.3, 50.0, 25.0),
+    )
 
     order = np.lexsort((person, start))
     return Visits(
-        person=person[order], kind=kind[order], start=start[order], department=department[order],
-        diagnosis=diagnosis[order], status=status[order],
-        serial=_serials("MZ", day[order], chunk, 1), fee=fee[order],
+        person=person[order],
+        kind=kind[order],
+        start=start[order],
+        department=department[order],
+        diagnosis=diagnosis[order],
+        status=status[order],
+        serial=_serials("MZ", day[order], chunk, 1),
+        fee=fee[order],
         doctor=rng.choice(doctors, total),
-    )  # fmt: skip
+    )
 
 
 _ROUTES = ("1", "2", "3", "9")  # B11C: emergency, outpatient, referred in, other
@@ -155,9 +176,13 @@ _THEATRES = tuple(f"OR{n:02d}" for n in range(1, 19))
 
 
 def draw_stays(
-    catalogue: Catalogue, config: HospitalConfig, pop: Population, rng: np.random.Generator, chunk: int,
+    catalogue: Catalogue,
+    config: HospitalConfig,
+    pop: Population,
+    rng: np.random.Generator,
+    chunk: int,
     doctors: NDArray[np.str_],
-) -> list[Stay]:  # fmt: skip
+) -> list[Stay]:
     dx = Diagnoses(catalogue)
     procedures = {p.key: p for p in catalogue.procedures}
     conds = catalogue.conditions
@@ -183,33 +208,61 @@ def draw_stays(
                 d = int(rng.choice(acute))
             diagnosis = dx.all[d]
             candidates = [procedures[p] for p in diagnosis.procedures]
-            operate = bool(candidates) and rng.random() < (0.85 if diagnosis.key in ("cataract", "appendicitis", "fracture") else 0.45)
+            operate = bool(candidates) and rng.random() < (
+                0.85 if diagnosis.key in ("cataract", "appendicitis", "fracture") else 0.45
+            )
             day_surgery = operate and candidates[0].day_surgery and rng.random() < 0.6
             los = 0 if day_surgery else int(np.clip(rng.lognormal(np.log(7.0), 0.5), 1, 60))
             admit = admit_day * DAY + int(rng.integers(8 * 3600, 20 * 3600))
             discharge_day = admit_day + los
             if discharge_day >= end_day:
                 break  # stays must end inside the period; later admissions of this person are dropped
-            discharge = discharge_day * DAY + int(rng.integers(9 * 3600, 17 * 3600)) if los else admit + int(rng.integers(4, 10)) * 3600
+            discharge = (
+                discharge_day * DAY + int(rng.integers(9 * 3600, 17 * 3600))
+                if los
+                else admit + int(rng.integers(4, 10)) * 3600
+            )
             free_from = discharge_day + 1
-            times += 1
+            times += 1  # noqa: SIM113 (admissions that do not fit in the period are skipped, not counted)
             department = dx.department(d)
             stay = Stay(
-                person=int(i), serial=f"ZY{np.datetime_as_string(np.datetime64(admit_day, 'D')).replace('-', '')}{chunk:04d}{serial_seq:06d}",
-                times=times, admit=admit, discharge=discharge, department=department,
-                discharge_department=department, transfer_at=None, diagnosis=d,
+                person=int(i),
+                serial=f"ZY{_ymd(admit_day)}{chunk:04d}{serial_seq:06d}",
+                times=times,
+                admit=admit,
+                discharge=discharge,
+                department=department,
+                discharge_department=department,
+                transfer_at=None,
+                diagnosis=d,
                 other_diagnoses=[int(c) for c in np.nonzero(pop.conditions[i])[0] if c != d][:3],
                 route="1" if d in acute else str(rng.choice(_ROUTES, p=[0.15, 0.75, 0.05, 0.05])),
-                discharge_mode=str(rng.choice(("1", "2", "3", "4", "5", "9"), p=[0.9, 0.02, 0.02, 0.03, 0.01, 0.02])),
+                discharge_mode=str(
+                    rng.choice(("1", "2", "3", "4", "5", "9"), p=[0.9, 0.02, 0.02, 0.03, 0.01, 0.02])
+                ),
                 payment=str(rng.choice(_PAYMENTS, p=[0.55, 0.3, 0.05, 0.08, 0.02])),
-                day_surgery=day_surgery, recalled_at=None,
-            )  # fmt: skip
+                day_surgery=day_surgery,
+                recalled_at=None,
+            )
             serial_seq += 1
             if operate:
-                _add_operations(stay, candidates, rng, doctors, elective=d not in acute or diagnosis.key == "gastroenteritis")
+                _add_operations(
+                    stay,
+                    candidates,
+                    rng,
+                    doctors,
+                    elective=d not in acute or diagnosis.key == "gastroenteritis",
+                )
             if los >= 3 and rng.random() < config.defects.department_transfer:
                 stay.transfer_at = admit + int(rng.integers(1, los)) * DAY
-                stay.discharge_department = int(rng.choice([dx.department_index[k] for k in ("general_medicine", "cardiology", "respiratory", "nephrology")]))
+                stay.discharge_department = int(
+                    rng.choice(
+                        [
+                            dx.department_index[k]
+                            for k in ("general_medicine", "cardiology", "respiratory", "nephrology")
+                        ]
+                    )
+                )
             if los >= 2 and rng.random() < config.defects.recalled_discharge:
                 stay.recalled_at = admit + int(rng.integers(1, los)) * DAY
             if stay.discharge_mode == "5":
@@ -219,7 +272,13 @@ def draw_stays(
     return stays
 
 
-def _add_operations(stay: Stay, candidates: list[Procedure], rng: np.random.Generator, doctors: NDArray[np.str_], elective: bool) -> None:
+def _add_operations(
+    stay: Stay,
+    candidates: list[Procedure],
+    rng: np.random.Generator,
+    doctors: NDArray[np.str_],
+    elective: bool,
+) -> None:
     sessions = 2 if (not stay.day_surgery and rng.random() < 0.1) else 1
     latest = stay.discharge - 2 * 3600
     for session in range(1, sessions + 1):
@@ -235,12 +294,21 @@ def _add_operations(stay: Stay, candidates: list[Procedure], rng: np.random.Gene
             chosen.append(candidates[1])
         for proc in chosen:
             duration = int(rng.integers(20, 60 * (proc.grade + 1))) * 60
-            stay.operations.append(Operation(
-                procedure=proc, session=session, start=begin, end=begin + duration, elective=elective,
-                theatre=theatre, surgeon=surgeon,
-                blood_loss_ml=int(rng.gamma(2.0, 10.0 * proc.grade ** 2)),
-                transfusion_ml=int(rng.choice([0, 200, 400])) if proc.grade == 4 and rng.random() < 0.2 else 0,
-            ))  # fmt: skip
+            stay.operations.append(
+                Operation(
+                    procedure=proc,
+                    session=session,
+                    start=begin,
+                    end=begin + duration,
+                    elective=elective,
+                    theatre=theatre,
+                    surgeon=surgeon,
+                    blood_loss_ml=int(rng.gamma(2.0, 10.0 * proc.grade**2)),
+                    transfusion_ml=int(rng.choice([0, 200, 400]))
+                    if proc.grade == 4 and rng.random() < 0.2
+                    else 0,
+                )
+            )
             begin += duration + 600
 
 
@@ -254,9 +322,17 @@ def _costs(stay: Stay, rng: np.random.Generator) -> dict[str, float]:
         "检查费": round(float(rng.gamma(2.0, 300.0)), 2),
     }
     if stay.operations:
-        costs["手术费"] = round(sum(1500.0 * op.procedure.grade ** 1.6 for op in stay.operations), 2)
-        costs["材料费"] = round(float(rng.gamma(2.0, 2500.0)) * (2.5 if any(op.procedure.interventional for op in stay.operations) else 1), 2)
+        costs["手术费"] = round(sum(1500.0 * op.procedure.grade**1.6 for op in stay.operations), 2)
+        costs["材料费"] = round(
+            float(rng.gamma(2.0, 2500.0))
+            * (2.5 if any(op.procedure.interventional for op in stay.operations) else 1),
+            2,
+        )
     return costs
+
+
+def _ymd(day: int) -> str:
+    return str(np.datetime64(day, "D")).replace("-", "")
 
 
 def to_date(ts: int) -> dt.date:

@@ -104,7 +104,12 @@ def generate_hospital(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return HospitalSummary(
-        out=out, patients=config.patients, seconds=time.perf_counter() - began, files=summary[0], defects=summary[1], kpis=summary[2]
+        out=out,
+        patients=config.patients,
+        seconds=time.perf_counter() - began,
+        files=summary[0],
+        defects=summary[1],
+        kpis=summary[2],
     )
 
 
@@ -121,15 +126,22 @@ def _doctors(catalogue: Catalogue, seed: int) -> np.ndarray:
     pools = name_pools(tuple(sorted(catalogue.hospital.local_regions)))
     rng = np.random.default_rng(np.random.SeedSequence([seed, 2]))
     given = np.concatenate([pools.given_male, pools.given_female])
-    names = np.char.add(np.char.add(rng.choice(pools.surnames, 400, p=pools.surname_p), rng.choice(given, 400)), rng.choice(given, 400))
+    names = np.char.add(
+        np.char.add(rng.choice(pools.surnames, 400, p=pools.surname_p), rng.choice(given, 400)),
+        rng.choice(given, 400),
+    )
     return np.unique(names)
 
 
-def _chunk_job(catalogue: Catalogue, config: HospitalConfig, pop: Population, index: int, first: int, doctors: np.ndarray) -> ChunkOutput:
+def _chunk_job(
+    catalogue: Catalogue, config: HospitalConfig, pop: Population, index: int, first: int, doctors: np.ndarray
+) -> ChunkOutput:
     return build_chunk(catalogue, config, pop, index, first, doctors)
 
 
-def _chunks(config: HospitalConfig, catalogue: Catalogue, pop: Population, doctors: np.ndarray) -> Iterator[ChunkOutput]:
+def _chunks(
+    config: HospitalConfig, catalogue: Catalogue, pop: Population, doctors: np.ndarray
+) -> Iterator[ChunkOutput]:
     size = config.chunk_patients
     starts = list(range(0, config.patients, size))
     if config.workers == 1 or len(starts) == 1:
@@ -143,12 +155,24 @@ def _chunks(config: HospitalConfig, catalogue: Catalogue, pop: Population, docto
         while next_chunk < len(starts) or pending:
             while next_chunk < len(starts) and len(pending) < config.workers + 1:
                 first = starts[next_chunk]
-                pending.append(pool.submit(_chunk_job, catalogue, config, pop.slice(first, first + size), next_chunk, first, doctors))
+                pending.append(
+                    pool.submit(
+                        _chunk_job,
+                        catalogue,
+                        config,
+                        pop.slice(first, first + size),
+                        next_chunk,
+                        first,
+                        doctors,
+                    )
+                )
                 next_chunk += 1
             yield pending.pop(0).result()
 
 
-def _generate_into(config: HospitalConfig, out: Path, progress: Callable[[int, int], None] | None) -> tuple[list[ExportFile], dict[str, int], dict[str, float]]:
+def _generate_into(
+    config: HospitalConfig, out: Path, progress: Callable[[int, int], None] | None
+) -> tuple[list[ExportFile], dict[str, int], dict[str, float]]:
     catalogue = load_catalogue()
     pop = draw_population(catalogue, config.patients, config.seed, config.start)
     doctors = _doctors(catalogue, config.seed)
@@ -163,7 +187,9 @@ def _generate_into(config: HospitalConfig, out: Path, progress: Callable[[int, i
 
     def truth_table(name: str, table: pa.Table) -> None:
         if name not in truth_writers:
-            truth_writers[name] = pq.ParquetWriter(out / TRUTH / f"{name}.parquet", table.schema, compression="zstd")
+            truth_writers[name] = pq.ParquetWriter(
+                out / TRUTH / f"{name}.parquet", table.schema, compression="zstd"
+            )
         truth_writers[name].write_table(table)
 
     done = 0
@@ -172,24 +198,52 @@ def _generate_into(config: HospitalConfig, out: Path, progress: Callable[[int, i
             offsets = writers.offsets()
             writers.write(chunk)
             records = [
-                pa.table({
-                    "file": pa.array([path] * fc.table.num_rows, pa.string()),
-                    "row": pa.array(np.arange(1, fc.table.num_rows + 1) + offsets.get(path, 0), pa.int64()),
-                    "person_id": pa.array(fc.person_id, pa.string()),
-                    "record_key": pa.array(fc.record_key, pa.string()),
-                })  # fmt: skip
+                pa.table(
+                    {
+                        "file": pa.array([path] * fc.table.num_rows, pa.string()),
+                        "row": pa.array(
+                            np.arange(1, fc.table.num_rows + 1) + offsets.get(path, 0), pa.int64()
+                        ),
+                        "person_id": pa.array(fc.person_id, pa.string()),
+                        "record_key": pa.array(fc.record_key, pa.string()),
+                    }
+                )
                 for path, fc in chunk.files.items()
             ]
             truth_table("records", pa.concat_tables(records))
             if chunk.links:
-                truth_table("links", pa.table(dict(zip(("kind", "from_file", "from_key", "to_file", "to_key"), map(list, zip(*chunk.links, strict=True)), strict=True))))
+                truth_table(
+                    "links",
+                    pa.table(
+                        dict(
+                            zip(
+                                ("kind", "from_file", "from_key", "to_file", "to_key"),
+                                map(list, zip(*chunk.links, strict=True)),
+                                strict=True,
+                            )
+                        )
+                    ),
+                )
             if chunk.visits is not None:
                 truth_table("visits", chunk.visits)
             if chunk.note_phi is not None and chunk.note_phi.num_rows:
                 truth_table("note_phi", chunk.note_phi)
             for d in chunk.defects:
                 kind, system, file, pos, fld, key, person, detail = d
-                for name, value in zip(DEFECT_FIELDS, (kind, system, file, None if pos < 0 else pos + offsets.get(file, 0) + 1, fld, key, person, detail), strict=True):
+                for name, value in zip(
+                    DEFECT_FIELDS,
+                    (
+                        kind,
+                        system,
+                        file,
+                        None if pos < 0 else pos + offsets.get(file, 0) + 1,
+                        fld,
+                        key,
+                        person,
+                        detail,
+                    ),
+                    strict=True,
+                ):
                     defects[name].append(value)
             eligible.update(chunk.eligible)
             kpi.update(chunk.kpi)
@@ -201,22 +255,40 @@ def _generate_into(config: HospitalConfig, out: Path, progress: Callable[[int, i
         for w in truth_writers.values():
             w.close()
 
-    defect_table = pa.table({k: pa.array(v, pa.int64() if k == "row" else pa.string()) for k, v in defects.items()})
+    defect_table = pa.table(
+        {k: pa.array(v, pa.int64() if k == "row" else pa.string()) for k, v in defects.items()}
+    )
     pq.write_table(defect_table, out / TRUTH / "defects.parquet", compression="zstd")
     kpis = _kpis(kpi)
-    (out / TRUTH / "kpis.json").write_text(json.dumps(kpis, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (out / TRUTH / "kpis.json").write_text(
+        json.dumps(kpis, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     files = writers.summary()
-    defect_counts = dict(sorted(Counter(defects["kind"]).items()))  # type: ignore[arg-type]
+    defect_counts = dict(sorted(Counter(str(k) for k in defects["kind"]).items()))
     manifest = {
         "generator": "medspace synth",
-        "config": config.model_dump(mode="json"),
-        "row_numbering": "row = 1-based data row: CSV line minus the header, NDJSON line, XLSX row minus the header",
-        "files": [{"system": f.system, "path": f.path, "format": f.format, "rows": f.rows, "bytes": f.bytes, "sha256": _sha256(out / f.path)} for f in files],
+        "config": config.model_dump(mode="json", exclude={"workers"}),  # workers do not change the output
+        "row_numbering": (
+            "row = 1-based data row: CSV line minus the header, NDJSON line, XLSX row minus the header"
+        ),
+        "files": [
+            {
+                "system": f.system,
+                "path": f.path,
+                "format": f.format,
+                "rows": f.rows,
+                "bytes": f.bytes,
+                "sha256": _sha256(out / f.path),
+            }
+            for f in files
+        ],
         "defects": defect_counts,
         "eligible": dict(sorted(eligible.items())),
         "inpatient_number_scheme": "per patient (住院号 kept across admissions; 住院次数 counts them)",
     }
-    (out / TRUTH / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (out / TRUTH / "manifest.json").write_text(
+        json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     return files, defect_counts, kpis
 
 
@@ -258,13 +330,22 @@ def _kpis(k: Counter[str]) -> dict[str, float]:
 
 def _write_persons(pop: Population, catalogue: Catalogue, path: Path) -> None:
     keys = np.array(pop.condition_keys)
-    table = pa.table({
-        "person_id": pop.person_id, "name": pop.name, "sex": pop.sex,
-        "birth_date": pa.array(pop.birth_day.astype("datetime64[D]")), "resident_id": pop.resident_id,
-        "region_code": pop.region_code, "phone": pop.phone, "province": pop.province, "city": pop.city,
-        "district": pop.district, "street": pop.street,
-        "conditions": pa.array([keys[row].tolist() for row in pop.conditions], pa.list_(pa.string())),
-    })  # fmt: skip
+    table = pa.table(
+        {
+            "person_id": pop.person_id,
+            "name": pop.name,
+            "sex": pop.sex,
+            "birth_date": pa.array(pop.birth_day.astype("datetime64[D]")),
+            "resident_id": pop.resident_id,
+            "region_code": pop.region_code,
+            "phone": pop.phone,
+            "province": pop.province,
+            "city": pop.city,
+            "district": pop.district,
+            "street": pop.street,
+            "conditions": pa.array([keys[row].tolist() for row in pop.conditions], pa.list_(pa.string())),
+        }
+    )
     pq.write_table(table, path, compression="zstd")
 
 

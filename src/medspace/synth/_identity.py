@@ -48,7 +48,9 @@ class SystemIdentity:
     address_variant: NDArray[np.bool_]
 
 
-def system_identity(pop: Population, pools: NamePools, rates: DefectRates, rng: np.random.Generator, city: str) -> SystemIdentity:
+def system_identity(
+    pop: Population, pools: NamePools, rates: DefectRates, rng: np.random.Generator, city: str
+) -> SystemIdentity:
     n = len(pop)
     name_typo = rng.random(n) < rates.name_typo
     birth_typo = rng.random(n) < rates.birth_date_typo
@@ -84,10 +86,15 @@ def system_identity(pop: Population, pools: NamePools, rates: DefectRates, rng: 
     full = np.char.add(np.char.add(np.char.add(pop.province, pop.city), pop.district), pop.street)
     # Variants: the city or province left out, or the district written without its suffix.
     without_city = np.char.add(pop.district, pop.street)
-    short_district = np.char.add(np.char.add(pop.province, np.char.replace(np.char.replace(pop.district, "新区", ""), "区", "")), pop.street)
+    short_district = np.char.add(
+        np.char.add(pop.province, np.char.replace(np.char.replace(pop.district, "新区", ""), "区", "")),
+        pop.street,
+    )
     variant = np.where(rng.random(n) < 0.6, without_city, short_district)
     address = np.where(address_variant, variant, full)
-    return SystemIdentity(name, birth, ids, phone, address, name_typo, birth_typo, id_typo, phone_missing, address_variant)
+    return SystemIdentity(
+        name, birth, ids, phone, address, name_typo, birth_typo, id_typo, phone_missing, address_variant
+    )
 
 
 __all__ = ["SystemIdentity", "patient_numbers", "resident_ids", "system_identity"]

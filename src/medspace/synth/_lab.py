@@ -1,5 +1,5 @@
-"""True laboratory work of one chunk: requests (申请单), tubes (条码) and result items, with values that follow
-each person's conditions (HbA1c high in diabetes, a positive breath test in H. pylori infection, ...).
+"""True laboratory work of one chunk: requests (申请单), tubes (条码) and result items, with values that
+follow each person's conditions (HbA1c high in diabetes, a positive breath test in H. pylori infection, ...).
 
 Requests are laid out in Python (there are few); result items, the largest table of the hospital, are
 generated with NumPy column operations.
@@ -13,7 +13,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ._catalogue import Catalogue
-from ._encounters import DAY, STATUS_DONE, VISIT_CHECKUP, VISIT_EMERGENCY, Diagnoses, Stay, Visits
+from ._encounters import DAY, STATUS_DONE, VISIT_CHECKUP, VISIT_EMERGENCY, Stay, Visits
 from ._population import Population
 
 
@@ -42,10 +42,13 @@ class LabWork:
 
 
 def draw_lab(
-    catalogue: Catalogue, pop: Population, visits: Visits, stays: list[Stay], rng: np.random.Generator,
+    catalogue: Catalogue,
+    pop: Population,
+    visits: Visits,
+    stays: list[Stay],
+    rng: np.random.Generator,
     branch_share: float,
-) -> LabWork:  # fmt: skip
-    dx = Diagnoses(catalogue)
+) -> LabWork:
     conditions = catalogue.conditions
     tests = catalogue.lab_tests
     panel_of_test = {t.code: t.panel for t in tests}
@@ -108,10 +111,9 @@ def draw_lab(
     tube_type: list[str] = []
     item_tube_l: list[int] = []
     item_test_l: list[int] = []
-    test_index = {t.code: i for i, t in enumerate(tests)}
     panel_tests: dict[str, list[int]] = {}
-    for i, t in enumerate(tests):
-        panel_tests.setdefault(t.panel, []).append(i)
+    for i, test in enumerate(tests):
+        panel_tests.setdefault(test.panel, []).append(i)
     for r, ps in enumerate(panels):
         tubes: dict[tuple[str, str], int] = {}
         for panel in ps:
@@ -124,7 +126,6 @@ def draw_lab(
             for ti in panel_tests[panel]:
                 item_tube_l.append(tubes[key])
                 item_test_l.append(ti)
-    del test_index
 
     tube_req = np.array(tube_request, dtype=np.int64)
     n_tubes = len(tube_req)
@@ -138,25 +139,34 @@ def draw_lab(
     mean = np.array([t.normal[0] for t in tests])[item_test]
     sd = np.array([t.normal[1] for t in tests])[item_test]
     cond_index = {c.key: i for i, c in enumerate(conditions)}
-    for ti, t in enumerate(tests):
+    for ti, test in enumerate(tests):
         is_test = item_test == ti
         # the first listed condition the person has sets the distribution (lists go from most specific)
-        for key, (m, s) in reversed(list(t.abnormal.items())):
-            hit = is_test & pop.conditions[item_person, cond_index[key]]
+        for cond_key, (m, spread) in reversed(list(test.abnormal.items())):
+            hit = is_test & pop.conditions[item_person, cond_index[cond_key]]
             mean = np.where(hit, m, mean)
-            sd = np.where(hit, s, sd)
+            sd = np.where(hit, spread, sd)
     value = np.maximum(rng.normal(mean, sd), np.array([t.normal[0] for t in tests])[item_test] * 0.05)
     decimals = np.array([t.decimals for t in tests])[item_test]
     value = np.round(value * 10.0**decimals) / 10.0**decimals
     report = receive[item_tube] + rng.integers(30, 240, n_items) * 60
     review = report + rng.integers(3, 60, n_items) * 60
-    del dx
     return LabWork(
-        req_person=np.array(persons, dtype=np.int64), req_visit=np.array(visit_ids, dtype=str),
-        req_kind=np.array(kinds, dtype=str), req_department=np.array(departments, dtype=np.int64),
-        req_diagnosis=np.array(diagnoses, dtype=np.int64), req_time=req_time,
+        req_person=np.array(persons, dtype=np.int64),
+        req_visit=np.array(visit_ids, dtype=str),
+        req_kind=np.array(kinds, dtype=str),
+        req_department=np.array(departments, dtype=np.int64),
+        req_diagnosis=np.array(diagnoses, dtype=np.int64),
+        req_time=req_time,
         req_branch=rng.random(n_req) < branch_share,
-        tube_request=tube_req, tube_panel_kind=np.array(tube_specimen, dtype=str),
-        tube_tube=np.array(tube_type, dtype=str), tube_collect=collect, tube_receive=receive,
-        item_tube=item_tube, item_test=item_test, item_value=value, item_report=report, item_review=review,
-    )  # fmt: skip
+        tube_request=tube_req,
+        tube_panel_kind=np.array(tube_specimen, dtype=str),
+        tube_tube=np.array(tube_type, dtype=str),
+        tube_collect=collect,
+        tube_receive=receive,
+        item_tube=item_tube,
+        item_test=item_test,
+        item_value=value,
+        item_report=report,
+        item_review=review,
+    )

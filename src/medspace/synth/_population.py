@@ -88,21 +88,35 @@ class Population:
             **{
                 name: getattr(self, name)[cut]
                 for name in (
-                    "person_id", "sex", "birth_day", "name", "resident_id", "region_code", "phone",
-                    "province", "city", "district", "street", "conditions",
+                    "person_id",
+                    "sex",
+                    "birth_day",
+                    "name",
+                    "resident_id",
+                    "region_code",
+                    "phone",
+                    "province",
+                    "city",
+                    "district",
+                    "street",
+                    "conditions",
                 )
             },
             condition_keys=self.condition_keys,
-        )  # fmt: skip
+        )
 
     def address(self, i: int) -> str:
         return f"{self.province[i]}{self.city[i]}{self.district[i]}{self.street[i]}"
 
 
-def resident_ids(region: NDArray[np.str_], birth_day: NDArray[np.int64], seq: NDArray[np.int64]) -> NDArray[np.str_]:
+def resident_ids(
+    region: NDArray[np.str_], birth_day: NDArray[np.int64], seq: NDArray[np.int64]
+) -> NDArray[np.str_]:
     """Vectorised GB 11643 resident IDs: region + YYYYMMDD + 3-digit sequence + check character."""
     births = np.datetime_as_string(birth_day.astype("datetime64[D]"), unit="D")
-    body = np.char.add(np.char.add(region, np.char.replace(births, "-", "")), np.char.zfill(seq.astype(str), 3))
+    body = np.char.add(
+        np.char.add(region, np.char.replace(births, "-", "")), np.char.zfill(seq.astype(str), 3)
+    )
     digits = body.view(np.uint32).reshape(len(body), 17).astype(np.int64) - ord("0")
     check = _ID_CHECK[(digits @ _ID_WEIGHTS) % 11]
     return np.char.add(body, check)
@@ -153,7 +167,7 @@ def draw_population(catalogue: Catalogue, patients: int, seed: int, start: dt.da
     ids = resident_ids(region, birth_day, seq)
     # Resident IDs are unique in reality: redraw the sequence where two people collide.
     while True:
-        _, first, counts = np.unique(ids, return_index=True, return_counts=True)
+        _, first = np.unique(ids, return_index=True)
         dup = np.ones(n, dtype=bool)
         dup[first] = False
         if not dup.any():
@@ -180,7 +194,9 @@ def draw_population(catalogue: Catalogue, patients: int, seed: int, start: dt.da
     # Shanghai-style addresses: "<road><lane>弄<building>号<room>室" or "<road><number>号".
     house = np.char.add(np.char.add(road, rng.integers(1, 1500, n).astype(str)), "号")
     lane = np.char.add(np.char.add(road, rng.integers(1, 900, n).astype(str)), "弄")
-    building = np.char.add(np.char.add(rng.integers(1, 40, n).astype(str), "号"), rng.integers(101, 2405, n).astype(str))
+    building = np.char.add(
+        np.char.add(rng.integers(1, 40, n).astype(str), "号"), rng.integers(101, 2405, n).astype(str)
+    )
     street = np.where(rng.random(n) < 0.3, house, np.char.add(np.char.add(lane, building), "室"))
 
     conditions = _draw_conditions(catalogue, rng, sex, age_years)

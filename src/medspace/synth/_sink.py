@@ -51,7 +51,7 @@ class ChunkOutput:
         defects: list[tuple[str, str, NDArray[np.int64], Any]] = (),  # type: ignore[assignment]
         withhold: NDArray[np.bool_] | None = None,
     ) -> NDArray[np.int64]:
-        """Add rows to a file. Returns, for each given row, its position in the chunk's table (-1 if withheld).
+        """Add rows to a file; return each given row's position in the chunk's table (-1 if withheld).
 
         Args:
             defects: (kind, field, row positions in ``columns``, detail) for rows that carry a defect.
@@ -59,7 +59,9 @@ class ChunkOutput:
             withhold: rows the export lost; they go to the ground truth's withheld folder instead.
         """
         n = len(record_key)
-        table = pa.table({k: v if isinstance(v, pa.Array | pa.ChunkedArray) else pa.array(v) for k, v in columns.items()})
+        table = pa.table(
+            {k: v if isinstance(v, pa.Array | pa.ChunkedArray) else pa.array(v) for k, v in columns.items()}
+        )
         keep = np.ones(n, dtype=bool) if withhold is None else ~withhold
         if withhold is not None and withhold.any():
             self.withheld[file] = _concat(self.withheld.get(file), table.filter(pa.array(withhold)))
@@ -80,12 +82,25 @@ class ChunkOutput:
         system = file.split("/", 1)[0]
         for row in np.nonzero(is_copy)[0]:
             src = order[row]
-            self.defects.append(("duplicate_record", system, file, int(offset + row), "", str(record_key[src]), str(person_id[src]), "row written twice"))
+            self.defects.append(
+                (
+                    "duplicate_record",
+                    system,
+                    file,
+                    int(offset + row),
+                    "",
+                    str(record_key[src]),
+                    str(person_id[src]),
+                    "row written twice",
+                )
+            )
         for kind, fld, rows, detail in defects:
             for j, r in enumerate(rows):
                 pos = int(position[r])
                 text = detail if isinstance(detail, str) else str(detail[j])
-                self.defects.append((kind, system, file, pos, fld, str(record_key[r]), str(person_id[r]), text))
+                self.defects.append(
+                    (kind, system, file, pos, fld, str(record_key[r]), str(person_id[r]), text)
+                )
         chunk = FileChunk(table.take(pa.array(order)), person_id[order], record_key[order])
         if file in self.files:
             old = self.files[file]

@@ -68,16 +68,28 @@ class ExportWriters:
         import xlsxwriter
 
         if path not in self._workbooks:
-            wb = xlsxwriter.Workbook(str(self.out / path), {"constant_memory": True, "strings_to_numbers": False})
-            wb.set_properties({"created": _FIXED_TIMESTAMP, "author": "HIS 医保接口", "title": "医保结算清单"})
+            wb = xlsxwriter.Workbook(
+                str(self.out / path), {"constant_memory": True, "strings_to_numbers": False}
+            )
+            wb.set_properties(
+                {"created": _FIXED_TIMESTAMP, "author": "HIS 医保接口", "title": "医保结算清单"}
+            )
             ws = wb.add_worksheet("结算清单")
-            state = {"wb": wb, "ws": ws, "row": 1, "date": wb.add_format({"num_format": "yyyy-mm-dd"}),
-                     "datetime": wb.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"})}  # fmt: skip
+            state = {
+                "wb": wb,
+                "ws": ws,
+                "row": 1,
+                "date": wb.add_format({"num_format": "yyyy-mm-dd"}),
+                "datetime": wb.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"}),
+            }
             ws.write_row(0, 0, table.column_names)
             self._workbooks[path] = state
         state = self._workbooks[path]
         ws = state["ws"]
-        columns = [(name, table.column(name).to_pylist(), pa.types.is_timestamp(table.schema.field(name).type)) for name in table.column_names]
+        columns = [
+            (name, table.column(name).to_pylist(), pa.types.is_timestamp(table.schema.field(name).type))
+            for name in table.column_names
+        ]
         for i in range(table.num_rows):
             r = state["row"]
             for j, (name, values, is_ts) in enumerate(columns):
@@ -99,6 +111,12 @@ class ExportWriters:
         from ._generate import ExportFile
 
         return [
-            ExportFile(system=path.split("/", 1)[0], path=path, format=self.formats[path], rows=rows, bytes=(self.out / path).stat().st_size)
+            ExportFile(
+                system=path.split("/", 1)[0],
+                path=path,
+                format=self.formats[path],
+                rows=rows,
+                bytes=(self.out / path).stat().st_size,
+            )
             for path, rows in sorted(self.rows.items())
         ]
