@@ -53,7 +53,7 @@ def draw_lab(
     tests = catalogue.lab_tests
     panel_of_test = {t.code: t.panel for t in tests}
     cond_panels = [sorted({panel_of_test[t] for t in c.tests}) for c in conditions]
-    checkup_panels = ["CBC", "LIVER", "RENAL", "GLU", "LIPID"]
+    checkup_panels = ["CBC", "LIVER", "RENAL", "GLU", "HBA1C", "LIPID"]
 
     persons: list[int] = []
     visit_ids: list[str] = []
