@@ -8,6 +8,7 @@ installed.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Annotated
 
@@ -70,7 +71,8 @@ def synth(
 
     from medspace.synth import HospitalConfig, generate_hospital
 
-    stdout = Console(highlight=False)
+    # At least 110 columns so file paths are not cut when output goes to a pipe or CI log.
+    stdout = Console(highlight=False, width=max(shutil.get_terminal_size().columns, 110))
     stderr = Console(stderr=True, highlight=False)
     try:
         try:
@@ -127,3 +129,7 @@ def synth(
         f"written to {out}",
         markup=False,
     )
+
+
+if __name__ == "__main__":
+    app()

@@ -42,7 +42,6 @@ class ExamEvent:
 def draw_exams(
     catalogue: Catalogue, pop: Population, visits: Visits, stays: list[Stay], rng: np.random.Generator
 ) -> list[ExamEvent]:
-    dx = Diagnoses(catalogue)
     exam_index = {e.code: i for i, e in enumerate(catalogue.exams)}
     conditions = catalogue.conditions
     cond = {c.key: i for i, c in enumerate(conditions)}
@@ -83,7 +82,6 @@ def draw_exams(
         ):
             add(p, str(visits.serial[j]), str(rng.choice(conditions[d].exams)), int(visits.department[j]), t)
     for s in stays:
-        c = dx.all[s.diagnosis]
         if s.diagnosis < len(conditions) and conditions[s.diagnosis].exams and rng.random() < 0.8:
             add(
                 s.person,
@@ -92,8 +90,6 @@ def draw_exams(
                 s.department,
                 s.admit + 7200,
             )
-        elif c.key in ("fracture",):
-            continue
     return events
 
 

@@ -98,9 +98,16 @@ def draw_lab(
         while s.admit + day * DAY < s.discharge - 6 * 3600:
             t = s.admit // DAY * DAY + day * DAY + 6 * 3600 + int(rng.integers(0, 3600))
             dept = s.discharge_department if s.transfer_at is not None and t > s.transfer_at else s.department
-            repeat = ["CBC", "ELEC", "RENAL", *(["GLU"] if "GLU" in extra else [])]
+            # daily blood count, electrolytes and renal function; liver function every third day
+            repeat = [
+                "CBC",
+                "ELEC",
+                "RENAL",
+                *(["LIVER"] if day % 3 == 0 else []),
+                *(["GLU"] if "GLU" in extra else []),
+            ]
             request(s.person, s.serial, "住院", dept, s.diagnosis, t, repeat)
-            day += int(rng.integers(1, 3))
+            day += 1
 
     n_req = len(persons)
     req_time = np.array(times, dtype=np.int64)
