@@ -288,9 +288,10 @@ def _add_operations(
         begin = min(stay.admit + day_offset * DAY + int(rng.integers(1, 4)) * 3600, latest - 3 * 3600)
         surgeon = str(rng.choice(doctors))
         theatre = str(rng.choice(_THEATRES))
-        chosen = [candidates[0]] if session == 1 else [candidates[int(rng.integers(len(candidates)))]]
-        # a second procedure in the same session (for example a lymph node dissection coded separately)
-        if rng.random() < 0.15 and len(candidates) > 1:
+        # the main procedure (a second session is a re-operation), and in the first session sometimes a
+        # second procedure coded separately (for example a lymph node dissection)
+        chosen = [candidates[0]]
+        if session == 1 and len(candidates) > 1 and rng.random() < 0.6:
             chosen.append(candidates[1])
         for proc in chosen:
             duration = int(rng.integers(20, 60 * (proc.grade + 1))) * 60

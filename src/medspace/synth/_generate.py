@@ -182,7 +182,7 @@ def _generate_into(
     writers = ExportWriters(out)
     eligible: Counter[str] = Counter()
     kpi: Counter[str] = Counter()
-    defects: dict[str, list[object]] = {k: [] for k in DEFECT_FIELDS}
+    defect_counts: Counter[str] = Counter()
     truth_writers: dict[str, pq.ParquetWriter] = {}
 
     def truth_table(name: str, table: pa.Table) -> None:
@@ -194,57 +194,25 @@ def _generate_into(
 
     done = 0
     try:
+        # Written up front so the file exists, with its schema, even for a hospital without defects.
+        truth_table("defects", _defect_table([], {}))
         for chunk in _chunks(config, catalogue, pop, doctors):
             offsets = writers.offsets()
             writers.write(chunk)
-            records = [
-                pa.table(
-                    {
-                        "file": pa.array([path] * fc.table.num_rows, pa.string()),
-                        "row": pa.array(
-                            np.arange(1, fc.table.num_rows + 1) + offsets.get(path, 0), pa.int64()
-                        ),
-                        "person_id": pa.array(fc.person_id, pa.string()),
-                        "record_key": pa.array(fc.record_key, pa.string()),
-                    }
-                )
-                for path, fc in chunk.files.items()
-            ]
-            truth_table("records", pa.concat_tables(records))
+            truth_table("records", _record_table(chunk, offsets))
             if chunk.links:
+                names = ("kind", "from_file", "from_key", "to_file", "to_key")
                 truth_table(
                     "links",
-                    pa.table(
-                        dict(
-                            zip(
-                                ("kind", "from_file", "from_key", "to_file", "to_key"),
-                                map(list, zip(*chunk.links, strict=True)),
-                                strict=True,
-                            )
-                        )
-                    ),
+                    pa.table(dict(zip(names, map(list, zip(*chunk.links, strict=True)), strict=True))),
                 )
             if chunk.visits is not None:
                 truth_table("visits", chunk.visits)
             if chunk.note_phi is not None and chunk.note_phi.num_rows:
                 truth_table("note_phi", chunk.note_phi)
-            for d in chunk.defects:
-                kind, system, file, pos, fld, key, person, detail = d
-                for name, value in zip(
-                    DEFECT_FIELDS,
-                    (
-                        kind,
-                        system,
-                        file,
-                        None if pos < 0 else pos + offsets.get(file, 0) + 1,
-                        fld,
-                        key,
-                        person,
-                        detail,
-                    ),
-                    strict=True,
-                ):
-                    defects[name].append(value)
+            # Defects stream out chunk by chunk: a million-patient hospital has millions of them.
+            truth_table("defects", _defect_table(chunk.defects, offsets))
+            defect_counts.update(d[0] for d in chunk.defects)
             eligible.update(chunk.eligible)
             kpi.update(chunk.kpi)
             done += chunk.patients
@@ -255,16 +223,11 @@ def _generate_into(
         for w in truth_writers.values():
             w.close()
 
-    defect_table = pa.table(
-        {k: pa.array(v, pa.int64() if k == "row" else pa.string()) for k, v in defects.items()}
-    )
-    pq.write_table(defect_table, out / TRUTH / "defects.parquet", compression="zstd")
     kpis = _kpis(kpi)
     (out / TRUTH / "kpis.json").write_text(
         json.dumps(kpis, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
     )
     files = writers.summary()
-    defect_counts = dict(sorted(Counter(str(k) for k in defects["kind"]).items()))
     manifest = {
         "generator": "medspace synth",
         "config": config.model_dump(mode="json", exclude={"workers"}),  # workers do not change the output
@@ -282,14 +245,50 @@ def _generate_into(
             }
             for f in files
         ],
-        "defects": defect_counts,
+        "defects": dict(sorted(defect_counts.items())),
         "eligible": dict(sorted(eligible.items())),
         "inpatient_number_scheme": "per patient (住院号 kept across admissions; 住院次数 counts them)",
     }
     (out / TRUTH / "manifest.json").write_text(
         json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
     )
-    return files, defect_counts, kpis
+    return files, dict(sorted(defect_counts.items())), kpis
+
+
+def _record_table(chunk: ChunkOutput, offsets: dict[str, int]) -> pa.Table:
+    """The true person and record key of every row the chunk added, numbered as rows of the files."""
+    return pa.concat_tables(
+        [
+            pa.table(
+                {
+                    "file": pa.array([path] * fc.table.num_rows, pa.string()),
+                    "row": pa.array(np.arange(1, fc.table.num_rows + 1) + offsets.get(path, 0), pa.int64()),
+                    "person_id": pa.array(fc.person_id, pa.string()),
+                    "record_key": pa.array(fc.record_key, pa.string()),
+                }
+            )
+            for path, fc in chunk.files.items()
+        ]
+    )
+
+
+def _defect_table(
+    defects: list[tuple[str, str, str, int, str, str, str, str]], offsets: dict[str, int]
+) -> pa.Table:
+    """Defects with their chunk positions turned into 1-based rows of the files (null: row withheld)."""
+    columns = list(zip(*defects, strict=True)) if defects else [() for _ in DEFECT_FIELDS]
+    rows = [
+        None if pos < 0 else pos + offsets.get(file, 0) + 1
+        for file, pos in zip(columns[2], columns[3], strict=True)
+    ]
+    return pa.table(
+        {
+            name: pa.array(
+                rows if name == "row" else list(values), pa.int64() if name == "row" else pa.string()
+            )
+            for name, values in zip(DEFECT_FIELDS, columns, strict=True)
+        }
+    )
 
 
 def _kpis(k: Counter[str]) -> dict[str, float]:
