@@ -7,6 +7,7 @@ their position in the chunk's table, which the writer turns into row numbers in 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,7 +49,7 @@ class ChunkOutput:
         *,
         duplicate_rate: float = 0.0,
         rng: np.random.Generator | None = None,
-        defects: list[tuple[str, str, NDArray[np.int64], Any]] = (),  # type: ignore[assignment]
+        defects: Sequence[tuple[str, str, NDArray[np.int64], Any]] = (),
         withhold: NDArray[np.bool_] | None = None,
     ) -> NDArray[np.int64]:
         """Add rows to a file; return each given row's position in the chunk's table (-1 if withheld).
