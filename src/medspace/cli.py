@@ -122,6 +122,25 @@ def synth(
         defects.add_row(kind, f"{count:,}")
     stdout.print(defects)
 
+    kpis = Table(title="true KPIs (truth/kpis.json, by the official definitions)")
+    kpis.add_column("KPI")
+    kpis.add_column("value", justify="right")
+    for name in (
+        "outpatient_visits",
+        "discharges",
+        "outpatient_visits_per_discharge",
+        "operated_discharge_share",
+        "minimally_invasive_share",
+        "grade4_share",
+        "day_surgery_share",
+        "cost_per_outpatient_visit",
+        "cost_per_discharge",
+        "average_length_of_stay",
+    ):
+        value = summary.kpis[name]
+        kpis.add_row(name, f"{value:,}" if isinstance(value, int) else f"{value:,.3f}")
+    stdout.print(kpis)
+
     total_rows = sum(file.rows for file in summary.files)
     rate = f"{total_rows / summary.seconds:,.0f} rows/s" if summary.seconds > 0 else "rows/s not measured"
     stdout.print(
