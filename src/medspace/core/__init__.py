@@ -1,4 +1,4 @@
-"""Shared foundations every medspace stage builds on: the error hierarchy and identifier checks.
+"""Shared foundations every medspace stage builds on: errors, identifier checks and the workspace.
 
 Stages import from here (``from medspace.core import InputError``), never from the private modules.
 """
@@ -13,6 +13,7 @@ from medspace.core._identifiers import (
     resident_id_check_char,
     resident_id_sex,
 )
+from medspace.core._workspace import Workspace, default_workspace, replace_folder
 from medspace.core.errors import ConfigError, InputError, MedspaceError, SpecError
 
 __all__ = [
@@ -23,9 +24,12 @@ __all__ = [
     "ResidentIdCheck",
     "ResidentIdFailure",
     "SpecError",
+    "Workspace",
     "check_resident_id",
+    "default_workspace",
     "make_resident_id",
     "region_codes",
+    "replace_folder",
     "resident_id_check_char",
     "resident_id_sex",
 ]

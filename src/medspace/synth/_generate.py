@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -22,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from medspace.core import InputError
+from medspace.core import InputError, replace_folder
 
 from ._catalogue import Catalogue, load_catalogue
 from ._config import HospitalConfig
@@ -93,16 +91,8 @@ def generate_hospital(
             "the output folder exists and was not written by `medspace synth`; choose an empty or new folder",
             file=str(out),
         )
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    try:
+    with replace_folder(out) as tmp:
         summary = _generate_into(config, tmp, progress)
-        _swap_in(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return HospitalSummary(
         out=out,
         patients=config.patients,
@@ -111,15 +101,6 @@ def generate_hospital(
         defects=summary[1],
         kpis=summary[2],
     )
-
-
-def _swap_in(tmp: Path, out: Path) -> None:
-    old = out.with_name(f".{out.name}.old-{os.getpid()}")
-    if out.exists():
-        out.rename(old)
-    tmp.rename(out)
-    if old.exists():
-        shutil.rmtree(old)
 
 
 def _doctors(catalogue: Catalogue, seed: int) -> np.ndarray:
