@@ -86,7 +86,7 @@ def main() -> None:
                 )
             )
         )
-    Console().print(table)
+    Console(width=120).print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine()}
     args.out.write_text(
