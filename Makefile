@@ -11,7 +11,7 @@ $(BIN)/python:
 
 # Reinstall only when the dependencies change.
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -e '.[dev]'
+	$(BIN)/pip install -e '.[dev,spark]'
 	touch $(STAMP)
 
 demo: $(STAMP)

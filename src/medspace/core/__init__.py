@@ -3,6 +3,7 @@
 Stages import from here (``from medspace.core import InputError``), never from the private modules.
 """
 
+from medspace.core._engine import ENGINES, EngineName, connect, spark_session
 from medspace.core._identifiers import (
     RESIDENT_ID_WEIGHTS,
     ResidentIdCheck,
@@ -17,8 +18,10 @@ from medspace.core._workspace import Workspace, default_workspace, replace_folde
 from medspace.core.errors import ConfigError, InputError, MedspaceError, SpecError
 
 __all__ = [
+    "ENGINES",
     "RESIDENT_ID_WEIGHTS",
     "ConfigError",
+    "EngineName",
     "InputError",
     "MedspaceError",
     "ResidentIdCheck",
@@ -26,10 +29,12 @@ __all__ = [
     "SpecError",
     "Workspace",
     "check_resident_id",
+    "connect",
     "default_workspace",
     "make_resident_id",
     "region_codes",
     "replace_folder",
     "resident_id_check_char",
     "resident_id_sex",
+    "spark_session",
 ]
