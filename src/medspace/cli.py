@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -25,6 +25,9 @@ from rich.progress import (
 from rich.table import Table
 
 from medspace.core import ConfigError, MedspaceError
+
+if TYPE_CHECKING:
+    from medspace.core import EngineName
 
 app = typer.Typer(
     name="medspace",
@@ -148,6 +151,151 @@ def synth(
         f"written to {out}",
         markup=False,
     )
+
+
+# ------------------------------------------------------------------------------------- data pipeline
+WorkspaceOption = Annotated[
+    Path | None,
+    typer.Option(help="Workspace folder (default: $MEDSPACE_WORKSPACE or ./medspace-data)."),
+]
+EngineOption = Annotated[
+    str, typer.Option(help="Compute engine: duckdb (embedded) or spark (local[2] session).")
+]
+
+
+def _workspace(path: Path | None) -> Path:
+    from medspace.core import default_workspace
+
+    return path if path is not None else default_workspace()
+
+
+def _engine(name: str) -> EngineName:
+    from medspace.core import ENGINES
+
+    if name not in ENGINES:
+        raise ConfigError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
+    return name
+
+
+def _console() -> Console:
+    return Console(highlight=False, width=max(shutil.get_terminal_size().columns, 110))
+
+
+def _fail(exc: MedspaceError) -> typer.Exit:
+    Console(stderr=True, highlight=False).print(f"error: {exc}", markup=False, soft_wrap=True)
+    return typer.Exit(code=exc.exit_code)
+
+
+def _ingest(exports: Path, workspace: Path, out: Console) -> None:
+    from medspace.sources import stage_exports
+
+    with out.status("ingest: reading every system's exports by its mapping spec"):
+        report = stage_exports(exports, workspace)
+    table = Table(title=f"ingest: staged tables ({workspace / 'staging'})")
+    for column in ("table", "files", "rows read", "staged", "quarantined"):
+        table.add_column(column, justify="left" if column == "table" else "right")
+    for t in report.tables:
+        table.add_row(
+            f"{t.system}/{t.table}", str(t.files), f"{t.rows_read:,}", f"{t.staged:,}", f"{t.quarantined:,}"
+        )
+    out.print(table)
+    rules = ", ".join(f"{rule} {n:,}" for rule, n in sorted(report.rules.items())) or "none"
+    out.print(f"quarantined by rule: {rules}", markup=False)
+    for problem in report.problems:
+        out.print(f"problem: {problem.to_error()}", markup=False)
+
+
+def _link(workspace: Path, engine: EngineName, out: Console) -> None:
+    from medspace.link import link_workspace
+
+    with out.status(f"link: persons across systems and every record to its visit ({engine})"):
+        report = link_workspace(workspace, engine)
+    table = Table(title=f"link: {report.persons:,} persons from {report.records:,} identity records")
+    for column in ("table", "linked", "relinked", "recovered", "orphan"):
+        table.add_column(column, justify="left" if column == "table" else "right")
+    for name, statuses in report.events.items():
+        table.add_row(
+            name, *(f"{statuses.get(s, 0):,}" for s in ("linked", "relinked", "recovered", "orphan"))
+        )
+    out.print(table)
+    out.print(f"{report.orphans:,} records whose parent is missing from its export (see link/events.parquet)")
+
+
+def _cdm(workspace: Path, engine: EngineName, from_omop: Path | None, out: Console) -> None:
+    from medspace.cdm import build_cdm, import_omop
+
+    if from_omop is not None:
+        with out.status(f"cdm: importing the OMOP CDM at {from_omop}"):
+            imported = import_omop(from_omop, workspace)
+        counts = {t.table: t.rows_imported for t in imported.tables}
+    else:
+        with out.status(f"cdm: building OMOP CDM v5.4 tables ({engine})"):
+            counts = build_cdm(workspace, engine).tables
+    table = Table(title=f"cdm: OMOP CDM v5.4 tables ({workspace / 'cdm'})")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name, rows in counts.items():
+        table.add_row(name, f"{rows:,}")
+    out.print(table)
+
+
+@app.command()
+def ingest(
+    exports: Annotated[
+        Path, typer.Argument(help="Folder of the hospital's exports, one sub-folder per system.")
+    ],
+    workspace: WorkspaceOption = None,
+) -> None:
+    """Read every system's exports by its mapping spec into staging tables; quarantine bad rows."""
+    try:
+        _ingest(exports, _workspace(workspace), _console())
+    except MedspaceError as exc:
+        raise _fail(exc) from None
+
+
+@app.command()
+def link(workspace: WorkspaceOption = None, engine: EngineOption = "duckdb") -> None:
+    """Link each person across systems and every record to its visit; report orphans."""
+    try:
+        _link(_workspace(workspace), _engine(engine), _console())
+    except MedspaceError as exc:
+        raise _fail(exc) from None
+
+
+@app.command()
+def cdm(
+    workspace: WorkspaceOption = None,
+    engine: EngineOption = "duckdb",
+    from_omop: Annotated[
+        Path | None,
+        typer.Option(help="Import an existing OMOP CDM (CSV folder, zip or DuckDB file) instead."),
+    ] = None,
+) -> None:
+    """Build the OMOP CDM v5.4 tables from the linked data (or import an existing OMOP CDM)."""
+    try:
+        _cdm(_workspace(workspace), _engine(engine), from_omop, _console())
+    except MedspaceError as exc:
+        raise _fail(exc) from None
+
+
+@app.command()
+def run(
+    exports: Annotated[
+        Path, typer.Argument(help="Folder of the hospital's exports, one sub-folder per system.")
+    ],
+    workspace: WorkspaceOption = None,
+    engine: EngineOption = "duckdb",
+) -> None:
+    """Run ingest, link and cdm in order."""
+    out = _console()
+    try:
+        ws = _workspace(workspace)
+        chosen = _engine(engine)
+        _ingest(exports, ws, out)
+        _link(ws, chosen, out)
+        _cdm(ws, chosen, None, out)
+    except MedspaceError as exc:
+        raise _fail(exc) from None
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ the hospital's Chinese code systems and local lab codes to OMOP concepts are CSV
 """
 
 from medspace.cdm._duckdb import QUARANTINE_SCHEMA, duckdb_ddl
+from medspace.cdm._from_hospital import CdmBuildReport, build_cdm
 from medspace.cdm._import import ImportReport, TableImport, import_omop
 from medspace.cdm._mappings import (
     Department,
@@ -25,6 +26,7 @@ from medspace.cdm._units import normalise_unit, to_canonical, to_canonical_arrow
 __all__ = [
     "CDM_VERSION",
     "QUARANTINE_SCHEMA",
+    "CdmBuildReport",
     "CdmField",
     "CdmSchema",
     "CdmTable",
@@ -40,6 +42,7 @@ __all__ = [
     "TableImport",
     "UnitConversion",
     "VisitType",
+    "build_cdm",
     "cdm_schema",
     "duckdb_ddl",
     "import_omop",

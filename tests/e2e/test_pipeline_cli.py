@@ -1,0 +1,38 @@
+"""The whole data pipeline from the command line: synth, then `medspace run` (ingest, link, cdm)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from medspace.cli import app
+
+
+def test_run_builds_a_cdm_from_a_fresh_hospital_and_rerunning_is_safe(tmp_path: Path) -> None:
+    runner = CliRunner()
+    made = runner.invoke(
+        app, ["synth", "--patients", "400", "--seed", "2", "--out", str(tmp_path / "h"), "--quiet"]
+    )
+    assert made.exit_code == 0, made.output
+    for _ in range(2):  # re-running replaces every stage's output as a whole
+        result = runner.invoke(app, ["run", str(tmp_path / "h"), "--workspace", str(tmp_path / "ws")])
+        assert result.exit_code == 0, result.output
+        assert "measurement" in result.output
+    manifest = json.loads((tmp_path / "ws/cdm/manifest.json").read_text(encoding="utf-8"))
+    assert manifest["tables"]["person"] > 0
+    assert sorted(p.name for p in (tmp_path / "ws").iterdir()) == ["cdm", "link", "staging"]
+
+
+def test_link_without_staging_fails_with_a_clear_message(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["link", "--workspace", str(tmp_path / "empty")])
+    assert result.exit_code == 1
+    assert "run `medspace ingest` first" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_unknown_engine_is_refused(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["link", "--workspace", str(tmp_path), "--engine", "oracle"])
+    assert result.exit_code == 1
+    assert "unknown engine" in result.output
