@@ -17,9 +17,17 @@ from typing import Any
 
 import ibis
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from medspace.core import EngineName, InputError, Workspace, connect, replace_folder
+from medspace.core import (
+    EngineName,
+    InputError,
+    Workspace,
+    connect,
+    materialise,
+    replace_folder,
+    small_table,
+    write_parquet,
+)
 
 from ._mappings import Mappings, load_mappings
 from ._schema import cdm_schema
@@ -85,7 +93,7 @@ class HospitalData:
         return j.filter(j.ev_person.notnull())
 
     def table(self, name: str, rows: list[dict[str, Any]], schema: pa.Schema) -> Any:
-        return ibis.memtable(pa.Table.from_pylist(rows, schema=schema))
+        return small_table(self.con, f"cdm_map_{name}", pa.Table.from_pylist(rows, schema=schema))
 
 
 def person_key(text: Any) -> Any:
@@ -687,8 +695,8 @@ def build_tables(h: HospitalData) -> dict[str, Any]:
     sites = care_sites(h)
     location = locations(h)
     provider = providers(h)
-    ids = visit_ids(h).cache()
-    visit = visits(h, ids, sites).cache()
+    ids = materialise(h.con, visit_ids(h), "cdm_visit_ids")
+    visit = materialise(h.con, visits(h, ids, sites), "cdm_visits")
     plans = payer_plan_periods(h)
     tables = {
         "location": location,
@@ -746,8 +754,7 @@ def build_cdm(workspace: Path, engine: EngineName = "duckdb") -> CdmBuildReport:
     with replace_folder(ws.stage("cdm")) as out:
         for name, expr in tables.items():
             key = cdm_schema()[name].fields[0].name
-            con.to_parquet(expr.order_by(key), out / f"{name}.parquet")
-            counts[name] = int(pq.read_metadata(out / f"{name}.parquet").num_rows)
+            counts[name] = write_parquet(con, expr.order_by(key), out / f"{name}.parquet")
         manifest = {"cdm_version": "5.4", "engine": engine, "source": "medspace hospital", "tables": counts}
         (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return CdmBuildReport(counts, time.perf_counter() - began)

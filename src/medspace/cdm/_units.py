@@ -158,7 +158,9 @@ def to_canonical_ibis(
     import ibis
 
     chosen = mappings or load_mappings()
-    cleaned = unit.strip().replace("µ", "u").replace("μ", "u").re_replace("/l$", "/L")
+    # A regex, not .strip(): Ibis 12 compiles strip() for Spark as trim() of the letters t, n, r, v and f
+    # (the whitespace escapes lose their backslash), which turns "fL" into "L" (seen with pyspark 4.0.5).
+    cleaned = unit.re_replace(r"^\s+|\s+$", "").re_replace("[µμ]", "u").re_replace("/l$", "/L")
     number = value.cast("float64")
     branches = []
     for code in sorted(chosen.lab_tests):

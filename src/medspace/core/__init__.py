@@ -3,7 +3,15 @@
 Stages import from here (``from medspace.core import InputError``), never from the private modules.
 """
 
-from medspace.core._engine import ENGINES, EngineName, connect, spark_session
+from medspace.core._engine import (
+    ENGINES,
+    EngineName,
+    connect,
+    materialise,
+    small_table,
+    spark_session,
+    write_parquet,
+)
 from medspace.core._identifiers import (
     RESIDENT_ID_WEIGHTS,
     ResidentIdCheck,
@@ -32,9 +40,12 @@ __all__ = [
     "connect",
     "default_workspace",
     "make_resident_id",
+    "materialise",
     "region_codes",
     "replace_folder",
     "resident_id_check_char",
     "resident_id_sex",
+    "small_table",
     "spark_session",
+    "write_parquet",
 ]

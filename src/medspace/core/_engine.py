@@ -7,8 +7,15 @@ works without it and fails with an actionable message when it is asked for but m
 
 from __future__ import annotations
 
+import atexit
+import shutil
+import tempfile
 from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from medspace.core.errors import ConfigError
 
@@ -74,3 +81,57 @@ def spark_session() -> Any:
         .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
         .getOrCreate()
     )
+
+
+def small_table(con: BaseBackend, name: str, table: pa.Table) -> Any:
+    """Put a small Arrow table (a mapping, a list of valid IDs) on the backend as a named table.
+
+    ``ibis.memtable`` would do on DuckDB, but Spark cannot see a memtable inside a cached expression, so on
+    Spark the table goes through a Parquet file in a scratch folder that lives as long as the process.
+    """
+    if con.name == "duckdb":
+        return con.create_table(name, table, temp=True, overwrite=True)
+    path = _scratch() / f"{name}.parquet"
+    pq.write_table(table, path)
+    return con.read_parquet(str(path), table_name=name)
+
+
+@cache
+def _scratch() -> Path:
+    folder = Path(tempfile.mkdtemp(prefix="medspace-scratch-"))
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
+def materialise(con: BaseBackend, expr: Any, name: str) -> Any:
+    """Compute an intermediate table once and return it as a table to build on.
+
+    DuckDB keeps it as a temporary table. On Spark it is written to Parquet in the scratch folder and read
+    back: that also cuts the lineage, without which iterative stages (component rounds) grow query plans
+    until the driver runs out of memory printing them.
+    """
+    if con.name == "duckdb":
+        return con.create_table(name, expr, temp=True, overwrite=True)
+    path = _scratch() / name
+    if path.exists():
+        shutil.rmtree(path)
+    con.to_parquet_dir(expr, str(path))
+    return con.read_parquet_dir(str(path), table_name=name)
+
+
+def write_parquet(con: BaseBackend, expr: Any, path: Path) -> int:
+    """Write a stage's output table to one Parquet file; return its row count.
+
+    DuckDB writes the file itself. Spark would write a folder of part files; stages keep one file per table
+    whatever the engine, so on Spark the rows stream through Arrow batches into one file.
+    """
+    if con.name == "duckdb":
+        con.to_parquet(expr, path)
+        return int(pq.read_metadata(path).num_rows)
+    rows = 0
+    batches = con.to_pyarrow_batches(expr)
+    with pq.ParquetWriter(path, batches.schema) as writer:
+        for batch in batches:
+            writer.write_batch(batch)
+            rows += batch.num_rows
+    return rows

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from medspace.core import MedspaceError
+from ibis import BaseBackend
+
+from medspace.core import MedspaceError, materialise
 
 MAX_ROUNDS = 50
 
 
-def connected_components(nodes: Any, edges: Any) -> Any:
+def connected_components(con: BaseBackend, nodes: Any, edges: Any) -> Any:
     """Label every node with the smallest node id of its connected component.
 
     Args:
+        con: the backend the tables live on; each round is materialised there.
         nodes: Ibis table with a string column ``node``.
         edges: Ibis table with string columns ``a`` and ``b`` (undirected; self-loops and duplicates allowed).
 
@@ -27,22 +30,28 @@ def connected_components(nodes: Any, edges: Any) -> Any:
         Ibis table ``node, component`` with one row per node.
 
     Example:
+        >>> import ibis
         >>> import pyarrow as pa
-        >>> nodes = ibis.memtable(pa.table({"node": ["a", "b", "c", "d"]}))
-        >>> edges = ibis.memtable(pa.table({"a": ["b"], "b": ["c"]}))
-        >>> out = connected_components(nodes, edges).order_by("node").to_pyarrow()
+        >>> from medspace.core import connect
+        >>> con = connect("duckdb")
+        >>> nodes = con.create_table("nodes", pa.table({"node": ["a", "b", "c", "d"]}))
+        >>> edges = con.create_table("edges", pa.table({"a": ["b"], "b": ["c"]}))
+        >>> out = connected_components(con, nodes, edges).order_by("node").to_pyarrow()
         >>> out.column("component").to_pylist()
         ['a', 'b', 'b', 'd']
     """
     both = edges.select(a=edges.a, b=edges.b).union(edges.select(a=edges.b, b=edges.a)).distinct()
-    both = both.filter(both.a != both.b).cache()
-    labels = nodes.select(node=nodes.node, component=nodes.node).distinct().cache()
-    for _ in range(MAX_ROUNDS):
+    both = materialise(con, both.filter(both.a != both.b), "link_cc_edges")
+    labels = materialise(
+        con, nodes.select(node=nodes.node, component=nodes.node).distinct(), "link_cc_labels_0"
+    )
+    for round_ in range(1, MAX_ROUNDS + 1):
         via_neighbour = both.join(labels, both.b == labels.node).select(
             node=both.a, component=labels.component
         )
         candidates = via_neighbour.union(labels.select("node", "component"), distinct=False)
-        updated = candidates.group_by("node").aggregate(component=candidates.component.min()).cache()
+        updated = candidates.group_by("node").aggregate(component=candidates.component.min())
+        updated = materialise(con, updated, f"link_cc_labels_{round_}")
         changed = updated.join(labels, "node").filter(lambda t: t.component != t.component_right).count()
         # each round's labels are cached on the tables' own backend, so the next round reads them there
         if int(changed.execute()) == 0:

@@ -16,6 +16,7 @@ The stage runs on DuckDB or Spark (Ibis expressions), writes atomically and is s
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -24,13 +25,23 @@ from typing import Any
 
 import ibis
 
-from medspace.core import EngineName, Workspace, connect, replace_folder
+from medspace.core import (
+    EngineName,
+    Workspace,
+    connect,
+    materialise,
+    replace_folder,
+    small_table,
+    write_parquet,
+)
 
 from ._components import connected_components
 from ._events import SERIAL_CHILDREN, STAY_CHILDREN, inherited_events, serial_events, stay_events, visit_index
 from ._matching import match_records
 from ._persons import identity_records, key_edges
 from ._staged import StagedTables
+
+logger = logging.getLogger(__name__)
 
 # A HIS-less record joins a person only on a match this sure (identity fields of LIS and RIS are few).
 PROBABILISTIC_THRESHOLD = 0.95
@@ -62,12 +73,14 @@ def link_workspace(workspace: Path, engine: EngineName = "duckdb") -> LinkReport
     con = connect(engine)
     st = StagedTables(con, ws.stage("staging"))
     persons = resolve_persons(st)
-    visits = visit_index(st, persons).cache()
+    visits = materialise(con, visit_index(st, persons), "link_visits")
     events = linked_events(st, persons, visits)
     with replace_folder(ws.stage("link")) as out:
-        con.to_parquet(persons.order_by("record_id"), out / "person_records.parquet")
-        con.to_parquet(visits.order_by("visit_id"), out / "visits.parquet")
-        con.to_parquet(events.order_by(["system", "table", "source_row"]), out / "events.parquet")
+        write_parquet(con, persons.order_by("record_id"), out / "person_records.parquet")
+        write_parquet(con, visits.order_by("visit_id"), out / "visits.parquet")
+        write_parquet(
+            con, events.order_by(["system", "table", "source_file", "source_row"]), out / "events.parquet"
+        )
         counts = (
             events.group_by(["system", "table", "status"])
             .aggregate(rows=events.count())
@@ -101,21 +114,24 @@ def resolve_persons(st: StagedTables, *, min_probability: float = PROBABILISTIC_
     probabilistically (Fellegi-Sunter, trained on all identity records without labels) and joined to the one
     HIS-anchored person they match with at least ``min_probability``; ambiguous ones stay apart.
     """
-    records = identity_records(st).cache()
-    edges = key_edges(st, records).cache()
+    con = st.con
+    records = materialise(con, identity_records(st), "link_records")
+    edges = materialise(con, key_edges(st, records), "link_key_edges")
     nodes = ibis.union(
         records.select(node=records.record_id),
         edges.select(node=edges.a),
         edges.select(node=edges.b),
         distinct=True,
     )
-    components = connected_components(nodes, edges).cache()
-    extra = _probabilistic_edges(records, components, min_probability)
+    components = connected_components(con, nodes, edges)
+    extra = _probabilistic_edges(st.con, records, components, min_probability)
     if extra is not None:
-        edges = ibis.union(edges, extra.select("a", "b", "rule"), distinct=True).cache()
-        components = connected_components(nodes, edges).cache()
+        edges = materialise(
+            con, ibis.union(edges, extra.select("a", "b", "rule"), distinct=True), "link_all_edges"
+        )
+        components = connected_components(con, nodes, edges)
     rules = edges.select("a", "rule").distinct()
-    rules = rules.group_by("a").aggregate(rules=rules.rule.group_concat(", "))
+    rules = rules.group_by("a").aggregate(rules=rules.rule.collect(distinct=True).sort().join(", "))
     out = records.join(components, records.record_id == components.node).left_join(
         rules, records.record_id == rules.a
     )
@@ -129,17 +145,18 @@ def resolve_persons(st: StagedTables, *, min_probability: float = PROBABILISTIC_
     out = out.mutate(
         person_id="P" + (ibis.dense_rank().over(order_by=out.component) + 1).cast("string").lpad(8, "0")
     )
-    return out.select(
+    persons = out.select(
         record_id=out.record_id,
         source=out.source,
         person_id=out.person_id,
         rules=ibis.coalesce(out.rules, ibis.literal("none: no key shared with another record")),
         match_probability=out.match_probability.cast("float64"),
         explanation=out.explanation.cast("string"),
-    ).cache()
+    )
+    return materialise(con, persons, "link_persons")
 
 
-def _probabilistic_edges(records: Any, components: Any, min_probability: float) -> Any:
+def _probabilistic_edges(con: Any, records: Any, components: Any, min_probability: float) -> Any:
     """Edges from records of HIS-less components to the one HIS-anchored record they match, or None."""
     comp = components.select(record_id=components.node, component=components.component)
     anchored = comp.join(records.filter(records.source == "his").select("record_id"), "record_id")
@@ -152,8 +169,18 @@ def _probabilistic_edges(records: Any, components: Any, min_probability: float) 
     with_names = records.filter(records.name.notnull()).to_pyarrow()
     if with_names.num_rows < 2:
         return None
-    matches = match_records(with_names).pairs
-    pairs = ibis.memtable(matches.select(["record_id_l", "record_id_r", "match_probability", "explanation"]))
+    try:
+        matches = match_records(with_names).pairs
+    except ValueError as exc:
+        # EM cannot estimate every level on a very small hospital (splink refuses an m of 0); the keys
+        # still link everything they can, and the loose records stay apart rather than being guessed.
+        logger.warning("probabilistic matching skipped: %s", str(exc).split(".")[0])
+        return None
+    pairs = small_table(
+        con,
+        "link_probabilistic_pairs",
+        matches.select(["record_id_l", "record_id_r", "match_probability", "explanation"]),
+    )
     cl = comp.select(record_id_l=comp.record_id, comp_l=comp.component, anchored_l=comp.anchored)
     cr = comp.select(record_id_r=comp.record_id, comp_r=comp.component, anchored_r=comp.anchored)
     p = pairs.join(cl, "record_id_l").join(cr, "record_id_r")
@@ -176,17 +203,23 @@ def _probabilistic_edges(records: Any, components: Any, min_probability: float) 
         rank=ibis.row_number().over(group_by=chosen.a, order_by=ibis.desc(chosen.match_probability))
     )
     chosen = chosen.filter(chosen.rank == 0)
-    return chosen.select(
+    chosen = chosen.select(
         "a",
         "b",
         rule=ibis.literal("probabilistic"),
         match_probability=chosen.match_probability,
         explanation=chosen.explanation,
-    ).cache()
+    )
+    return materialise(con, chosen, "link_probabilistic_edges")
 
 
 def linked_events(st: StagedTables, persons: Any, visits: Any) -> Any:
-    parts = [serial_events(st, child, visits, persons).cache() for child in SERIAL_CHILDREN]
+    parts = [
+        materialise(
+            st.con, serial_events(st, child, visits, persons), f"link_events_{child.system}_{child.table}"
+        )
+        for child in SERIAL_CHILDREN
+    ]
     parts += [stay_events(st, child, visits, persons) for child in STAY_CHILDREN]
     requests = parts[0]
     exams = parts[1]

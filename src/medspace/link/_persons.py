@@ -15,7 +15,7 @@ from typing import Any
 import ibis
 import pyarrow as pa
 
-from medspace.core import check_resident_id
+from medspace.core import check_resident_id, small_table
 
 from ._staged import StagedTables
 
@@ -145,7 +145,7 @@ def identity_records(st: StagedTables) -> Any:
     return ibis.union(*parts, distinct=False)
 
 
-def valid_resident_ids(records: Any) -> Any:
+def valid_resident_ids(con: Any, records: Any) -> Any:
     """The checksum-, date- and region-valid resident IDs among the records, as a small table.
 
     Validation runs in Python on the distinct IDs only (one per person at most), which is a small aggregate
@@ -154,7 +154,9 @@ def valid_resident_ids(records: Any) -> Any:
     distinct = records.filter(records.resident_id.notnull()).select("resident_id").distinct().to_pyarrow()
     ids = distinct.column("resident_id").to_pylist()
     valid = [i for i in ids if check_resident_id(i).valid]
-    return ibis.memtable(pa.table({"valid_resident_id": pa.array(valid, pa.string())}))
+    return small_table(
+        con, "link_valid_resident_ids", pa.table({"valid_resident_id": pa.array(valid, pa.string())})
+    )
 
 
 def key_edges(st: StagedTables, records: Any) -> Any:
@@ -163,7 +165,7 @@ def key_edges(st: StagedTables, records: Any) -> Any:
     Key nodes are prefixed by kind (``rid:``, ``ino:``, ``visit:``, ``acc:``) so they never collide with
     record ids; they are removed again once components are known.
     """
-    valid = valid_resident_ids(records)
+    valid = valid_resident_ids(st.con, records)
     with_id = records.join(valid, records.resident_id == valid.valid_resident_id)
     edges = [
         with_id.select(a=with_id.record_id, b="rid:" + with_id.resident_id, rule=ibis.literal("resident_id"))
