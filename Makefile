@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 demo: $(STAMP)
 	$(BIN)/medspace synth --patients 10000 --seed 42 --out medspace-data/hospital
+	$(BIN)/medspace run medspace-data/hospital --workspace medspace-data
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench
@@ -29,6 +30,8 @@ fast-test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_synth.py
+	$(BIN)/python bench/bench_pipeline.py
+	$(BIN)/python bench/bench_febrl.py
 
 clean:
 	rm -rf $(VENV) medspace-data

@@ -123,3 +123,20 @@ def test_walker_marks_type_checking_imports() -> None:
     source = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from medspace.cdm import Person\n"
     found = imports_in_source(source, "medspace.core.x", False)
     assert [imp.type_checking_only for imp in found if imp.imported == "medspace.cdm"] == [True]
+
+
+# The stages in order (STYLE.md §1): each may import only those before it.
+STAGES = ["medspace.core", "medspace.sources", "medspace.link", "medspace.cdm"]
+
+
+@pytest.mark.parametrize("position", range(len(STAGES)))
+def test_stages_import_only_earlier_stages(position: int) -> None:
+    stage, later = STAGES[position], STAGES[position + 1 :]
+    wrong = [
+        imp
+        for imp in ALL_IMPORTS
+        if within(imp.importer, stage)
+        and not imp.type_checking_only
+        and any(within(imp.imported, other) for other in [*later, "medspace.cli", "medspace.synth"])
+    ]
+    assert wrong == []
