@@ -22,7 +22,8 @@ def test_run_builds_a_cdm_from_a_fresh_hospital_and_rerunning_is_safe(tmp_path: 
         assert "measurement" in result.output
     manifest = json.loads((tmp_path / "ws/cdm/manifest.json").read_text(encoding="utf-8"))
     assert manifest["tables"]["person"] > 0
-    assert sorted(p.name for p in (tmp_path / "ws").iterdir()) == ["cdm", "link", "staging"]
+    written = sorted(p.name for p in (tmp_path / "ws").iterdir())
+    assert written == ["cdm", "link", "medspace.duckdb", "staging"]
 
 
 def test_link_without_staging_fails_with_a_clear_message(tmp_path: Path) -> None:
@@ -36,3 +37,19 @@ def test_unknown_engine_is_refused(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["link", "--workspace", str(tmp_path), "--engine", "oracle"])
     assert result.exit_code == 1
     assert "unknown engine" in result.output
+
+
+def test_the_workspace_can_be_queried_with_duckdb(tmp_path: Path) -> None:
+    import duckdb
+
+    runner = CliRunner()
+    runner.invoke(app, ["synth", "--patients", "200", "--seed", "3", "--out", str(tmp_path / "h"), "--quiet"])
+    ran = runner.invoke(app, ["run", str(tmp_path / "h"), "--workspace", str(tmp_path / "ws")])
+    assert ran.exit_code == 0, ran.output
+    with duckdb.connect(str(tmp_path / "ws" / "medspace.duckdb"), read_only=True) as con:
+        persons = con.execute("select count(*) from cdm.person").fetchone()
+        linked = con.execute("select count(distinct person_id) from link.person_records").fetchone()
+        staged = con.execute("select count(*) from staging.lis_results").fetchone()
+    assert persons is not None and linked is not None and staged is not None
+    assert persons[0] == linked[0] > 0
+    assert staged[0] > 0

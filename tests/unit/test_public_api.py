@@ -9,6 +9,8 @@ import pytest
 
 API = {
     "medspace.core": [
+        "CATALOG",
+        "refresh_catalog",
         "ConfigError",
         "ENGINES",
         "EngineName",

@@ -24,6 +24,7 @@ from medspace.core import (
     Workspace,
     connect,
     materialise,
+    refresh_catalog,
     replace_folder,
     small_table,
     write_parquet,
@@ -757,4 +758,5 @@ def build_cdm(workspace: Path, engine: EngineName = "duckdb") -> CdmBuildReport:
             counts[name] = write_parquet(con, expr.order_by(key), out / f"{name}.parquet")
         manifest = {"cdm_version": "5.4", "engine": engine, "source": "medspace hospital", "tables": counts}
         (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    refresh_catalog(ws.root)
     return CdmBuildReport(counts, time.perf_counter() - began)

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict
 
 from medspace.cdm._duckdb import QUARANTINE_SCHEMA, DuckDbImporter, StagedTable
 from medspace.cdm._schema import CdmSchema, CdmTable, cdm_schema
-from medspace.core import InputError, Workspace, replace_folder
+from medspace.core import InputError, Workspace, refresh_catalog, replace_folder
 
 #: The ``system`` written in quarantine records of an imported CDM.
 SYSTEM = "omop"
@@ -176,6 +176,7 @@ def import_omop(source: Path, workspace: Path) -> ImportReport:
                     seconds=round(time.perf_counter() - started, 3),
                 )
                 _write_manifest(out / "manifest.json", report, schema)
+    refresh_catalog(Path(workspace))
     return report.model_copy(update={"seconds": round(time.perf_counter() - started, 3)})
 
 

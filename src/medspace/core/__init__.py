@@ -22,10 +22,11 @@ from medspace.core._identifiers import (
     resident_id_check_char,
     resident_id_sex,
 )
-from medspace.core._workspace import Workspace, default_workspace, replace_folder
+from medspace.core._workspace import CATALOG, Workspace, default_workspace, refresh_catalog, replace_folder
 from medspace.core.errors import ConfigError, InputError, MedspaceError, SpecError
 
 __all__ = [
+    "CATALOG",
     "ENGINES",
     "RESIDENT_ID_WEIGHTS",
     "ConfigError",
@@ -41,6 +42,7 @@ __all__ = [
     "default_workspace",
     "make_resident_id",
     "materialise",
+    "refresh_catalog",
     "region_codes",
     "replace_folder",
     "resident_id_check_char",

@@ -71,3 +71,36 @@ def replace_folder(target: Path) -> Iterator[Path]:
     tmp.rename(target)
     if old.exists():
         shutil.rmtree(old)
+
+
+CATALOG = "medspace.duckdb"
+CATALOG_SCHEMAS = ("staging", "link", "cdm")
+
+
+def refresh_catalog(workspace: Path) -> Path:
+    """(Re)write ``<workspace>/medspace.duckdb``: one view per Parquet table of every stage's output.
+
+    The data team can then query the workspace with any DuckDB client (``select * from cdm.person``) while
+    the Parquet files stay the one copy of the data. Views name absolute paths, so the catalogue is rebuilt
+    whenever a stage writes; a stage's folder that is missing leaves its schema empty.
+
+    Returns:
+        The catalogue's path.
+    """
+    import duckdb
+
+    root = Path(workspace).resolve()
+    path = root / CATALOG
+    tmp = path.with_name(f".{CATALOG}.tmp-{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    with duckdb.connect(str(tmp)) as con:
+        for schema in CATALOG_SCHEMAS:
+            con.execute(f'CREATE SCHEMA "{schema}"')
+            folder = root / schema
+            for parquet in sorted(folder.rglob("*.parquet")) if folder.exists() else []:
+                relative = parquet.relative_to(folder).with_suffix("")
+                name = "_".join(relative.parts)
+                literal = str(parquet).replace("'", "''")
+                con.execute(f'CREATE VIEW "{schema}"."{name}" AS SELECT * FROM read_parquet(\'{literal}\')')
+    tmp.replace(path)
+    return path

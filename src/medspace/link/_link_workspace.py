@@ -30,6 +30,7 @@ from medspace.core import (
     Workspace,
     connect,
     materialise,
+    refresh_catalog,
     replace_folder,
     small_table,
     write_parquet,
@@ -103,6 +104,7 @@ def link_workspace(workspace: Path, engine: EngineName = "duckdb") -> LinkReport
         (out / "manifest.json").write_text(
             json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
         )
+    refresh_catalog(ws.root)
     return LinkReport(n_persons, n_records, by_table, orphans, time.perf_counter() - began)
 
 

@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from medspace.core import InputError, Workspace, replace_folder
+from medspace.core import InputError, Workspace, refresh_catalog, replace_folder
 from medspace.sources._convert import Converted, convert, schema
 from medspace.sources._readers import RawFile, read_file
 from medspace.sources._report import FileReport, Problem, StagingReport, TableReport
@@ -226,6 +226,7 @@ def stage_exports(
             problems=problems,
         )
         (tmp / "manifest.json").write_text(report.manifest_json(), encoding="utf-8")
+    refresh_catalog(Path(workspace))
     return report
 
 

@@ -425,7 +425,8 @@ def _inpatient(c: ChunkState, stays: list[Stay], his_number: HisNumber, ident: S
             row_person.append(s.person)
             row_key.append(serial)
             row_at.append(a)
-            withhold.append(is_lagged or (bool(lost[k]) and recalled == "0"))
+            # a lost admission loses all its rows, a recalled stay's continuation row included
+            withhold.append(is_lagged or bool(lost[k]))
     person = np.array(row_person, dtype=np.int64)
     names = (
         "ZYH",
@@ -489,6 +490,14 @@ def _inpatient(c: ChunkState, stays: list[Stay], his_number: HisNumber, ident: S
         c.persons(tp),
         t_keys,
         withhold=np.array([s.admit >= c.cutoff for s in t_rows], dtype=bool),
+        defects=[
+            (
+                "orphan_record",
+                "ZYH",
+                np.array([k for k, s in enumerate(t_rows) if s.serial in c.lost], dtype=np.int64),
+                "admission lost from his/inpatient_admissions.csv",
+            )
+        ],
     )
 
     # Inpatient orders (医嘱): long-term drug orders, a nursing order and operation orders.

@@ -189,7 +189,7 @@ def test_a_failed_import_leaves_the_previous_cdm_intact(tmp_path: Path) -> None:
         import_omop(bad, tmp_path / "ws")
     assert err.value.file == "bad/visit_occurrence.csv"
     assert (tmp_path / "ws" / "cdm" / "person.parquet").read_bytes() == before
-    assert sorted(p.name for p in (tmp_path / "ws").iterdir()) == ["cdm"]
+    assert sorted(p.name for p in (tmp_path / "ws").iterdir()) == ["cdm", "medspace.duckdb"]
 
 
 @pytest.mark.parametrize(
