@@ -9,6 +9,8 @@ installed.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -186,11 +188,24 @@ def _fail(exc: MedspaceError) -> typer.Exit:
     return typer.Exit(code=exc.exit_code)
 
 
+@contextmanager
+def _progress(description: str, unit: str) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar on stderr for one stage; yields the callback the stage reports to."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn(unit))
+    with Progress(*columns, TimeElapsedColumn(), console=Console(stderr=True)) as bar:
+        task = bar.add_task(description, total=None)
+
+        def report(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield report
+
+
 def _ingest(exports: Path, workspace: Path, out: Console) -> None:
     from medspace.sources import stage_exports
 
-    with out.status("ingest: reading every system's exports by its mapping spec"):
-        report = stage_exports(exports, workspace)
+    with _progress("ingest: staging every system's exports", "tables") as progress:
+        report = stage_exports(exports, workspace, progress=progress)
     table = Table(title=f"ingest: staged tables ({workspace / 'staging'})")
     for column in ("table", "files", "rows read", "staged", "quarantined"):
         table.add_column(column, justify="left" if column == "table" else "right")
@@ -208,8 +223,8 @@ def _ingest(exports: Path, workspace: Path, out: Console) -> None:
 def _link(workspace: Path, engine: EngineName, out: Console) -> None:
     from medspace.link import link_workspace
 
-    with out.status(f"link: persons across systems and every record to its visit ({engine})"):
-        report = link_workspace(workspace, engine)
+    with _progress(f"link: persons and events ({engine})", "steps") as progress:
+        report = link_workspace(workspace, engine, progress=progress)
     table = Table(title=f"link: {report.persons:,} persons from {report.records:,} identity records")
     for column in ("table", "linked", "relinked", "recovered", "orphan"):
         table.add_column(column, justify="left" if column == "table" else "right")
@@ -229,8 +244,8 @@ def _cdm(workspace: Path, engine: EngineName, from_omop: Path | None, out: Conso
             imported = import_omop(from_omop, workspace)
         counts = {t.table: t.rows_imported for t in imported.tables}
     else:
-        with out.status(f"cdm: building OMOP CDM v5.4 tables ({engine})"):
-            counts = build_cdm(workspace, engine).tables
+        with _progress(f"cdm: building OMOP CDM v5.4 ({engine})", "tables") as progress:
+            counts = build_cdm(workspace, engine, progress=progress).tables
     table = Table(title=f"cdm: OMOP CDM v5.4 tables ({workspace / 'cdm'})")
     table.add_column("table")
     table.add_column("rows", justify="right")

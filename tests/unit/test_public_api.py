@@ -112,10 +112,10 @@ API = {
 
 SIGNATURES = {
     "medspace.synth.generate_hospital": "(config, out, progress=None)",
-    "medspace.sources.stage_exports": "(exports, workspace, specs=None, *, workers=None)",
-    "medspace.link.link_workspace": "(workspace, engine='duckdb')",
+    "medspace.sources.stage_exports": "(exports, workspace, specs=None, *, workers=None, progress=None)",
+    "medspace.link.link_workspace": "(workspace, engine='duckdb', *, progress=None)",
     "medspace.link.match_records": "(records, spec='person_cn', *, connection=None)",
-    "medspace.cdm.build_cdm": "(workspace, engine='duckdb')",
+    "medspace.cdm.build_cdm": "(workspace, engine='duckdb', *, progress=None)",
     "medspace.cdm.import_omop": "(source, workspace)",
 }
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -728,12 +729,15 @@ class CdmBuildReport:
     seconds: float = 0.0
 
 
-def build_cdm(workspace: Path, engine: EngineName = "duckdb") -> CdmBuildReport:
+def build_cdm(
+    workspace: Path, engine: EngineName = "duckdb", *, progress: Callable[[int, int], None] | None = None
+) -> CdmBuildReport:
     """Build the OMOP CDM tables of a staged and linked workspace into ``<workspace>/cdm/``.
 
     Args:
         workspace: the workspace folder, with ``staging/`` and ``link/`` (from ``ingest`` and ``link``).
         engine: ``"duckdb"`` or ``"spark"``; both write the same tables.
+        progress: called as ``progress(tables_done, tables_total)`` after each table is written.
 
     Returns:
         Row counts per table.
@@ -756,6 +760,8 @@ def build_cdm(workspace: Path, engine: EngineName = "duckdb") -> CdmBuildReport:
         for name, expr in tables.items():
             key = cdm_schema()[name].fields[0].name
             counts[name] = write_parquet(con, expr.order_by(key), out / f"{name}.parquet")
+            if progress is not None:
+                progress(len(counts), len(tables))
         manifest = {"cdm_version": "5.4", "engine": engine, "source": "medspace hospital", "tables": counts}
         (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     refresh_catalog(ws.root)

@@ -19,6 +19,7 @@ import json
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,12 +60,15 @@ class LinkReport:
     seconds: float = 0.0
 
 
-def link_workspace(workspace: Path, engine: EngineName = "duckdb") -> LinkReport:
+def link_workspace(
+    workspace: Path, engine: EngineName = "duckdb", *, progress: Callable[[int, int], None] | None = None
+) -> LinkReport:
     """Link persons and events of a staged workspace and write ``<workspace>/link/``.
 
     Args:
         workspace: the workspace folder; ``staging/`` must exist (``medspace ingest``).
         engine: ``"duckdb"`` or ``"spark"``; both give the same tables.
+        progress: called as ``progress(steps_done, steps_total)`` after persons, visits, events and writing.
 
     Returns:
         Counts of persons, records and events by status.
@@ -73,9 +77,13 @@ def link_workspace(workspace: Path, engine: EngineName = "duckdb") -> LinkReport
     ws = Workspace(Path(workspace))
     con = connect(engine)
     st = StagedTables(con, ws.stage("staging"))
+    report = progress or (lambda done, total: None)
     persons = resolve_persons(st)
+    report(1, 4)
     visits = materialise(con, visit_index(st, persons), "link_visits")
-    events = linked_events(st, persons, visits)
+    report(2, 4)
+    events = materialise(con, linked_events(st, persons, visits), "link_events")
+    report(3, 4)
     with replace_folder(ws.stage("link")) as out:
         write_parquet(con, persons.order_by("record_id"), out / "person_records.parquet")
         write_parquet(con, visits.order_by("visit_id"), out / "visits.parquet")
@@ -104,6 +112,7 @@ def link_workspace(workspace: Path, engine: EngineName = "duckdb") -> LinkReport
         (out / "manifest.json").write_text(
             json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
         )
+    report(4, 4)
     refresh_catalog(ws.root)
     return LinkReport(n_persons, n_records, by_table, orphans, time.perf_counter() - began)
 

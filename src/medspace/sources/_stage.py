@@ -21,8 +21,8 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,6 +126,7 @@ def stage_exports(
     specs: Sequence[SourceSpec] | None = None,
     *,
     workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> StagingReport:
     """Stage the exports of every system in ``specs`` into ``<workspace>/staging``.
 
@@ -133,6 +134,7 @@ def stage_exports(
         exports: The folder holding each system's exports (``his/patients.csv``, ``lis/results.csv``, ...).
         workspace: The workspace root; the output goes to its ``staging`` folder, replaced as a whole.
         specs: The mapping specs to apply; ``None`` uses every spec shipped with medspace.
+        progress: Called as ``progress(tables_done, tables_total)`` each time a table is staged.
         workers: Tables staged at the same time (threads); default: 2, or 1 on a single core.
 
     Returns:
@@ -183,6 +185,9 @@ def stage_exports(
         with ThreadPoolExecutor(max_workers=workers) as pool:
             order = sorted(range(len(jobs)), key=lambda i: -_export_bytes(exports, jobs[i][1]))
             futures = {i: pool.submit(run, jobs[i]) for i in order}
+            if progress is not None:
+                for done, _ in enumerate(as_completed(futures.values()), 1):
+                    progress(done, len(jobs))
             outcomes = [futures[i].result() for i in range(len(jobs))]
         for (spec, table), (quarantine, results) in zip(jobs, outcomes, strict=True):
             quarantines.append(quarantine.to_table())
