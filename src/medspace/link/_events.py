@@ -24,18 +24,33 @@ HOUR = 3600
 OUTPATIENT_WINDOW = (ibis.interval(hours=-1), ibis.interval(hours=26))
 INPATIENT_WINDOW = (ibis.interval(days=-1), ibis.interval(days=1))
 
-EVENT_COLUMNS = (
-    "system",
-    "table",
-    "record_key",
-    "source_file",
-    "source_row",
-    "person_id",
-    "visit_id",
-    "status",
-    "parent_missing",
-    "reason",
-)
+
+def event_rows(
+    t: Any,
+    system: str,
+    table: str,
+    *,
+    key: Any,
+    person: Any,
+    visit: Any,
+    status: Any,
+    missing: Any,
+    reason: Any,
+) -> Any:
+    """The rows of ``events.parquet`` for one staged table: what each row is, where it came from (lineage),
+    which person and visit it reached, how, and why."""
+    return t.select(
+        system=ibis.literal(system),
+        table=ibis.literal(table),
+        record_key=key.cast("string"),
+        source_file=t._source_file,
+        source_row=t._source_row,
+        person_id=person,
+        visit_id=visit,
+        status=status,
+        parent_missing=missing,
+        reason=reason,
+    )
 
 
 @dataclass(frozen=True)
@@ -216,16 +231,15 @@ def serial_events(st: StagedTables, child: SerialChild, visits: Any, persons: An
         ),
         else_="visit serial not in the HIS export (row lost, or after the export's sync cut-off)",
     )
-    return out.select(
-        system=ibis.literal(child.system),
-        table=ibis.literal(child.table),
-        record_key=out[child.key].cast("string"),
-        source_file=out._source_file,
-        source_row=out._source_row,
-        person_id=ibis.coalesce(out.best_person, out.row_person),
-        visit_id=ibis.cases((out.consistent, out.visit_id), else_=out.best_visit),
+    return event_rows(
+        out,
+        child.system,
+        child.table,
+        key=out[child.key],
+        person=ibis.coalesce(out.best_person, out.row_person),
+        visit=ibis.cases((out.consistent, out.visit_id), else_=out.best_visit),
         status=status,
-        parent_missing=out.parent_missing,
+        missing=out.parent_missing,
         reason=reason,
     )
 
@@ -299,16 +313,15 @@ def stay_events(st: StagedTables, child: StayChild, visits: Any, persons: Any) -
         (missing & j.vid.notnull(), "stay missing from the HIS export; found in the EMR front sheets"),
         else_="no stay with this inpatient number and admission",
     )
-    return j.select(
-        system=ibis.literal(child.system),
-        table=ibis.literal(child.table),
-        record_key=j[key].cast("string"),
-        source_file=j._source_file,
-        source_row=j._source_row,
-        person_id=ibis.coalesce(j.vperson, j.row_person),
-        visit_id=j.vid,
+    return event_rows(
+        j,
+        child.system,
+        child.table,
+        key=j[key],
+        person=ibis.coalesce(j.vperson, j.row_person),
+        visit=j.vid,
         status=status,
-        parent_missing=missing,
+        missing=missing,
         reason=reason,
     )
 
@@ -324,15 +337,14 @@ def inherited_events(
     )
     j = t.left_join(p, t[parent_key].cast("string") == p.pkey)
     found = j.pkey.notnull()
-    return j.select(
-        system=ibis.literal(system),
-        table=ibis.literal(table),
-        record_key=key(j).cast("string"),
-        source_file=j._source_file,
-        source_row=j._source_row,
-        person_id=j.pperson,
-        visit_id=j.pvisit,
+    return event_rows(
+        j,
+        system,
+        table,
+        key=key(j),
+        person=j.pperson,
+        visit=j.pvisit,
         status=ibis.cases((found, j.pstatus), else_="orphan"),
-        parent_missing=~found,
+        missing=~found,
         reason=ibis.cases((found, f"via its {what}"), else_=f"{what} not found"),
     )

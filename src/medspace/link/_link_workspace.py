@@ -38,7 +38,15 @@ from medspace.core import (
 )
 
 from ._components import connected_components
-from ._events import SERIAL_CHILDREN, STAY_CHILDREN, inherited_events, serial_events, stay_events, visit_index
+from ._events import (
+    SERIAL_CHILDREN,
+    STAY_CHILDREN,
+    event_rows,
+    inherited_events,
+    serial_events,
+    stay_events,
+    visit_index,
+)
 from ._matching import match_records
 from ._persons import identity_records, key_edges
 from ._staged import StagedTables
@@ -262,16 +270,15 @@ def _anchor_events(st: StagedTables, persons: Any, visits: Any) -> list[Any]:
     def rows(system: str, table: str, key: Any, identity: Any, visit: Any, reason: str) -> Any:
         t = st.table(system, table)
         t = t.mutate(identity=identity(t), vkey=visit(t)).left_join(who, "identity")
-        return t.select(
-            system=ibis.literal(system),
-            table=ibis.literal(table),
-            record_key=key(t).cast("string"),
-            source_file=t._source_file,
-            source_row=t._source_row,
-            person_id=t.pid,
-            visit_id=t.vkey,
+        return event_rows(
+            t,
+            system,
+            table,
+            key=key(t),
+            person=t.pid,
+            visit=t.vkey,
             status=ibis.literal("linked"),
-            parent_missing=ibis.literal(False),
+            missing=ibis.literal(False),
             reason=ibis.literal(reason),
         )
 
@@ -308,16 +315,15 @@ def _anchor_events(st: StagedTables, persons: Any, visits: Any) -> list[Any]:
             lambda t: t.visit_serial.re_replace("R$", ""),
             "the admission is the stay",
         ),
-        front.select(
-            system=ibis.literal("emr"),
-            table=ibis.literal("front_sheets"),
-            record_key=front.inpatient_no + "-" + front.admission_count.cast("string"),
-            source_file=front._source_file,
-            source_row=front._source_row,
-            person_id=front.pid,
-            visit_id=front.svid,
+        event_rows(
+            front,
+            "emr",
+            "front_sheets",
+            key=front.inpatient_no + "-" + front.admission_count.cast("string"),
+            person=front.pid,
+            visit=front.svid,
             status=ibis.literal("linked"),
-            parent_missing=ibis.literal(False),
+            missing=ibis.literal(False),
             reason=ibis.literal("the front sheet is the stay"),
         ),
     ]
