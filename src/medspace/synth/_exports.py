@@ -79,24 +79,29 @@ def build_chunk(
 def _truth_visits(c: ChunkState, visits: Visits, stays: list[Stay]) -> None:
     """The true visits and stays, with what each KPI needs (never read by the pipeline)."""
     kpi = c.out.kpi
-    done = visits.status == STATUS_DONE
+    # The KPIs cover the reporting period, which closes at the HIS export's sync cut-off: the statistics
+    # office counts a period once every system has synced it (domain.md §1.1). Visits count by their start,
+    # stays by their discharge.
+    visits_in = visits.start < c.cutoff
+    done = (visits.status == STATUS_DONE) & visits_in
     kpi["outpatient_visits"] += int((done & (visits.kind == VISIT_OUTPATIENT)).sum())
     kpi["emergency_visits"] += int((done & (visits.kind == VISIT_EMERGENCY)).sum())
     kpi["checkup_visits"] += int((done & (visits.kind == VISIT_CHECKUP)).sum())
-    kpi["registrations"] += len(visits.person)
-    kpi["discharges"] += len(stays)
-    kpi["bed_days"] += sum(s.bed_days for s in stays)
-    kpi["inpatient_cost_cents"] += sum(round(s.total_cost * 100) for s in stays)
-    kpi["operated_discharges"] += sum(1 for s in stays if s.operations)
-    kpi["operations"] += sum(len(s.operations) for s in stays)
+    kpi["registrations"] += int(visits_in.sum())
+    discharged = [s for s in stays if s.discharge < c.cutoff]
+    kpi["discharges"] += len(discharged)
+    kpi["bed_days"] += sum(s.bed_days for s in discharged)
+    kpi["inpatient_cost_cents"] += sum(round(s.total_cost * 100) for s in discharged)
+    kpi["operated_discharges"] += sum(1 for s in discharged if s.operations)
+    kpi["operations"] += sum(len(s.operations) for s in discharged)
     kpi["minimally_invasive_operations"] += sum(
-        op.procedure.minimally_invasive for s in stays for op in s.operations
+        op.procedure.minimally_invasive for s in discharged for op in s.operations
     )
-    kpi["grade4_operations"] += sum(op.procedure.grade == 4 for s in stays for op in s.operations)
-    kpi["elective_operations"] += sum(op.elective for s in stays for op in s.operations)
-    kpi["day_surgery_operations"] += sum(len(s.operations) for s in stays if s.day_surgery)
-    kpi["recalled_discharges"] += sum(1 for s in stays if s.recalled_at is not None)
-    kpi["operation_sessions"] += sum(len({op.session for op in s.operations}) for s in stays)
+    kpi["grade4_operations"] += sum(op.procedure.grade == 4 for s in discharged for op in s.operations)
+    kpi["elective_operations"] += sum(op.elective for s in discharged for op in s.operations)
+    kpi["day_surgery_operations"] += sum(len(s.operations) for s in discharged if s.day_surgery)
+    kpi["recalled_discharges"] += sum(1 for s in discharged if s.recalled_at is not None)
+    kpi["operation_sessions"] += sum(len({op.session for op in s.operations}) for s in discharged)
 
     dx = c.dx.all
     n_v = len(visits.person)

@@ -7,6 +7,7 @@ bytes; the parent writes chunks strictly in order and keeps at most a few in mem
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import time
@@ -229,6 +230,11 @@ def _generate_into(
         "defects": dict(sorted(defect_counts.items())),
         "eligible": dict(sorted(eligible.items())),
         "inpatient_number_scheme": "per patient (住院号 kept across admissions; 住院次数 counts them)",
+        "reporting_period": {
+            "start": config.start.isoformat(),
+            "end": (config.end - dt.timedelta(days=config.defects.sync_lag_days)).isoformat(),
+            "note": "kpis.json counts this period (end exclusive); it closes at the HIS sync cut-off",
+        },
     }
     (out / TRUTH / "manifest.json").write_text(
         json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"

@@ -282,14 +282,15 @@ def _prescriptions_and_outpatient_bills(
             continue
         b_serial.append(str(visits.serial[j]))
         b_person.append(int(visits.person[j]))
-        b_kind.append("挂号费")
+        fee_item = "急诊挂号费" if visits.kind[j] == VISIT_EMERGENCY else "挂号费"
+        b_kind.append(fee_item)
         b_amount.append(float(visits.fee[j]))
         b_time.append(int(visits.start[j]))
         b_visit_kind.append(int(visits.kind[j]))
         if visits.status[j] == STATUS_REFUND:
             b_serial.append(str(visits.serial[j]))
             b_person.append(int(visits.person[j]))
-            b_kind.append("挂号费")
+            b_kind.append(fee_item)
             b_amount.append(-float(visits.fee[j]))
             b_time.append(int(visits.start[j]) + 3600)
             b_visit_kind.append(int(visits.kind[j]))
@@ -326,8 +327,12 @@ def _prescriptions_and_outpatient_bills(
     bserial = np.array(b_serial, dtype=str)
     bamount = np.array(b_amount, dtype=np.float64)
     bvk = np.array(b_visit_kind, dtype=np.int64)
-    # KPI: outpatient revenue counts outpatient visits only (emergency and check-ups excluded), in cents.
-    c.out.kpi["outpatient_revenue_cents"] += int(np.round(bamount[bvk == VISIT_OUTPATIENT] * 100).sum())
+    # KPI: outpatient revenue counts outpatient visits only (emergency and check-ups excluded), in cents, of
+    # visits in the reporting period (which closes at the HIS export's sync cut-off).
+    started = dict(zip(visits.serial.tolist(), visits.start.tolist(), strict=True))
+    in_period = np.array([started[s] < c.cutoff for s in b_serial], dtype=bool)
+    counted = (bvk == VISIT_OUTPATIENT) & in_period if len(b_serial) else np.zeros(0, bool)
+    c.out.kpi["outpatient_revenue_cents"] += int(np.round(bamount[counted] * 100).sum())
     _emit_bills(c, "1", bserial, bp, bt, b_kind, bamount, his_number)
 
 

@@ -107,12 +107,23 @@ def stored(hospital: Path) -> dict[str, float]:
 
 @pytest.fixture(scope="module")
 def exports(hospital: Path) -> Exports:
+    """The export tables, restricted to the reporting period the manifest names (visits by registration
+    time, stays by discharge time)."""
+    manifest = json.loads((hospital / "truth" / "manifest.json").read_text(encoding="utf-8"))
+    end = manifest["reporting_period"]["end"]  # yyyy-mm-dd, exclusive
+    registrations = _his(hospital, "outpatient_registrations.csv", lambda r: (r["GHXH"],))
+    registrations = [r for r in registrations if r["GHRQ"] < end.replace("-", "")]
+    sheets = _dedupe(_read(hospital / "emr" / "front_sheets.csv"), lambda r: (r["A48"], r["A49"]))
+    sheets = [fs for fs in sheets if fs["B15"] < end]
+    stays = {(fs["A48"], fs["A49"]) for fs in sheets}
+    admissions = _his(hospital, "inpatient_admissions.csv", lambda r: (r["JZLSH"],))
+    operations = _dedupe(_read(hospital / "surgery" / "operations.csv"), lambda r: (r["OPER_NO"],))
     return Exports(
-        registrations=_his(hospital, "outpatient_registrations.csv", lambda r: (r["GHXH"],)),
+        registrations=registrations,
         bills=_his(hospital, "bills.csv", lambda r: (r["SFXH"],)),
-        admissions=_his(hospital, "inpatient_admissions.csv", lambda r: (r["JZLSH"],)),
-        front_sheets=_dedupe(_read(hospital / "emr" / "front_sheets.csv"), lambda r: (r["A48"], r["A49"])),
-        operations=_dedupe(_read(hospital / "surgery" / "operations.csv"), lambda r: (r["OPER_NO"],)),
+        admissions=[a for a in admissions if (a["ZYH"], a["ZYCS"]) in stays],
+        front_sheets=sheets,
+        operations=[o for o in operations if (o["INP_NO"], o["VISIT_ID"]) in stays],
     )
 
 
