@@ -254,6 +254,41 @@ def _cdm(workspace: Path, engine: EngineName, from_omop: Path | None, out: Conso
     out.print(table)
 
 
+def _quality(workspace: Path, engine: EngineName, overrides: Path | None, out: Console) -> None:
+    from medspace.quality import run_quality
+
+    with out.status(f"quality: DQD checks, cross-system checks, KPI reconciliation ({engine})"):
+        result = run_quality(workspace, overrides=overrides, engine=engine)
+    table = Table(
+        title=f"quality: label (overall {_score(result.label.overall)} of applicable checks passed)"
+    )
+    for column in ("GB/T 36344 dimension", "score", "passed", "failed", "errors", "not applicable"):
+        table.add_column(column, justify="left" if column.startswith("GB/T") else "right")
+    for d in result.label.dimensions:
+        table.add_row(
+            f"{d.name} {d.dimension}",
+            _score(d.score),
+            str(d.passed),
+            str(d.failed),
+            str(d.errors),
+            str(d.not_applicable),
+        )
+    out.print(table)
+    kpis = Table(title=f"quality: reconciled KPIs ({result.kpis.period_start} to {result.kpis.period_end})")
+    kpis.add_column("KPI")
+    kpis.add_column("value", justify="right")
+    kpis.add_column("sources reconciled")
+    for k in result.kpis.kpis.values():
+        sources = ", ".join(f"{s.source} {s.difference:+,.0f}" for s in k.sources) or "-"
+        kpis.add_row(k.name, f"{k.value:,.4g}" if k.value < 100 else f"{k.value:,.0f}", sources)
+    out.print(kpis)
+    out.print(f"report: {result.folder / 'report.html'}", markup=False)
+
+
+def _score(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f}%"
+
+
 @app.command()
 def ingest(
     exports: Annotated[
@@ -294,6 +329,21 @@ def cdm(
 
 
 @app.command()
+def quality(
+    workspace: WorkspaceOption = None,
+    engine: EngineOption = "duckdb",
+    overrides: Annotated[
+        Path | None, typer.Option(help="YAML file adding or overriding DQD checks and thresholds.")
+    ] = None,
+) -> None:
+    """Check the data (DQD and cross-system), reconcile the KPIs, write the quality label and HTML report."""
+    try:
+        _quality(_workspace(workspace), _engine(engine), overrides, _console())
+    except MedspaceError as exc:
+        raise _fail(exc) from None
+
+
+@app.command()
 def run(
     exports: Annotated[
         Path, typer.Argument(help="Folder of the hospital's exports, one sub-folder per system.")
@@ -301,7 +351,7 @@ def run(
     workspace: WorkspaceOption = None,
     engine: EngineOption = "duckdb",
 ) -> None:
-    """Run ingest, link and cdm in order."""
+    """Run ingest, link, cdm and quality in order."""
     out = _console()
     try:
         ws = _workspace(workspace)
@@ -309,6 +359,7 @@ def run(
         _ingest(exports, ws, out)
         _link(ws, chosen, out)
         _cdm(ws, chosen, None, out)
+        _quality(ws, chosen, None, out)
     except MedspaceError as exc:
         raise _fail(exc) from None
 

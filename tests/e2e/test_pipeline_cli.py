@@ -23,7 +23,7 @@ def test_run_builds_a_cdm_from_a_fresh_hospital_and_rerunning_is_safe(tmp_path: 
     manifest = json.loads((tmp_path / "ws/cdm/manifest.json").read_text(encoding="utf-8"))
     assert manifest["tables"]["person"] > 0
     written = sorted(p.name for p in (tmp_path / "ws").iterdir())
-    assert written == ["cdm", "link", "medspace.duckdb", "staging"]
+    assert written == ["cdm", "link", "medspace.duckdb", "quality", "staging"]
 
 
 def test_link_without_staging_fails_with_a_clear_message(tmp_path: Path) -> None:

@@ -110,6 +110,37 @@ API = {
     ],
 }
 
+API["medspace.quality"] = [
+    "CheckResult",
+    "CheckSelector",
+    "CheckStatus",
+    "CrossSystemResult",
+    "CrossSystemResults",
+    "DimensionScore",
+    "DqdOverrides",
+    "Kpi",
+    "KpiReconciliation",
+    "LinkRate",
+    "NotNullCheck",
+    "PlausibleRangeCheck",
+    "QualityCheck",
+    "QualityLabel",
+    "QualityResults",
+    "QualityRun",
+    "ReferenceRangeProfile",
+    "SourceCount",
+    "ThresholdOverride",
+    "UnitProfile",
+    "cross_system_checks",
+    "load_overrides",
+    "quality_label",
+    "reconcile_kpis",
+    "run_checks",
+    "run_quality",
+    "write_cross_system",
+    "write_dqd_json",
+]
+
 SIGNATURES = {
     "medspace.synth.generate_hospital": "(config, out, progress=None)",
     "medspace.sources.stage_exports": "(exports, workspace, specs=None, *, workers=None, progress=None)",
@@ -117,6 +148,8 @@ SIGNATURES = {
     "medspace.link.match_records": "(records, spec='person_cn', *, connection=None)",
     "medspace.cdm.build_cdm": "(workspace, engine='duckdb', *, progress=None)",
     "medspace.cdm.import_omop": "(source, workspace)",
+    "medspace.quality.run_quality": "(workspace, *, overrides=None, engine='duckdb')",
+    "medspace.quality.run_checks": "(workspace, *, overrides=None, engine='duckdb')",
 }
 
 

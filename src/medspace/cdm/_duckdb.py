@@ -130,6 +130,7 @@ class DuckDbImporter:
 
     def __init__(self, temp_directory: Path | None = None) -> None:
         self.con = duckdb.connect()
+        self.con.execute("SET enable_progress_bar = false")
         if temp_directory is not None:
             self.con.execute(f"SET temp_directory = {_literal(str(temp_directory))}")
         # Source order must survive staging: it gives the row numbers in quarantine and error messages.

@@ -38,14 +38,17 @@ def connect(engine: EngineName = "duckdb", *, threads: int | None = None) -> Bas
         ConfigError: for an unknown engine, or Spark asked for without pyspark installed.
 
     Example:
+        >>> import ibis
         >>> con = connect("duckdb")
-        >>> con.sql("select 42 as answer").to_pyarrow().column("answer").to_pylist()
-        [42]
+        >>> int(con.execute(ibis.literal(21) * 2))
+        42
     """
     import ibis
 
     if engine == "duckdb":
         con = ibis.duckdb.connect()
+        # stages print their own progress; DuckDB's bar would interleave with it on a terminal
+        con.raw_sql("SET enable_progress_bar = false")
         if threads:
             con.raw_sql(f"SET threads = {int(threads)}")
         return con

@@ -74,7 +74,7 @@ def replace_folder(target: Path) -> Iterator[Path]:
 
 
 CATALOG = "medspace.duckdb"
-CATALOG_SCHEMAS = ("staging", "link", "cdm")
+CATALOG_SCHEMAS = ("staging", "link", "cdm", "quality")
 
 
 def refresh_catalog(workspace: Path) -> Path:

@@ -1,0 +1,590 @@
+"""Cross-system reconciliation: the checks the OHDSI Data Quality Dashboard cannot make, because they compare
+one fact as two hospital systems hold it, before the CDM merges them into one row.
+
+DQD checks one OMOP table at a time. A hospital's problems sit between systems: the front sheet's discharge
+date against HIS's, the lab request's diagnosis against its visit's, the bill total against the insurance
+settlement, one person's sex and birth date in every patient index, orphans per system pair, units and
+reference ranges per lab test, and code editions and value sets per system (domain.md §1). Each check here
+yields one `CrossSystemResult` with DQD-like counts and status, a Kahn category and a GB/T 36344-2018
+dimension, and lists every disagreeing record (system, file, row, key, both values, reason) in a details
+table.
+
+The details table holds patient values (names, birth dates) as the staged tables do: it belongs inside the
+hospital with the workspace, never in a product or a log.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict
+
+from medspace.core import ConfigError, EngineName
+from medspace.quality import _cross_system_duckdb as sql
+from medspace.quality._cross_system_duckdb import DETAIL_SCHEMA, Counts, DuckDBChecks
+
+__all__ = [
+    "CrossSystemResult",
+    "CrossSystemResults",
+    "LinkRate",
+    "ReferenceRangeProfile",
+    "UnitProfile",
+    "cross_system_checks",
+    "write_cross_system",
+]
+
+Status = Literal["passed", "failed", "not applicable"]
+KahnCategory = Literal["Conformance", "Completeness", "Plausibility"]
+Gbt36344Dimension = Literal[
+    "normativity", "completeness", "accuracy", "consistency", "timeliness", "accessibility"
+]
+
+SUMMARY_FILE = "cross_system.json"
+DETAILS_FILE = "cross_system_details.parquet"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CrossSystemResult(_Frozen):
+    """The outcome of one cross-system check.
+
+    ``compared`` counts the records (stays, requests, result rows, ...) both sides could be read for; each
+    of them is ``agreeing``, ``disagreeing`` or ``explained`` (a disagreement with a known, benign cause,
+    such as a recalled discharge or a unit that converts). ``not_comparable`` counts records one side lacks.
+    ``rate`` is disagreeing / compared; the check fails when it is above ``threshold`` (a fraction, like
+    DQD's ``threshold_value`` in percent), and is not applicable when nothing could be compared.
+    """
+
+    name: str
+    systems: tuple[str, ...]
+    fact: str
+    compared: int
+    agreeing: int
+    disagreeing: int
+    explained: int
+    not_comparable: int
+    rate: float
+    threshold: float
+    status: Status
+    category: KahnCategory
+    subcategory: str
+    dimension: Gbt36344Dimension
+
+
+class LinkRate(_Frozen):
+    """How the rows of one child table reached their parent system's visit (from ``link/events``)."""
+
+    system: str
+    table: str
+    parent_system: str
+    rows: int
+    linked: int
+    relinked: int
+    recovered: int
+    orphan: int
+    parent_missing: int
+    orphan_rate: float
+    parent_missing_rate: float
+
+
+class UnitProfile(_Frozen):
+    """One unit seen for one lab test, and whether it converts to the test's main unit."""
+
+    item_code: str
+    item_name: str | None
+    unit: str | None
+    rows: int
+    lab_sites: str | None
+    main_unit: str | None
+    convertible: bool
+    factor: float | None
+
+
+class ReferenceRangeProfile(_Frozen):
+    """One reference range seen for one lab test at one lab site."""
+
+    item_code: str
+    lab_site: str | None
+    unit: str | None
+    reference_range: str
+    rows: int
+
+
+@dataclass(frozen=True)
+class CrossSystemResults:
+    """Every cross-system check of one workspace, its profiles and the disagreeing records.
+
+    Attributes:
+        results: One result per check, in catalogue order.
+        details: Every disagreeing (or explained) record, columns as ``DETAIL_SCHEMA``.
+        link_rates: Link outcomes per child table.
+        units: Units seen per lab test.
+        reference_ranges: Reference ranges per lab test and lab site.
+        code_editions: Diagnosis-code rows per system, inferred edition and code shape.
+        department_codes: Department-code rows per system, file and field, and how many lack their prefix.
+    """
+
+    results: tuple[CrossSystemResult, ...]
+    details: pa.Table
+    link_rates: tuple[LinkRate, ...] = ()
+    units: tuple[UnitProfile, ...] = ()
+    reference_ranges: tuple[ReferenceRangeProfile, ...] = ()
+    code_editions: tuple[dict[str, Any], ...] = ()
+    department_codes: tuple[dict[str, Any], ...] = ()
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def result(self, name: str) -> CrossSystemResult:
+        """The result of the named check.
+
+        Raises:
+            KeyError: if no check of that name ran.
+        """
+        for result in self.results:
+            if result.name == name:
+                return result
+        raise KeyError(
+            f"no cross-system check named {name!r}; known: {', '.join(r.name for r in self.results)}"
+        )
+
+    def details_of(self, name: str) -> pa.Table:
+        """The detail rows of one check."""
+        import pyarrow.compute as pc
+
+        return self.details.filter(pc.equal(self.details.column("check"), name))
+
+
+@dataclass(frozen=True)
+class _Check:
+    name: str
+    systems: tuple[str, ...]
+    fact: str
+    category: KahnCategory
+    subcategory: str
+    dimension: Gbt36344Dimension
+    threshold: float
+
+
+# The catalogue: what each check compares and how it is classified (Kahn et al. 2016 categories; GB/T
+# 36344-2018 dimensions). Thresholds are fractions of compared records allowed to disagree.
+CHECKS: tuple[_Check, ...] = (
+    _Check(
+        "discharge_date",
+        ("his", "emr"),
+        "discharge date of a stay: HIS admission vs front sheet (B15)",
+        "Plausibility",
+        "Atemporal",
+        "consistency",
+        0.01,
+    ),
+    _Check(
+        "request_diagnosis",
+        ("lis", "his", "emr"),
+        "lab request's clinical diagnosis vs the diagnosis of the visit it names (registration or front "
+        "sheet) and of the visit the link stage placed it in",
+        "Plausibility",
+        "Atemporal",
+        "consistency",
+        0.02,
+    ),
+    _Check(
+        "settlement_cost",
+        ("insurance", "his"),
+        "stay cost: insurance settlement total vs HIS inpatient bills summed per stay",
+        "Plausibility",
+        "Atemporal",
+        "accuracy",
+        0.0,
+    ),
+    _Check(
+        "front_sheet_cost",
+        ("emr", "his"),
+        "stay cost: front sheet total (D01) vs HIS inpatient bills summed per stay",
+        "Plausibility",
+        "Atemporal",
+        "accuracy",
+        0.0,
+    ),
+    _Check(
+        "identity_name",
+        ("his", "emr", "insurance", "pacs", "lis", "ris", "surgery"),
+        "a linked person's name in every system's patient index",
+        "Plausibility",
+        "Atemporal",
+        "consistency",
+        0.01,
+    ),
+    _Check(
+        "identity_sex",
+        ("his", "emr", "insurance", "pacs", "lis", "ris", "surgery"),
+        "a linked person's sex in every system's patient index and by resident ID",
+        "Plausibility",
+        "Atemporal",
+        "consistency",
+        0.01,
+    ),
+    _Check(
+        "identity_birth_date",
+        ("his", "emr", "insurance", "pacs", "lis", "ris"),
+        "a linked person's birth date (or age at the event in LIS and RIS) in every system and by resident "
+        "ID",
+        "Plausibility",
+        "Atemporal",
+        "consistency",
+        0.01,
+    ),
+    _Check(
+        "lab_units",
+        ("lis",),
+        "unit of each lab test across lab sites",
+        "Conformance",
+        "Value",
+        "normativity",
+        0.0,
+    ),
+    _Check(
+        "lab_reference_ranges",
+        ("lis",),
+        "reference range of each lab test within one lab site and unit",
+        "Conformance",
+        "Value",
+        "consistency",
+        0.0,
+    ),
+    _Check(
+        "diagnosis_code_edition",
+        ("his", "emr", "insurance"),
+        "diagnosis codes in the edition each "
+        "system is meant to use (national clinical 2.0; insurance 2.0 in the settlement list)",
+        "Conformance",
+        "Value",
+        "normativity",
+        0.01,
+    ),
+    _Check(
+        "discharge_mode_value_set",
+        ("emr", "his"),
+        "discharge mode within the national value set (B34C 1, 2, 3, 4, 5, 9)",
+        "Conformance",
+        "Value",
+        "normativity",
+        0.0,
+    ),
+    _Check(
+        "department_code_prefix",
+        ("his", "emr", "surgery"),
+        "department codes with their letter prefix",
+        "Conformance",
+        "Value",
+        "normativity",
+        0.0,
+    ),
+)
+
+# Which system's visit a child table's rows hang on (link/events carries the outcome).
+PARENT_SYSTEM: dict[tuple[str, str], str] = {
+    ("his", "bills"): "his",
+    ("his", "prescriptions"): "his",
+    ("his", "orders"): "his",
+    ("his", "transfers"): "his",
+    ("lis", "requests"): "his",
+    ("lis", "specimens"): "lis",
+    ("lis", "results"): "lis",
+    ("ris", "exams"): "his",
+    ("pacs", "studies"): "ris",
+    ("emr", "front_sheets"): "his",
+    ("emr", "notes"): "his",
+    ("surgery", "operations"): "his",
+    ("insurance", "settlements"): "his",
+}
+ORPHAN_THRESHOLD = 0.05
+
+# Lab unit conversions (domain.md §1 item 5): (test, unit, main unit) -> factor, value_main = value x factor.
+# HbA1c mmol/mol <-> % is affine (IFCC = (NGSP - 2.15) x 10.929), so it converts but has no single factor.
+UNIT_CONVERSIONS: dict[tuple[str, str, str], float | None] = {
+    ("GLU", "mg/dL", "mmol/L"): 1 / 18.0182,
+    ("TC", "mg/dL", "mmol/L"): 1 / 38.67,
+    ("TG", "mg/dL", "mmol/L"): 1 / 88.5,
+    ("CREA", "mg/dL", "umol/L"): 88.4,
+    ("CREA", "mg/dL", "μmol/L"): 88.4,
+    ("UA", "mg/dL", "umol/L"): 59.48,
+    ("UA", "mg/dL", "μmol/L"): 59.48,
+    ("HBA1C", "mmol/mol", "%"): None,
+}
+
+
+def _result(check: _Check, counts: Counts) -> CrossSystemResult:
+    rate = counts.disagreeing / counts.compared if counts.compared else 0.0
+    status: Status = "failed" if rate > check.threshold else "passed"
+    if counts.compared == 0:
+        status = "not applicable"
+    return CrossSystemResult(
+        name=check.name,
+        systems=check.systems,
+        fact=check.fact,
+        compared=counts.compared,
+        agreeing=counts.agreeing,
+        disagreeing=counts.disagreeing,
+        explained=counts.explained,
+        not_comparable=counts.not_comparable,
+        rate=round(rate, 6),
+        threshold=check.threshold,
+        status=status,
+        category=check.category,
+        subcategory=check.subcategory,
+        dimension=check.dimension,
+    )
+
+
+def cross_system_checks(
+    workspace: Path, *, engine: EngineName = "duckdb", threads: int | None = None
+) -> CrossSystemResults:
+    """Compare the facts the hospital's systems share, for one workspace after ``ingest`` and ``link``.
+
+    Args:
+        workspace: The workspace folder with ``staging/`` and ``link/`` (``medspace run`` writes both).
+        engine: Only ``"duckdb"`` today.
+        threads: DuckDB threads (default: all cores).
+
+    Returns:
+        One result per check (see ``CHECKS``), one per linked child table (``orphan_rate:<system>/<table>``),
+        the profiles and every disagreeing record.
+
+    Raises:
+        InputError: if a staged table or a link output is missing.
+        ConfigError: for an engine other than DuckDB.
+
+    Example:
+        >>> results = cross_system_checks(Path("medspace-data"))  # doctest: +SKIP
+        >>> results.result("settlement_cost").disagreeing  # doctest: +SKIP
+        2
+    """
+    import time
+
+    if engine != "duckdb":
+        # The queries are DuckDB SQL; a Spark twin must be written and compared with them first (DESIGN.md).
+        raise ConfigError(f"the cross-system checks run on DuckDB only, not {engine!r}; use engine='duckdb'")
+    q = DuckDBChecks(Path(workspace), threads=threads)
+    by_name = {check.name: check for check in CHECKS}
+    results: list[CrossSystemResult] = []
+    details: list[pa.Table] = []
+    timings: dict[str, float] = {}
+
+    def run(name: str, compute: Callable[[], tuple[Counts, pa.Table]]) -> None:
+        start = time.perf_counter()
+        counts, table = compute()
+        timings[name] = round(time.perf_counter() - start, 3)
+        results.append(_result(by_name[name], counts))
+        details.append(table)
+
+    run("discharge_date", lambda: sql.discharge_date(q))
+    run("request_diagnosis", lambda: sql.request_diagnosis(q))
+    run("settlement_cost", lambda: sql.settlement_cost(q))
+    run("front_sheet_cost", lambda: sql.front_sheet_cost(q))
+    for attribute in ("name", "sex", "birth_date"):
+        run(f"identity_{attribute}", lambda a=attribute: sql.identity(q, a))  # type: ignore[misc]
+
+    start = time.perf_counter()
+    link_rates = _link_rates(q, results, details)
+    timings["orphan_rate"] = round(time.perf_counter() - start, 3)
+
+    start = time.perf_counter()
+    units = _unit_profiles(q)
+    verdicts = [
+        (u.item_code, u.unit or "", "explained" if u.convertible else "disagreeing", _unit_reason(u))
+        for u in units
+        if u.unit != u.main_unit and u.unit is not None
+    ]
+    counts, table = sql.unit_outcomes(q, verdicts)
+    results.append(_result(by_name["lab_units"], counts))
+    details.append(table)
+    ranges = tuple(ReferenceRangeProfile(**row) for row in q.rows(sql.RANGES_SEEN))
+    counts, table = _range_outcomes(ranges)
+    results.append(_result(by_name["lab_reference_ranges"], counts))
+    details.append(table)
+    timings["lab_units"] = round(time.perf_counter() - start, 3)
+
+    start = time.perf_counter()
+    counts, table, editions = sql.diagnosis_editions(q)
+    results.append(_result(by_name["diagnosis_code_edition"], counts))
+    details.append(table)
+    timings["diagnosis_code_edition"] = round(time.perf_counter() - start, 3)
+    run("discharge_mode_value_set", lambda: sql.discharge_modes(q))
+    start = time.perf_counter()
+    counts, table, departments = sql.department_prefixes(q)
+    results.append(_result(by_name["department_code_prefix"], counts))
+    details.append(table)
+    timings["department_code_prefix"] = round(time.perf_counter() - start, 3)
+
+    return CrossSystemResults(
+        results=tuple(results),
+        details=pa.concat_tables(details) if details else DETAIL_SCHEMA.empty_table(),
+        link_rates=link_rates,
+        units=units,
+        reference_ranges=ranges,
+        code_editions=tuple(editions),
+        department_codes=tuple(departments),
+        timings=timings,
+    )
+
+
+def _link_rates(
+    q: DuckDBChecks, results: list[CrossSystemResult], details: list[pa.Table]
+) -> tuple[LinkRate, ...]:
+    rates: list[LinkRate] = []
+    for row in q.rows(sql.LINK_RATES):
+        parent = PARENT_SYSTEM.get((row["system"], row["table"]))
+        if parent is None:  # a parent table itself (patients, registrations, admissions)
+            continue
+        rows = int(row["rows"])
+        rate = LinkRate(
+            system=row["system"],
+            table=row["table"],
+            parent_system=parent,
+            rows=rows,
+            linked=int(row["linked"]),
+            relinked=int(row["relinked"]),
+            recovered=int(row["recovered"]),
+            orphan=int(row["orphan"]),
+            parent_missing=int(row["parent_missing"]),
+            orphan_rate=round(int(row["orphan"]) / rows, 6) if rows else 0.0,
+            parent_missing_rate=round(int(row["parent_missing"]) / rows, 6) if rows else 0.0,
+        )
+        rates.append(rate)
+        check = _Check(
+            f"orphan_rate:{rate.system}/{rate.table}",
+            (rate.system, parent),
+            f"{rate.system} {rate.table} rows that reach a visit of {parent} (linked, relinked or recovered)",
+            "Completeness",
+            "Atemporal",
+            "completeness",
+            ORPHAN_THRESHOLD,
+        )
+        counts = Counts(
+            compared=rows,
+            agreeing=rate.linked,
+            disagreeing=rate.orphan,
+            explained=rate.relinked + rate.recovered,
+            not_comparable=0,
+        )
+        results.append(_result(check, counts))
+        details.append(q.details(check.name, sql.ORPHANS.format(system=rate.system, table=rate.table)))
+    return tuple(rates)
+
+
+def _unit_profiles(q: DuckDBChecks) -> tuple[UnitProfile, ...]:
+    seen = q.rows(sql.UNITS_SEEN)
+    main: dict[str, str | None] = {}
+    for row in seen:  # ordered by rows descending within a test: the first unit is the main one
+        main.setdefault(row["item_code"], row["unit"])
+    profiles: list[UnitProfile] = []
+    for row in seen:
+        code, unit, main_unit = row["item_code"], row["unit"], main[row["item_code"]]
+        key = (code, unit or "", main_unit or "")
+        convertible = unit == main_unit or key in UNIT_CONVERSIONS
+        factor = 1.0 if unit == main_unit else UNIT_CONVERSIONS.get(key)
+        profiles.append(
+            UnitProfile(
+                item_code=code,
+                item_name=row["item_name"],
+                unit=unit,
+                rows=int(row["rows"]),
+                lab_sites=row["lab_sites"],
+                main_unit=main_unit,
+                convertible=convertible,
+                factor=factor,
+            )
+        )
+    return tuple(profiles)
+
+
+def _unit_reason(unit: UnitProfile) -> str:
+    if not unit.convertible:
+        return f"{unit.item_code} in {unit.unit}, main unit {unit.main_unit}; no known conversion"
+    how = f"x {unit.factor:.6g}" if unit.factor is not None else "by the IFCC-NGSP equation"
+    return f"{unit.item_code} in {unit.unit}, converts to the main unit {unit.main_unit} {how}"
+
+
+def _range_outcomes(ranges: Sequence[ReferenceRangeProfile]) -> tuple[Counts, pa.Table]:
+    """One reference range per test, lab site and unit agrees; several within one lab and unit disagree.
+
+    Ranges that differ between lab sites are expected (domain.md §1 item 6) and counted as explained.
+    """
+    groups: dict[tuple[str, str | None, str | None], list[ReferenceRangeProfile]] = {}
+    for r in ranges:
+        groups.setdefault((r.item_code, r.lab_site, r.unit), []).append(r)
+    per_test: dict[str, set[str]] = {}
+    for r in ranges:
+        per_test.setdefault(r.item_code, set()).add(r.reference_range)
+    agreeing = disagreeing = explained = 0
+    rows: list[dict[str, Any]] = []
+    for (code, site, unit), members in groups.items():
+        if len(members) > 1:
+            disagreeing += 1
+            ranges_text = "; ".join(f"{m.reference_range} ({m.rows} rows)" for m in members)
+            rows.append(
+                {
+                    "check": "lab_reference_ranges",
+                    "system": "lis",
+                    "file": None,
+                    "row": None,
+                    "key": f"{code}@{site}",
+                    "field": "reference_range",
+                    "value": members[0].reference_range,
+                    "other_system": site,
+                    "other_value": ranges_text,
+                    "reason": f"{code} has {len(members)} reference ranges at one lab site in {unit}",
+                }
+            )
+        elif len(per_test[code]) > 1:
+            explained += 1
+        else:
+            agreeing += 1
+    counts = Counts(len(groups), agreeing, disagreeing, explained, 0)
+    return counts, pa.Table.from_pylist(rows, schema=DETAIL_SCHEMA)
+
+
+def write_cross_system(results: CrossSystemResults, folder: Path) -> tuple[Path, Path]:
+    """Write the summary (``cross_system.json``) and the disagreeing records (``*_details.parquet``).
+
+    Args:
+        results: What ``cross_system_checks`` returned.
+        folder: Where to write; created if missing.
+
+    Returns:
+        The paths of the summary and the details.
+
+    Example:
+        >>> write_cross_system(cross_system_checks(Path("medspace-data")), Path("medspace-data/quality"))
+        ... # doctest: +SKIP
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    summary = {
+        "results": [r.model_dump(mode="json") for r in results.results],
+        "link_rates": [r.model_dump(mode="json") for r in results.link_rates],
+        "units": [u.model_dump(mode="json") for u in results.units],
+        "reference_ranges": [r.model_dump(mode="json") for r in results.reference_ranges],
+        "code_editions": list(results.code_editions),
+        "department_codes": list(results.department_codes),
+        "details_rows": results.details.num_rows,
+        "details_file": DETAILS_FILE,
+        "timings_seconds": results.timings,
+    }
+    summary_path = folder / SUMMARY_FILE
+    details_path = folder / DETAILS_FILE
+    # Write beside and rename, so a reader never sees half a file.
+    tmp = folder / f".{SUMMARY_FILE}.tmp"
+    tmp.write_text(json.dumps(summary, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
+    tmp.replace(summary_path)
+    tmp_details = folder / f".{DETAILS_FILE}.tmp"
+    pq.write_table(results.details, tmp_details)
+    tmp_details.replace(details_path)
+    return summary_path, details_path
