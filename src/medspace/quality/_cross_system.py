@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict
 
 from medspace.core import ConfigError, EngineName
 from medspace.quality import _cross_system_duckdb as sql
+from medspace.quality import _identity_quality as identity
 from medspace.quality._cross_system_duckdb import DETAIL_SCHEMA, Counts, DuckDBChecks
 
 __all__ = [
@@ -278,6 +279,42 @@ CHECKS: tuple[_Check, ...] = (
         0.0,
     ),
     _Check(
+        "resident_id_valid",
+        ("his", "emr", "insurance"),
+        "resident IDs that pass GB 11643 (checksum, birth date, region)",
+        "Conformance",
+        "Value",
+        "normativity",
+        0.0,
+    ),
+    _Check(
+        "phone_present",
+        ("his", "emr"),
+        "patient rows with a phone number",
+        "Completeness",
+        "",
+        "completeness",
+        0.1,
+    ),
+    _Check(
+        "his_patient_number_unique",
+        ("his", "link"),
+        "persons with one HIS patient number",
+        "Plausibility",
+        "Uniqueness",
+        "accuracy",
+        0.0,
+    ),
+    _Check(
+        "address_agreement",
+        ("his", "emr"),
+        "the same person's address in HIS and on the front sheet",
+        "Plausibility",
+        "Atemporal",
+        "consistency",
+        0.02,
+    ),
+    _Check(
         "department_code_prefix",
         ("his", "emr", "surgery"),
         "department codes with their letter prefix",
@@ -417,6 +454,10 @@ def cross_system_checks(
     details.append(table)
     timings["diagnosis_code_edition"] = round(time.perf_counter() - start, 3)
     run("discharge_mode_value_set", lambda: sql.discharge_modes(q))
+    run("resident_id_valid", lambda: identity.resident_ids(q))
+    run("phone_present", lambda: identity.phones(q))
+    run("his_patient_number_unique", lambda: identity.his_numbers(q))
+    run("address_agreement", lambda: identity.addresses(q))
     start = time.perf_counter()
     counts, table, departments = sql.department_prefixes(q)
     results.append(_result(by_name["department_code_prefix"], counts))
