@@ -65,6 +65,17 @@ class SerialChild:
     identity: str  # prefix + column giving the row's identity record, e.g. "lis:" + lis_patient_id
     identity_column: str
     inpatient_no: str | None = None  # a second path to the stay for inpatient rows
+    patient_type: str | None = None  # the kind of visit the row says it belongs to (LIS: 门诊/急诊/体检/住院)
+
+
+# How LIS writes the kind of visit a request was made in, as the visit types of the visit index.
+PATIENT_TYPES = {"门诊": "outpatient", "急诊": "emergency", "体检": "checkup", "住院": "inpatient"}
+
+
+def _type_agrees(visit_type: Any, patient_type: Any) -> Any:
+    """Whether a visit's type is the one the row names (true when the row names none)."""
+    named = ibis.cases(*((patient_type == k, v) for k, v in PATIENT_TYPES.items()), else_=ibis.null("string"))
+    return named.isnull() | (named == visit_type)
 
 
 SERIAL_CHILDREN = (
@@ -77,6 +88,7 @@ SERIAL_CHILDREN = (
         "lis:",
         "lis_patient_id",
         "inpatient_no",
+        "patient_type",
     ),
     SerialChild("ris", "exams", "accession_no", "visit_serial", "requested_at", "ris:", "accession_no"),
     SerialChild(
@@ -156,7 +168,10 @@ def serial_events(st: StagedTables, child: SerialChild, visits: Any, persons: An
     """Link one serial-carrying table to visits; one row per staged row with the outcome and its reason."""
     t = st.table(child.system, child.table)
     record_person = persons.select(identity=persons.record_id, row_person=persons.person_id)
-    t = t.mutate(identity=child.identity + t[child.identity_column], at=t[child.time].cast("timestamp"))
+    ptype = t[child.patient_type] if child.patient_type is not None else ibis.null("string")
+    t = t.mutate(
+        identity=child.identity + t[child.identity_column], at=t[child.time].cast("timestamp"), ptype=ptype
+    )
     t = t.left_join(record_person, "identity")
     # every HIS serial, including a recalled stay's continuation row (serial + "R"), leads to its visit
     adm = st.table("his", "admissions")
@@ -183,27 +198,34 @@ def serial_events(st: StagedTables, child: SerialChild, visits: Any, persons: An
     carried = carried.left_join(v, carried.visit_id == v.vid)
     carried = carried.mutate(
         consistent=(
-            carried.vid.notnull() & _within(carried.vtype, carried.start, carried.end, carried.at)
+            carried.vid.notnull()
+            & _within(carried.vtype, carried.start, carried.end, carried.at)
+            & _type_agrees(carried.vtype, carried.ptype)
         ).fill_null(False)
     )
     carried = carried.drop("vid", "vperson", "vtype", "start", "end", "vino")
 
     # Re-link: the person's visit whose window holds the event (nearest start first); for inpatient rows
     # also the stay their inpatient number names.
-    cols = [child.key, "at", "vid", "vperson", "vtype", "start", "end"]
+    cols = [child.key, "at", "ptype", "vid", "vperson", "vtype", "start", "end"]
     need = carried.filter(~carried.consistent)
-    by_person = need.select(child.key, "at", p=need.row_person)
+    by_person = need.select(child.key, "at", "ptype", p=need.row_person)
     by_person = by_person.join(v, by_person.p == v.vperson)
     cand = by_person.filter(_within(by_person.vtype, by_person.start, by_person.end, by_person.at)).select(
         *cols
     )
     if child.inpatient_no is not None:
-        by_ino = need.select(child.key, "at", ino=need[child.inpatient_no])
+        by_ino = need.select(child.key, "at", "ptype", ino=need[child.inpatient_no])
         by_ino = by_ino.join(v, by_ino.ino == v.vino)
         by_ino = by_ino.filter(_within(by_ino.vtype, by_ino.start, by_ino.end, by_ino.at)).select(*cols)
         cand = ibis.union(cand, by_ino, distinct=True)
-    cand = cand.mutate(gap=(cand.at.epoch_seconds() - cand.start.epoch_seconds()).abs())
-    cand = cand.mutate(rank=ibis.row_number().over(group_by=child.key, order_by=[cand.gap, cand.vid]))
+    # the visit of the kind the row names comes first, then the one that started nearest the event
+    cand = cand.mutate(
+        gap=(cand.at.epoch_seconds() - cand.start.epoch_seconds()).abs(),
+        mismatch=ibis.cases((_type_agrees(cand.vtype, cand.ptype), 0), else_=1),
+    )
+    order = [cand.mismatch, cand.gap, cand.vid]
+    cand = cand.mutate(rank=ibis.row_number().over(group_by=child.key, order_by=order))
     best = cand.filter(cand.rank == 0).select(
         best_key=cand[child.key], best_visit=cand.vid, best_person=cand.vperson
     )

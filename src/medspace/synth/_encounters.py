@@ -269,7 +269,29 @@ def draw_stays(
                 stay.discharge_mode = "1" if diagnosis.key in ("cataract",) else "5"
             stay.costs = _costs(stay, rng)
             stays.append(stay)
+            if stay.discharge_mode == "5":
+                break  # died in hospital: no later admissions
     return stays
+
+
+def without_visits_after_death(visits: Visits, stays: list[Stay]) -> Visits:
+    """Drop the outpatient, emergency and check-up visits drawn after a person died in hospital."""
+    death = {s.person: s.discharge for s in stays if s.discharge_mode == "5"}
+    if not death:
+        return visits
+    died_at = np.array([death.get(int(p), np.iinfo(np.int64).max) for p in visits.person], dtype=np.int64)
+    keep = visits.start < died_at
+    return Visits(
+        person=visits.person[keep],
+        kind=visits.kind[keep],
+        start=visits.start[keep],
+        department=visits.department[keep],
+        diagnosis=visits.diagnosis[keep],
+        status=visits.status[keep],
+        serial=visits.serial[keep],
+        fee=visits.fee[keep],
+        doctor=visits.doctor[keep],
+    )
 
 
 def _add_operations(

@@ -25,6 +25,7 @@ from ._encounters import (
     Visits,
     draw_stays,
     draw_visits,
+    without_visits_after_death,
 )
 from ._his_export import write_his
 from ._imaging_export import write_ris_pacs
@@ -47,6 +48,7 @@ def build_chunk(
     c = ChunkState(catalogue, config, pop, index, first_person, doctors)
     visits = draw_visits(catalogue, config, pop, c.rng, index, doctors)
     stays = draw_stays(catalogue, config, pop, c.rng, index, doctors)
+    visits = without_visits_after_death(visits, stays)
     lab = draw_lab(catalogue, pop, visits, stays, c.rng, config.defects.branch_lab_share)
     exams = draw_exams(catalogue, pop, visits, stays, c.rng)
     relatives = np.char.add(
