@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_synth.py
 	$(BIN)/python bench/bench_pipeline.py
 	$(BIN)/python bench/bench_febrl.py
+	$(BIN)/python bench/bench_quality.py
 
 clean:
 	rm -rf $(VENV) medspace-data
