@@ -306,6 +306,15 @@ CHECKS: tuple[_Check, ...] = (
         0.0,
     ),
     _Check(
+        "date_format_consistency",
+        ("his", "lis", "emr", "ris", "pacs", "surgery", "insurance"),
+        "dates within one export column written in one format",
+        "Conformance",
+        "Value",
+        "normativity",
+        0.0,
+    ),
+    _Check(
         "address_agreement",
         ("his", "emr"),
         "the same person's address in HIS and on the front sheet",
@@ -458,6 +467,7 @@ def cross_system_checks(
     run("phone_present", lambda: identity.phones(q))
     run("his_patient_number_unique", lambda: identity.his_numbers(q))
     run("address_agreement", lambda: identity.addresses(q))
+    run("date_format_consistency", lambda: identity.date_formats(q))
     start = time.perf_counter()
     counts, table, departments = sql.department_prefixes(q)
     results.append(_result(by_name["department_code_prefix"], counts))

@@ -1,5 +1,6 @@
-"""Checks on how each system holds identities: resident IDs that fail GB 11643, missing phones, one person
-under several HIS patient numbers, and addresses that differ between systems for the same person.
+"""Checks on how each system holds identities and formats: resident IDs that fail GB 11643, missing phones,
+one person under several HIS patient numbers, addresses that differ between systems for the same person,
+and date columns written in more than one format.
 
 They run on the cross-system checks' DuckDB connection (its views of the staged and linked tables). The
 resident-ID rule runs in Python over the distinct IDs only, reusing medspace's one GB 11643 check.
@@ -7,11 +8,13 @@ resident-ID rule runs in Python over the distinct IDs only, reusing medspace's o
 
 from __future__ import annotations
 
+import json
+
 import pyarrow as pa
 
 from medspace.core import check_resident_id
 
-from ._cross_system_duckdb import Counts, DuckDBChecks
+from ._cross_system_duckdb import DETAIL_SCHEMA, Counts, DuckDBChecks
 
 # Resident IDs as each system writes them, with the row they sit on.
 _RESIDENT_IDS = """
@@ -134,3 +137,37 @@ def addresses(q: DuckDBChecks) -> tuple[Counts, pa.Table]:
         "WHERE outcome <> 'agreeing'",
     )
     return counts, details
+
+
+def date_formats(q: DuckDBChecks) -> tuple[Counts, pa.Table]:
+    """Date columns written in more than one format within one export (domain.md §1.4).
+
+    Staging parses every accepted format and counts what each parsed (``staging/manifest.json``); the
+    values in a column's less common formats are the inconsistent ones. They were parsed correctly, so the
+    data is usable, but the export is not conforming.
+    """
+    manifest = json.loads((q.workspace / "staging" / "manifest.json").read_text(encoding="utf-8"))
+    compared = minority = 0
+    rows: list[dict[str, object]] = []
+    for f in manifest["files"]:
+        for column, used in (f.get("date_formats") or {}).items():
+            ranked = sorted(used.items(), key=lambda kv: (-kv[1], kv[0]))
+            compared += sum(used.values())
+            for fmt, n in ranked[1:]:
+                minority += n
+                rows.append(
+                    {
+                        "check": "date_format_consistency",
+                        "system": f["system"],
+                        "file": f["file"],
+                        "row": None,
+                        "key": None,
+                        "field": column,
+                        "value": fmt,
+                        "other_system": None,
+                        "other_value": ranked[0][0],
+                        "reason": f"{n:,} values in a second format",
+                    }
+                )
+    counts = Counts(compared, compared - minority, minority, 0, 0)
+    return counts, pa.Table.from_pylist(rows, schema=DETAIL_SCHEMA)

@@ -258,13 +258,14 @@ def cross_system_quality_checks(results: Any) -> list[QualityCheck]:
         ehds: EhdsQuality = (
             "consistency" if r.dimension == "consistency" else _EHDS_BY_KAHN.get(r.category, "accuracy")
         )
+        status: Status = "not_applicable" if r.status == "not applicable" else r.status
         checks.append(
             QualityCheck(
                 "cross_system",
                 r.name,
                 r.dimension,
                 ehds,
-                r.status,
+                status,
                 round(100.0 * r.rate, 4),
                 round(100.0 * r.threshold, 4),
                 f"{r.fact}: {r.disagreeing:,} of {r.compared:,} disagree ({', '.join(r.systems)})",

@@ -12,7 +12,7 @@ empty).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -49,6 +49,8 @@ class Converted:
     table: pa.Table
     failure: pa.Array
     failures: list[Failure]
+    #: For each date or timestamp column, how many values each accepted format parsed (mixed formats show).
+    date_formats: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def schema(table: TableSpec) -> pa.Schema:
@@ -61,10 +63,13 @@ def convert(raw: pa.Table, table: TableSpec) -> Converted:
     failures: list[Failure] = []
     codes: list[pa.Array] = []
     columns: dict[str, pa.Array] = {}
+    date_formats: dict[str, dict[str, int]] = {}
     for column in table.columns:
         required = column.required or column.name in table.primary_key
-        value, checks = _convert_column(raw, column, table.null_tokens, required)
+        value, checks, formats_used = _convert_column(raw, column, table.null_tokens, required)
         columns[column.name] = value
+        if formats_used:
+            date_formats[column.name] = formats_used
         code: pa.Array | None = None
         # Later checks first, so that the earliest check wins in the nested if_else.
         for rule, message, mask in reversed(checks):
@@ -81,7 +86,7 @@ def convert(raw: pa.Table, table: TableSpec) -> Converted:
         failure = codes[0]
     else:
         failure = pc.coalesce(*codes)
-    return Converted(pa.table(columns, schema=schema(table)), failure, failures)
+    return Converted(pa.table(columns, schema=schema(table)), failure, failures, date_formats)
 
 
 def _text(raw: pa.Table, column: ColumnSpec, tokens: list[str]) -> pa.Array:
@@ -103,7 +108,7 @@ def _text(raw: pa.Table, column: ColumnSpec, tokens: list[str]) -> pa.Array:
 
 def _convert_column(
     raw: pa.Table, column: ColumnSpec, table_tokens: list[str], required: bool
-) -> tuple[pa.Array, list[tuple[str, str, pa.Array]]]:
+) -> tuple[pa.Array, list[tuple[str, str, pa.Array]], dict[str, int]]:
     tokens = column.null_tokens if column.null_tokens is not None else table_tokens
     text = _text(raw, column, tokens)
     checks: list[tuple[str, str, pa.Array]] = []
@@ -123,7 +128,7 @@ def _convert_column(
         else:
             checks.append(("bad_value", "the code is not in the spec's value mapping", _lost(text, mapped)))
         text = mapped
-    value, parse_check = _parse(text, column)
+    value, parse_check, formats_used = _parse(text, column)
     if parse_check is not None:
         checks.append(parse_check)
     if column.on_error == "null":
@@ -135,7 +140,7 @@ def _convert_column(
         for _, _, mask in checks:
             problem = pc.and_(problem, pc.invert(mask))
         checks.append(("required", "the column is required but empty", problem))
-    return value, checks
+    return value, checks, formats_used
 
 
 def _lost(before: pa.Array, after: pa.Array) -> pa.Array:
@@ -143,15 +148,17 @@ def _lost(before: pa.Array, after: pa.Array) -> pa.Array:
     return pc.and_(pc.is_valid(before), pc.is_null(after))
 
 
-def _parse(text: pa.Array, column: ColumnSpec) -> tuple[pa.Array, tuple[str, str, pa.Array] | None]:
+def _parse(
+    text: pa.Array, column: ColumnSpec
+) -> tuple[pa.Array, tuple[str, str, pa.Array] | None, dict[str, int]]:
     kind = column.type
     if kind == "string":
-        return text, None
+        return text, None, {}
     if kind in ("int", "float"):
         ok = pc.fill_null(pc.match_substring_regex(text, pattern=_INT if kind == "int" else _FLOAT), False)
         value = pc.cast(pc.if_else(ok, text, pa.scalar(None, pa.string())), ARROW_TYPES[kind])
         message = "the value is not a whole number" if kind == "int" else "the value is not a number"
-        return value, ("bad_number", message, _lost(text, value))
+        return value, ("bad_number", message, _lost(text, value)), {}
     if kind == "bool":
         true_set = pa.array(column.true_values or [], type=pa.string())
         false_set = pa.array(column.false_values or [], type=pa.string())
@@ -161,16 +168,16 @@ def _parse(text: pa.Array, column: ColumnSpec) -> tuple[pa.Array, tuple[str, str
             is_true, pa.scalar(True), pc.if_else(is_false, pa.scalar(False), pa.scalar(None, pa.bool_()))
         )
         allowed = ", ".join([*(column.true_values or []), *(column.false_values or [])])
-        return value, ("bad_value", f"the value is not one of the booleans {allowed}", _lost(text, value))
+        return value, ("bad_value", f"the value is not one of the booleans {allowed}", _lost(text, value)), {}
     formats = column.formats or []
-    stamp = _parse_timestamps(text, formats)
+    stamp, used = _parse_timestamps(text, formats)
     value = pc.cast(stamp, pa.date32()) if kind == "date" else stamp
     message = f"the value matches none of the accepted formats ({', '.join(formats)}) or is not a real date"
-    return value, ("bad_date", message, _lost(text, stamp))
+    return value, ("bad_date", message, _lost(text, stamp)), used
 
 
-def _parse_timestamps(text: pa.Array, formats: list[str]) -> pa.Array:
-    """Try each format in order on the rows no earlier format parsed.
+def _parse_timestamps(text: pa.Array, formats: list[str]) -> tuple[pa.Array, dict[str, int]]:
+    """Try each format in order on the rows no earlier format parsed; also count what each format parsed.
 
     Arrow's strptime (glibc underneath) is lenient: it rolls impossible dates over (``2023/2/29`` becomes
     1 March) and accepts short digit runs (``2024011``). A regular expression built from the format refuses
@@ -179,6 +186,7 @@ def _parse_timestamps(text: pa.Array, formats: list[str]) -> pa.Array:
     the first design; it cost 2 s per million rows.)
     """
     result = pa.nulls(len(text), pa.timestamp("s"))
+    used: dict[str, int] = {}
     for fmt in formats:
         todo = pc.and_(pc.is_valid(text), pc.is_null(result))
         if not pc.any(todo).as_py():
@@ -200,7 +208,8 @@ def _parse_timestamps(text: pa.Array, formats: list[str]) -> pa.Array:
                 kept = pc.if_else(real, candidates, pa.scalar(None, pa.timestamp("s")))
                 parsed = pc.replace_with_mask(parsed, early, kept)
         result = pc.replace_with_mask(result, todo, parsed)
-    return result
+        used[fmt] = int(pc.count(parsed).as_py())
+    return result, used
 
 
 _DIRECTIVE_PATTERNS = {

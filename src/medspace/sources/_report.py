@@ -51,6 +51,9 @@ class FileReport(_Model):
     quarantined: int
     failed: bool = False
     rules: dict[str, int]
+    #: For date columns whose spec accepts several formats: the values each format parsed, so mixed
+    #: formats in one column show (domain.md §1.4). Columns with a single accepted format are left out.
+    date_formats: dict[str, dict[str, int]] = {}
 
 
 class TableReport(_Model):

@@ -112,6 +112,8 @@ class _FileResult:
     rows_read: int = 0
     #: The whole file could not be read: one quarantine entry with a null row, no rows counted.
     failed: bool = False
+    #: Per date or timestamp column, the values each accepted format parsed.
+    date_formats: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def raw_row(self, index: int) -> str:
         assert self.raw is not None
@@ -201,6 +203,7 @@ def stage_exports(
                     quarantined=r.quarantined,
                     failed=r.failed,
                     rules=dict(sorted(r.rules.items())),
+                    date_formats={c: dict(f) for c, f in sorted(r.date_formats.items()) if len(f) > 1},
                 )
                 for r in results
             ]
@@ -318,6 +321,7 @@ def _stage_file(
         result.staged = None
         return result
     converted = convert(raw.columns, table)
+    result.date_formats = converted.date_formats
     ok = pc.is_null(converted.failure)
     bad_index = np.flatnonzero(~ok.to_numpy(zero_copy_only=False))
     if len(bad_index):

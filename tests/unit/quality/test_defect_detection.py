@@ -135,3 +135,20 @@ def test_every_defect_kind_is_detected_by_some_check(workspace: Path, checks: Cr
     assert found["settlement_cost_mismatch"] == truth["settlement_cost_mismatch"]
     # wrong-visit requests whose carried visit is on another day are re-linked (same-day ones are invisible)
     assert found["lab_wrong_visit"] >= 0.8 * truth["lab_wrong_visit"]
+
+
+def test_mixed_date_formats_are_counted_per_column(workspace: Path, checks: CrossSystemResults) -> None:
+    """LIS writes some report times in a second format: the check counts exactly those values (a re-sent
+    duplicate of such a row is parsed before staging drops it, so it counts too)."""
+    injected = _defects(workspace, "mixed_date_format")
+    result = checks.result("date_format_consistency")
+    resent = {
+        (d["file"], d["row"] - 1)
+        for d in _defects(workspace, "duplicate_record")
+        if d["file"] == "lis/results.csv"
+    }
+    injected_rows = {(d["file"], d["row"]) for d in injected}
+    copies = len(resent & injected_rows)  # a copy sits right after its original
+    assert injected
+    assert result.disagreeing == len(injected) + copies
+    assert {d["field"] for d in checks.details_of("date_format_consistency").to_pylist()} == {"reported_at"}
