@@ -26,21 +26,11 @@ from medspace.synth import DefectRates, HospitalConfig, generate_hospital
 Row = dict[str, Any]
 
 
-# Rare defects raised so that a small hospital surely has some of each kind to detect.
-RARE_DEFECTS_RAISED = DefectRates(
-    settlement_cost_mismatch=0.05,
-    recalled_discharge=0.05,
-    resident_id_typo=0.02,
-    duplicate_patient_id=0.03,
-    mixed_code_edition=0.1,
-)
-
-
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def workspace(tmp_path_factory: pytest.TempPathFactory, rare_defects_raised: DefectRates) -> Path:
     ws = tmp_path_factory.mktemp("xs")
     generate_hospital(
-        HospitalConfig(patients=1_500, seed=11, chunk_patients=750, defects=RARE_DEFECTS_RAISED),
+        HospitalConfig(patients=1_500, seed=11, chunk_patients=750, defects=rare_defects_raised),
         ws / "hospital",
     )
     stage_exports(ws / "hospital", ws)
