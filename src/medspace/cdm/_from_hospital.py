@@ -103,6 +103,12 @@ def person_key(text: Any) -> Any:
     return text.substr(1).cast("int64")
 
 
+def _with_visit_occurrence(t: Any, ids: Any, visit: str, how: str = "left") -> Any:
+    """Add ``v_occ``, the ``visit_occurrence_id`` of the linked visit named in column ``visit``."""
+    vmap = ids.select(v_id="visit_id", v_occ="visit_occurrence_id")
+    return t.join(vmap, t[visit] == vmap.v_id, how=how)
+
+
 def _ranked(t: Any, *order: Any) -> Any:
     """An id for each distinct value of ``order`` (rows sharing it share the id)."""
     return (ibis.dense_rank().over(order_by=list(order)) + 1).cast("int64")
@@ -344,7 +350,6 @@ def _diagnosis_map(h: HospitalData) -> Any:
 
 
 def conditions(h: HospitalData, ids: Any) -> Any:
-    vmap = ids.select(v_id="visit_id", v_occ="visit_occurrence_id")
     reg = h.with_events("his", "registrations")
     reg = reg.filter((reg.status == "done") & reg.diagnosis_code.notnull() & (reg.diagnosis_code != ""))
     outpatient = reg.select(
@@ -371,7 +376,7 @@ def conditions(h: HospitalData, ids: Any) -> Any:
     c = ibis.union(outpatient, *stays, distinct=False)
     dx = _diagnosis_map(h)
     c = c.left_join(dx, c.code == dx.dx_code)
-    c = c.left_join(vmap, c.visit == vmap.v_id)
+    c = _with_visit_occurrence(c, ids, "visit")
     c = c.mutate(condition_occurrence_id=_numbered(c, c.person, c.day))
     return c.select(
         condition_occurrence_id=c.condition_occurrence_id,
@@ -389,7 +394,6 @@ def conditions(h: HospitalData, ids: Any) -> Any:
 
 
 def drugs(h: HospitalData, ids: Any) -> Any:
-    vmap = ids.select(v_id="visit_id", v_occ="visit_occurrence_id")
     rx = h.with_events("his", "prescriptions")
     rx = rx.select(
         person=rx.ev_person,
@@ -414,7 +418,7 @@ def drugs(h: HospitalData, ids: Any) -> Any:
         src=_src(orders),
     )
     d = ibis.union(rx, orders, distinct=False)
-    d = d.left_join(vmap, d.visit == vmap.v_id)
+    d = _with_visit_occurrence(d, ids, "visit")
     d = d.mutate(drug_exposure_id=_numbered(d, d.person, d.start))
     # No RxNorm mapping of the national insurance drug codes ships yet: concept 0, the code kept as source.
     return d.select(
@@ -434,7 +438,6 @@ def drugs(h: HospitalData, ids: Any) -> Any:
 
 
 def procedures(h: HospitalData, ids: Any, provider: Any) -> Any:
-    vmap = ids.select(v_id="visit_id", v_occ="visit_occurrence_id")
     rows = [
         {
             "px_code": p.code,
@@ -469,7 +472,7 @@ def procedures(h: HospitalData, ids: Any, provider: Any) -> Any:
     p = ibis.union(ops, exams, distinct=False)
     px = h.table("procedures", rows, schema)
     p = p.left_join(px, p.code == px.px_code)
-    p = p.left_join(vmap, p.visit == vmap.v_id)
+    p = _with_visit_occurrence(p, ids, "visit")
     pv = provider.select(pv_name="provider_name", pv_id="provider_id")
     p = p.left_join(pv, p.who == pv.pv_name)
     p = p.mutate(procedure_occurrence_id=_numbered(p, p.person, p.at))
@@ -499,7 +502,6 @@ def _range_bound(text: Any, which: int) -> Any:
 
 def measurements(h: HospitalData, ids: Any) -> Any:
     """Lab results in each test's canonical unit (the unit as reported kept in ``unit_source_value``)."""
-    vmap = ids.select(v_id="visit_id", v_occ="visit_occurrence_id")
     labs = h.mappings.lab_tests.values()
     rows = [
         {
@@ -517,7 +519,7 @@ def measurements(h: HospitalData, ids: Any) -> Any:
     r = r.left_join(tubes, r.barcode == tubes.tube)
     lab = h.table("lab_tests", rows, schema)
     r = r.left_join(lab, r.item_code == lab.lab_code)
-    r = r.left_join(vmap, r.ev_visit == vmap.v_id)
+    r = _with_visit_occurrence(r, ids, "ev_visit")
     at = ibis.coalesce(r.collected.cast("timestamp"), r.reported_at.cast("timestamp"))
     low, high = _range_bound(r.reference_range, 1), _range_bound(r.reference_range, 2)
     r = r.mutate(
@@ -549,7 +551,6 @@ def measurements(h: HospitalData, ids: Any) -> Any:
 
 def observations(h: HospitalData, ids: Any) -> Any:
     """Front-sheet facts with no better home: pathology morphology (C09C) and external cause (C12C)."""
-    vmap = ids.select(v_id="visit_id", v_occ="visit_occurrence_id")
     fs = h.with_events("emr", "front_sheets")
     parts = [
         fs.filter(fs[col].notnull() & (fs[col] != "")).select(
@@ -566,7 +567,7 @@ def observations(h: HospitalData, ids: Any) -> Any:
         )
     ]
     o = ibis.union(*parts, distinct=False)
-    o = o.left_join(vmap, o.visit == vmap.v_id)
+    o = _with_visit_occurrence(o, ids, "visit")
     o = o.mutate(observation_id=_numbered(o, o.person, o.day))
     return o.select(
         observation_id=o.observation_id,
@@ -585,7 +586,6 @@ def observations(h: HospitalData, ids: Any) -> Any:
 
 def notes(h: HospitalData, ids: Any) -> Any:
     """EMR clinical notes and RIS reports (findings and impression), text as written."""
-    vmap = ids.select(v_id="visit_id", v_occ="visit_occurrence_id")
     emr = h.with_events("emr", "notes")
     emr = emr.select(
         person=emr.ev_person,
@@ -607,7 +607,7 @@ def notes(h: HospitalData, ids: Any) -> Any:
         key=ris.accession_no,
     )
     n = ibis.union(emr, ris, distinct=False)
-    n = n.left_join(vmap, n.visit == vmap.v_id)
+    n = _with_visit_occurrence(n, ids, "visit")
     n = n.mutate(note_id=_ranked(n, n.kind, n.key))
     return n.select(
         note_id=n.note_id,
@@ -648,10 +648,9 @@ def payer_plan_periods(h: HospitalData) -> Any:
 
 def costs(h: HospitalData, ids: Any, plans: Any) -> Any:
     """Charges per visit from the HIS bills, and what insurance paid per stay from the settlement lists."""
-    vmap = ids.select(v_id="visit_id", v_occ="visit_occurrence_id")
     b = h.with_events("his", "bills")
     b = b.group_by("ev_visit").aggregate(total=b.amount.sum())
-    b = b.join(vmap, b.ev_visit == vmap.v_id)
+    b = _with_visit_occurrence(b, ids, "ev_visit", how="inner")
     bills = b.select(
         event=b.v_occ,
         total_charge=b.total.round(2),
@@ -663,7 +662,7 @@ def costs(h: HospitalData, ids: Any, plans: Any) -> Any:
         source=ibis.literal("his/bills"),
     )
     s = h.with_events("insurance", "settlements")
-    s = s.join(vmap, s.ev_visit == vmap.v_id)
+    s = _with_visit_occurrence(s, ids, "ev_visit", how="inner")
     pl = plans.select(pl_person="person_key", pl_type="insurance_type", pl_id="payer_plan_period_id")
     s = s.left_join(pl, [s.ev_person == pl.pl_person, s.insurance_type == pl.pl_type])
     settled = s.select(
