@@ -105,9 +105,13 @@ def main() -> None:
         table.add_column(column, justify="left" if column in ("tool", "fields") else "right")
     for row in rows:
         table.add_row(
-            row["tool"], row["fields"], f"{row['seconds']:.2f}", f"{row['precision']:.4f}",
-            f"{row['recall']:.4f}", f"{row['f1']:.4f}",
-        )  # fmt: skip
+            row["tool"],
+            row["fields"],
+            f"{row['seconds']:.2f}",
+            f"{row['precision']:.4f}",
+            f"{row['recall']:.4f}",
+            f"{row['f1']:.4f}",
+        )
     Console().print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     machine = {

@@ -12,29 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-from rich.console import Console
-from rich.table import Table
-
-
-def _timed(command: list[str]) -> tuple[float, int]:
-    began = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(process.pid, 0)
-    if status != 0:
-        raise SystemExit(f"failed ({status}): {' '.join(command)}")
-    return time.perf_counter() - began, round(usage.ru_maxrss / 1024)
+from benchkit import MEDSPACE, report, timed
 
 
 def run(patients: int, folder: Path) -> list[dict[str, object]]:
-    medspace = [sys.executable, "-m", "medspace.cli"]
+    medspace = MEDSPACE
     exports, ws = folder / f"h{patients}", folder / f"ws{patients}"
     synth = [*medspace, "synth", "--patients", str(patients), "--seed", "42", "--out", str(exports)]
     subprocess.run([*synth, "--workers", "2", "--quiet"], check=True, stdout=subprocess.DEVNULL)
@@ -45,7 +31,7 @@ def run(patients: int, folder: Path) -> list[dict[str, object]]:
         ("link", ["link"]),
         ("cdm", ["cdm"]),
     ):
-        seconds, peak = _timed([*medspace, *args, "--workspace", str(ws)])
+        seconds, peak = timed([*medspace, *args, "--workspace", str(ws)])
         if stage == "ingest":
             rows = exported
         else:
@@ -84,24 +70,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="medspace-bench-") as tmp:
         for patients in args.sizes:
             results += run(patients, Path(tmp))
-    table = Table(title="medspace ingest + link + cdm (DuckDB)")
-    for column in ("patients", "stage", "rows", "seconds", "rows/s", "peak RSS MiB"):
-        table.add_column(column, justify="left" if column == "stage" else "right")
-    for r in results:
-        table.add_row(
-            f"{r['patients']:,}",
-            str(r["stage"]),
-            f"{r['rows']:,}",
-            f"{r['seconds']}",
-            f"{r['rows_per_second']:,}",
-            f"{r['peak_rss_mib']:,}",
-        )
-    Console(width=120).print(table)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine()}
-    report = {"benchmark": "pipeline", "machine": machine, "results": results}
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"saved {args.out}")
+    columns = {
+        "patients": "patients",
+        "stage": "stage",
+        "rows": "rows",
+        "seconds": "seconds",
+        "rows_per_second": "rows/s",
+        "peak_rss_mib": "peak RSS MiB",
+    }
+    report("pipeline", "medspace ingest + link + cdm (DuckDB)", columns, results, args.out)
 
 
 if __name__ == "__main__":

@@ -11,37 +11,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-from rich.console import Console
-from rich.table import Table
+from benchkit import MEDSPACE, report, timed
 
 
 def run(patients: int, workers: int, seed: int, folder: Path) -> dict[str, float | int]:
     out = folder / f"h{patients}-{workers}"
-    command = [
-        sys.executable,
-        "-m",
-        "medspace.cli",
-        "synth",
-        "--patients",
-        str(patients),
-        "--seed",
-        str(seed),
-    ]
-    command += ["--out", str(out), "--workers", str(workers), "--quiet"]
-    began = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - began
-    if status != 0:
-        raise SystemExit(f"medspace synth failed for {patients} patients (status {status})")
+    synth = ["synth", "--patients", str(patients), "--seed", str(seed), "--out", str(out)]
+    seconds, peak = timed([*MEDSPACE, *synth, "--workers", str(workers), "--quiet"])
     manifest = json.loads((out / "truth" / "manifest.json").read_text(encoding="utf-8"))
     rows = sum(f["rows"] for f in manifest["files"])
     size = sum(f["bytes"] for f in manifest["files"])
@@ -51,7 +30,7 @@ def run(patients: int, workers: int, seed: int, folder: Path) -> dict[str, float
         "rows": rows,
         "seconds": round(seconds, 2),
         "rows_per_second": round(rows / seconds),
-        "peak_rss_mib": round(usage.ru_maxrss / 1024),  # Linux reports KiB
+        "peak_rss_mib": peak,
         "export_mib": round(size / 2**20, 1),
     }
 
@@ -68,31 +47,16 @@ def main() -> None:
         for patients in args.sizes:
             for workers in args.workers:
                 results.append(run(patients, workers, args.seed, Path(tmp)))
-    table = Table(title="medspace synth")
-    for column in ("patients", "workers", "rows", "seconds", "rows/s", "peak RSS MiB", "exports MiB"):
-        table.add_column(column, justify="right")
-    for r in results:
-        table.add_row(
-            *(
-                f"{r[k]:,}"
-                for k in (
-                    "patients",
-                    "workers",
-                    "rows",
-                    "seconds",
-                    "rows_per_second",
-                    "peak_rss_mib",
-                    "export_mib",
-                )
-            )
-        )
-    Console(width=120).print(table)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine()}
-    args.out.write_text(
-        json.dumps({"benchmark": "synth", "machine": machine, "results": results}, indent=2) + "\n"
-    )
-    print(f"saved {args.out}")
+    columns = {
+        "patients": "patients",
+        "workers": "workers",
+        "rows": "rows",
+        "seconds": "seconds",
+        "rows_per_second": "rows/s",
+        "peak_rss_mib": "peak RSS MiB",
+        "export_mib": "exports MiB",
+    }
+    report("synth", "medspace synth", columns, results, args.out)
 
 
 if __name__ == "__main__":
