@@ -126,7 +126,14 @@ def test_walker_marks_type_checking_imports() -> None:
 
 
 # The stages in order (STYLE.md §1): each may import only those before it.
-STAGES = ["medspace.core", "medspace.sources", "medspace.link", "medspace.cdm", "medspace.quality"]
+STAGES = [
+    "medspace.core",
+    "medspace.sources",
+    "medspace.link",
+    "medspace.cdm",
+    "medspace.quality",
+    "medspace.privacy",
+]
 
 
 @pytest.mark.parametrize("position", range(len(STAGES)))
