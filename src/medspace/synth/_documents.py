@@ -10,6 +10,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ._catalogue import Catalogue
 from ._encounters import DAY, STATUS_DONE, VISIT_CHECKUP, VISIT_OUTPATIENT, Diagnoses, Stay, Visits, to_date
@@ -94,7 +95,7 @@ def draw_exams(
 
 
 def _report(
-    code: str, has: np.ndarray, cond: dict[str, int], rng: np.random.Generator
+    code: str, has: NDArray[np.bool_], cond: dict[str, int], rng: np.random.Generator
 ) -> tuple[str, str, int | None]:
     if code == "LDCT":
         if has[cond["lung_cancer"]] or has[cond["lung_nodule"]]:
@@ -200,9 +201,9 @@ def draw_notes(
     pop: Population,
     stays: list[Stay],
     hospital_numbers: dict[int, str],
-    relatives: np.ndarray,
+    relatives: NDArray[np.str_],
     rng: np.random.Generator,
-    doctors: np.ndarray,
+    doctors: NDArray[np.str_],
 ) -> list[Note]:
     dx = Diagnoses(catalogue)
     hospital = catalogue.hospital.name

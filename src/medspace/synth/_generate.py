@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from numpy.typing import NDArray
 
 from medspace.core import InputError, replace_folder
 
@@ -104,7 +105,7 @@ def generate_hospital(
     )
 
 
-def _doctors(catalogue: Catalogue, seed: int) -> np.ndarray:
+def _doctors(catalogue: Catalogue, seed: int) -> NDArray[np.str_]:
     pools = name_pools(tuple(sorted(catalogue.hospital.local_regions)))
     rng = np.random.default_rng(np.random.SeedSequence([seed, 2]))
     given = np.concatenate([pools.given_male, pools.given_female])
@@ -116,13 +117,18 @@ def _doctors(catalogue: Catalogue, seed: int) -> np.ndarray:
 
 
 def _chunk_job(
-    catalogue: Catalogue, config: HospitalConfig, pop: Population, index: int, first: int, doctors: np.ndarray
+    catalogue: Catalogue,
+    config: HospitalConfig,
+    pop: Population,
+    index: int,
+    first: int,
+    doctors: NDArray[np.str_],
 ) -> ChunkOutput:
     return build_chunk(catalogue, config, pop, index, first, doctors)
 
 
 def _chunks(
-    config: HospitalConfig, catalogue: Catalogue, pop: Population, doctors: np.ndarray
+    config: HospitalConfig, catalogue: Catalogue, pop: Population, doctors: NDArray[np.str_]
 ) -> Iterator[ChunkOutput]:
     size = config.chunk_patients
     starts = list(range(0, config.patients, size))
