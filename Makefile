@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_pipeline.py
 	$(BIN)/python bench/bench_febrl.py
 	$(BIN)/python bench/bench_quality.py
+	$(BIN)/python bench/bench_deid.py
 
 clean:
 	rm -rf $(VENV) medspace-data
