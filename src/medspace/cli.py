@@ -163,6 +163,17 @@ WorkspaceOption = Annotated[
 EngineOption = Annotated[
     str, typer.Option(help="Compute engine: duckdb (embedded) or spark (local[2] session).")
 ]
+ProfileOption = Annotated[
+    str,
+    typer.Option(
+        "--profile",
+        help="De-identification profile: gbt39725-level2, gbt39725-level3, hipaa-safe-harbor or a YAML path.",
+    ),
+]
+KeyFileOption = Annotated[
+    Path | None,
+    typer.Option(help="File holding the product key in hex (default: $MEDSPACE_PRODUCT_KEY)."),
+]
 
 
 def _workspace(path: Path | None) -> Path:
@@ -350,8 +361,10 @@ def run(
     ],
     workspace: WorkspaceOption = None,
     engine: EngineOption = "duckdb",
+    profile: ProfileOption = "gbt39725-level3",
+    key_file: KeyFileOption = None,
 ) -> None:
-    """Run ingest, link, cdm and quality in order."""
+    """Run ingest, link, cdm, quality and deid in order."""
     out = _console()
     try:
         ws = _workspace(workspace)
@@ -360,6 +373,83 @@ def run(
         _link(ws, chosen, out)
         _cdm(ws, chosen, None, out)
         _quality(ws, chosen, None, out)
+        _deid(None, ws, profile, key_file, None, None, out)
+    except MedspaceError as exc:
+        raise _fail(exc) from None
+
+
+def _deid(
+    source: Path | None,
+    workspace: Path,
+    profile_name: str,
+    key_file: Path | None,
+    out_folder: Path | None,
+    person_column: str | None,
+    out: Console,
+) -> None:
+    from medspace.privacy import deidentify_file, deidentify_workspace, load_profile, product_key
+
+    profile = load_profile(profile_name)
+    key = product_key(profile, key_file)
+    with out.status(f"deid: de-identifying by profile {profile.name}"):
+        if source is None:
+            release = deidentify_workspace(workspace, profile, key, out_folder)
+        else:
+            folder = out_folder or workspace / "deid" / f"{profile.name}-{source.stem}"
+            release = deidentify_file(source, profile, key, folder, person_column=person_column)
+    r = release.result.report
+    title = (
+        f"deid: {r.rows_released:,} of {r.rows_in:,} {r.unit}s released, {r.rows_suppressed:,} suppressed "
+        f"(profile {r.profile}, key {r.key_fingerprint})"
+    )
+    table = Table(title=title)
+    table.add_column("measure")
+    table.add_column("before", justify="right")
+    table.add_column("after", justify="right")
+    rb, ra = r.risk_before, r.risk_after
+    for label, before, after in (
+        ("prosecutor risk, highest", rb.prosecutor_highest, ra.prosecutor_highest),
+        ("prosecutor risk, average", rb.prosecutor_average, ra.prosecutor_average),
+        (f"records at risk (> {ra.risk_threshold:.0%})", rb.records_at_risk, ra.records_at_risk),
+        ("journalist risk, highest", rb.journalist_highest, ra.journalist_highest),
+        ("marketer risk", rb.marketer, ra.marketer),
+    ):
+        table.add_row(label, f"{before:.2%}", f"{after:.2%}")
+    table.add_row("k (smallest class)", "", str(r.measures.k))
+    for column, value in r.measures.distinct_l.items():
+        table.add_row(
+            f"l of {column} (distinct / entropy)", "", f"{value} / {r.measures.entropy_l[column]:.2f}"
+        )
+        table.add_row(f"t of {column}", "", f"{r.measures.t[column]:.3f}")
+    table.add_row("information loss", "", f"{r.utility.loss:.1%}")
+    out.print(table)
+    for m in r.models:
+        out.print(f"model {m.model} {m.parameters}: {'met' if m.satisfied else 'NOT met'}", markup=False)
+    levels = ", ".join(f"{q.column} {q.level}/{q.height - 1}" for q in r.quasi_identifiers) or "none"
+    out.print(f"levels: {levels}", markup=False)
+    if r.text_identifiers:
+        found = ", ".join(f"{k} {n:,}" for k, n in r.text_identifiers.items())
+        out.print(f"free text: {r.texts_scrubbed:,} texts, replaced {found}", markup=False)
+    out.print(f"release: {release.folder} (report: deid_report.html)", markup=False)
+
+
+@app.command()
+def deid(
+    source: Annotated[
+        Path | None,
+        typer.Argument(help="A Parquet or CSV table; without it, the workspace's OMOP CDM is de-identified."),
+    ] = None,
+    workspace: WorkspaceOption = None,
+    profile: ProfileOption = "gbt39725-level3",
+    key_file: KeyFileOption = None,
+    out: Annotated[Path | None, typer.Option(help="Release folder (default: <workspace>/deid/...).")] = None,
+    person_column: Annotated[
+        str | None, typer.Option(help="Column naming each row's patient, for per-person date shifts.")
+    ] = None,
+) -> None:
+    """De-identify the CDM (or one table) by a profile: pseudonyms, date shifts, generalisation, free text."""
+    try:
+        _deid(source, _workspace(workspace), profile, key_file, out, person_column, _console())
     except MedspaceError as exc:
         raise _fail(exc) from None
 

@@ -4,6 +4,15 @@ Other stages, the CLI and the API import from here, never from the private modul
 """
 
 from medspace.privacy._anonymise import Anonymisation, NoSolutionError, PrivacyMeasures, Utility, anonymise
+from medspace.privacy._deid_files import (
+    KEY_VARIABLE,
+    Release,
+    deidentify_file,
+    deidentify_workspace,
+    product_key,
+)
+from medspace.privacy._deidentify import Deidentified, deidentify_cdm, deidentify_table
+from medspace.privacy._direct import ColumnTreatmentReport, treat_direct_identifiers
 from medspace.privacy._hierarchy import (
     NULL_LEAF,
     SUPPRESSED,
@@ -29,36 +38,98 @@ from medspace.privacy._models import (
     RecursiveCLDiversity,
     TCloseness,
 )
-from medspace.privacy._risk import DEFAULT_RISK_THRESHOLD, ReidentificationRisk, reidentification_risk
+from medspace.privacy._profile import (
+    ColumnPlan,
+    ColumnRule,
+    DeidProfile,
+    PrivacySettings,
+    Treatment,
+    load_profile,
+    plan_columns,
+    profile_names,
+)
+from medspace.privacy._report import DeidReport
+from medspace.privacy._risk import (
+    DEFAULT_RISK_THRESHOLD,
+    ReidentificationRisk,
+    reidentification_risk,
+    table_risk,
+)
+from medspace.privacy._roles import HIPAA_IDENTIFIERS, ColumnRole, IdentifierKind, RoleProposal, propose_roles
+from medspace.privacy._text import (
+    RECOGNISERS,
+    ModelRecogniser,
+    PhiKind,
+    PhiSpan,
+    Recogniser,
+    ScrubbedText,
+    TextScrubber,
+    default_recognisers,
+    scrub_texts,
+)
 
 __all__ = [
     "DEFAULT_RISK_THRESHOLD",
+    "HIPAA_IDENTIFIERS",
+    "KEY_VARIABLE",
     "NULL_LEAF",
+    "RECOGNISERS",
     "SUPPRESSED",
     "Anonymisation",
     "ArxCsvSpec",
     "BandsSpec",
+    "ColumnPlan",
+    "ColumnRole",
+    "ColumnRule",
+    "ColumnTreatmentReport",
     "DateSpec",
+    "DeidProfile",
+    "DeidReport",
+    "Deidentified",
     "DistinctLDiversity",
     "EntropyLDiversity",
     "Hierarchy",
     "HierarchySpec",
+    "IdentifierKind",
     "KAnonymity",
     "MaskSpec",
+    "ModelRecogniser",
     "NoSolutionError",
     "OccupationSpec",
+    "PhiKind",
+    "PhiSpan",
     "PrivacyMeasures",
     "PrivacyModel",
+    "PrivacySettings",
     "ProductKey",
+    "Recogniser",
     "RecursiveCLDiversity",
     "RegionSpec",
     "ReidentificationRisk",
+    "Release",
+    "RoleProposal",
+    "ScrubbedText",
     "SuppressSpec",
     "TCloseness",
+    "TextScrubber",
+    "Treatment",
     "Utility",
     "anonymise",
     "build_hierarchy",
+    "default_recognisers",
+    "deidentify_cdm",
+    "deidentify_file",
+    "deidentify_table",
+    "deidentify_workspace",
     "hierarchy_for",
     "leaf_strings",
+    "load_profile",
+    "plan_columns",
+    "product_key",
+    "profile_names",
+    "propose_roles",
     "reidentification_risk",
+    "scrub_texts",
+    "table_risk",
+    "treat_direct_identifiers",
 ]

@@ -65,6 +65,10 @@ class ProductKey:
         mac.update(value.encode())
         return mac.finalize()
 
+    def fingerprint(self) -> str:
+        """A short public fingerprint of the key, for reports: which key made a product, not the key."""
+        return self.digest("fingerprint", "").hex()[:16]
+
     def pseudonym(self, value: str, *, length: int = 24) -> str:
         """A keyed pseudonym: the first ``length`` hex digits of HMAC-SM3 (96 bits by default)."""
         return self.digest("pseudonym", value).hex()[:length]

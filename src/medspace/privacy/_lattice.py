@@ -204,7 +204,7 @@ def check(
         if isinstance(model, KAnonymity):
             failing |= sizes < model.k
     suppressed = int(sizes[failing].sum())
-    if suppressed <= max_suppressed:
+    if suppressed <= max_suppressed and any(not isinstance(m, KAnonymity) for m in models):
         for s in enc.sensitive:
             failing = _sensitive_failures(enc, s, class_of_row, sizes, failing, models)
         suppressed = int(sizes[failing].sum())
@@ -214,7 +214,7 @@ def check(
     for a, level in enumerate(levels):
         kept = int(enc.cell_loss[a][level][retained].sum())
         loss += (Fraction(kept, enc.spans[a]) if enc.spans[a] else Fraction(0)) + suppressed
-    loss /= enc.rows * len(levels)
+    loss = loss / (enc.rows * len(levels)) if enc.rows and levels else Fraction(0)
     return NodeResult(tuple(levels), anonymous, suppressed, loss, class_of_row, failing)
 
 
@@ -286,6 +286,10 @@ def lattice(heights: Sequence[int]) -> NDArray[np.int64]:
             f"the generalisation lattice has {size:,} transformations (limit {MAX_LATTICE:,}); "
             "use fewer quasi-identifiers or hierarchies with fewer levels"
         )
+    if not heights:
+        return np.zeros(
+            (1, 0), dtype=np.int64
+        )  # no quasi-identifier: the one transformation that does nothing
     grids = np.meshgrid(*[np.arange(h) for h in heights], indexing="ij")
     nodes: NDArray[np.int64] = np.stack([g.ravel() for g in grids], axis=1).astype(np.int64)
     return nodes
@@ -316,7 +320,11 @@ def search(enc: Encoded, models: Sequence[PrivacyModel], suppression_limit: floa
         np.array([float(c.sum()) / enc.spans[a] if enc.spans[a] else 0.0 for c in enc.cell_loss[a]])
         for a in range(q)
     ]
-    bound = sum(bound_parts[a][nodes[:, a]] for a in range(q)) / (enc.rows * q) if q else np.zeros(1)
+    bound = (
+        sum(bound_parts[a][nodes[:, a]] for a in range(q)) / (enc.rows * q)
+        if q and enc.rows
+        else np.zeros(len(nodes))
+    )
     order = np.lexsort((*[nodes[:, a] for a in reversed(range(q))], nodes.sum(axis=1), bound))
     monotonic = all(isinstance(m, MONOTONIC_WITH_SUPPRESSION) for m in models)
     failed_tops: list[NDArray[np.int64]] = []

@@ -13,9 +13,11 @@ which is the cautious assumption.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 from numpy.typing import NDArray
 
 from medspace.core import InputError
@@ -76,3 +78,19 @@ def reidentification_risk(
         journalist_highest=float(1 / population.min()),
         marketer=float((f / population).sum() / n),
     )
+
+
+def table_risk(
+    table: pa.Table, columns: Sequence[str], *, threshold: float = DEFAULT_RISK_THRESHOLD
+) -> ReidentificationRisk:
+    """Risk of a table as it stands, with ``columns`` as the quasi-identifiers (no generalisation).
+
+    Example:
+        >>> t = pa.table({"sex": ["M", "M", "F"], "age": [40, 40, 41]})
+        >>> table_risk(t, ["sex", "age"]).prosecutor_highest
+        1.0
+    """
+    if not columns or table.num_rows == 0:
+        return reidentification_risk(np.array([table.num_rows]), threshold=threshold)
+    counts = table.select(list(columns)).group_by(list(columns)).aggregate([([], "count_all")])
+    return reidentification_risk(counts.column("count_all").to_numpy().astype(np.int64), threshold=threshold)

@@ -1,0 +1,125 @@
+"""Run de-identification on files: a Parquet or CSV table, or a workspace's OMOP CDM, into a release folder.
+
+A release folder holds the de-identified tables as Parquet and the report (``deid_report.json`` and
+``deid_report.html``). It is written beside its final place and swapped in whole, so a failed run leaves the
+previous release untouched. The product key is never written anywhere: it comes from a key file or the
+``MEDSPACE_PRODUCT_KEY`` variable, or, where the profile says the key is ephemeral, is made for this run and
+forgotten.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from medspace.core import ConfigError, InputError, Workspace, refresh_catalog, replace_folder
+from medspace.privacy._deidentify import Deidentified, deidentify_cdm, deidentify_table
+from medspace.privacy._keys import ProductKey
+from medspace.privacy._profile import DeidProfile
+
+#: The environment variable a product key may come from (hexadecimal).
+KEY_VARIABLE = "MEDSPACE_PRODUCT_KEY"
+
+
+@dataclass(frozen=True)
+class Release:
+    """Where a de-identified release was written, and what it holds."""
+
+    folder: Path
+    result: Deidentified
+
+
+def product_key(profile: DeidProfile, key_file: Path | None = None) -> ProductKey:
+    """The product key: from ``key_file``, else ``$MEDSPACE_PRODUCT_KEY``, else a fresh one if the profile's
+    key is ephemeral.
+
+    Raises:
+        ConfigError: If the profile needs the holder's key and none was given, or the key is malformed.
+    """
+    if key_file is not None:
+        try:
+            return ProductKey.from_hex(key_file.read_text(encoding="ascii"))
+        except OSError as err:
+            raise ConfigError(f"cannot read the key file: {err.strerror}", file=str(key_file)) from err
+    if os.environ.get(KEY_VARIABLE):
+        return ProductKey.from_hex(os.environ[KEY_VARIABLE])
+    if profile.key_policy == "ephemeral":
+        return ProductKey.generate()
+    raise ConfigError(
+        f"profile {profile.name} pseudonymises with a key the data holder keeps; pass --key-file or set "
+        f"{KEY_VARIABLE} (make one with `openssl rand -hex 32` and store it safely)"
+    )
+
+
+def read_table(path: Path) -> pa.Table:
+    """Read a Parquet or CSV table, naming the file (and CSV row) when it cannot be read."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            return pq.read_table(path)
+        if suffix in (".csv", ".txt"):
+            return pacsv.read_csv(path)
+    except FileNotFoundError:
+        raise InputError("the file does not exist", file=str(path)) from None
+    except (pa.ArrowInvalid, OSError) as err:
+        raise InputError(f"cannot read the table: {err}", file=str(path)) from None
+    raise InputError("de-identification reads .parquet or .csv files", file=str(path))
+
+
+def deidentify_file(
+    path: Path,
+    profile: DeidProfile,
+    key: ProductKey,
+    out: Path,
+    *,
+    person_column: str | None = None,
+) -> Release:
+    """De-identify one Parquet or CSV table into the release folder ``out``.
+
+    Args:
+        path: The table's file.
+        profile: The de-identification profile.
+        key: The product key.
+        out: The release folder; replaced whole when the run succeeds.
+        person_column: The column naming each row's patient (for date shifts), if any.
+
+    Returns:
+        The release folder and the result.
+    """
+    table = read_table(path)
+    name = path.stem
+    result = deidentify_table(table, profile, key, name=name, person_column=person_column)
+    _write(result, out)
+    return Release(out, result)
+
+
+def deidentify_workspace(
+    workspace: Path, profile: DeidProfile, key: ProductKey, out: Path | None = None
+) -> Release:
+    """De-identify the workspace's OMOP CDM (``<workspace>/cdm``) into ``<workspace>/deid/<profile>``.
+
+    Raises:
+        InputError: If the workspace has no CDM yet.
+    """
+    cdm = Workspace(workspace).stage("cdm")
+    files = sorted(cdm.glob("*.parquet")) if cdm.exists() else []
+    if not files:
+        raise InputError("the workspace has no CDM tables; run `medspace cdm` first", file=str(cdm))
+    tables = {f.stem: pq.read_table(f) for f in files}
+    result = deidentify_cdm(tables, profile, key, name=f"{workspace.name or 'workspace'} CDM")
+    folder = out if out is not None else Workspace(workspace).stage("deid") / profile.name
+    _write(result, folder)
+    refresh_catalog(workspace)
+    return Release(folder, result)
+
+
+def _write(result: Deidentified, folder: Path) -> None:
+    with replace_folder(folder) as tmp:
+        for name, table in result.tables.items():
+            pq.write_table(table, tmp / f"{name}.parquet")
+        result.report.write(tmp)
