@@ -14,9 +14,18 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -e '.[dev,spark]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+# The demo plays the data holder: its product key (for pseudonyms and date shifts) is made once and kept
+# outside the release folder; a real holder keeps it in their own key store.
+DEMO_KEY := medspace-data/holder-keys/demo-product.key
+
+$(DEMO_KEY):
+	mkdir -p $(dir $(DEMO_KEY))
+	$(BIN)/python -c "import secrets; print(secrets.token_hex(32))" > $(DEMO_KEY)
+	chmod 600 $(DEMO_KEY)
+
+demo: $(STAMP) $(DEMO_KEY)
 	$(BIN)/medspace synth --patients 10000 --seed 42 --out medspace-data/hospital
-	$(BIN)/medspace run medspace-data/hospital --workspace medspace-data
+	$(BIN)/medspace run medspace-data/hospital --workspace medspace-data --key-file $(DEMO_KEY)
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench
