@@ -251,13 +251,20 @@ class TextScrubber:
                 raise InputError("every note needs the key of its patient; pass a non-empty person_key")
             for span in spans:
                 if span.kind is not PhiKind.DATE:
-                    key = (span.kind, text[span.start : span.end], person_key, offset)
-                    if key not in self._cache:
-                        missing[key] = None
+                    cache_key: tuple[PhiKind, str, str, int] = (
+                        span.kind,
+                        text[span.start : span.end],
+                        person_key,
+                        offset,
+                    )
+                    if cache_key not in self._cache:
+                        missing[cache_key] = None
         if len(self._cache) + len(missing) > _CACHE_LIMIT:
             self._cache.clear()
-        for key in sorted(missing, key=lambda k: _KIND_RANK[k[0]]):
-            self._cache[key] = self._surrogates.surrogate(*key)
+        for kind, original, person_key, offset in sorted(missing, key=lambda k: _KIND_RANK[k[0]]):
+            self._cache[kind, original, person_key, offset] = self._surrogates.surrogate(
+                kind, original, person_key, offset
+            )
 
     def scrub(
         self,

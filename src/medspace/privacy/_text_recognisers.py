@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date
 from typing import ClassVar, Protocol
@@ -38,16 +39,11 @@ __all__ = [
 ]
 
 
-def _alternation(words: Iterable[str]) -> str:
-    """A regex alternation of literal words, longest first so a longer word wins at the same position."""
-    return "|".join(re.escape(w) for w in sorted(set(words), key=lambda w: (-len(w), w)))
-
-
 def _is_cjk(char: str) -> bool:
     return "\u4e00" <= char <= "\u9fff"
 
 
-class RuleRecogniser:
+class RuleRecogniser(ABC):
     """Base of the built-in recognisers: one kind, a name, and the regular expressions it runs.
 
     Subclasses set ``name`` and ``kind`` and implement ``find``. ``patterns`` lists their regular expressions
@@ -67,9 +63,9 @@ class RuleRecogniser:
         """The regular expressions this recogniser runs, by purpose."""
         return {}
 
+    @abstractmethod
     def find(self, text: str) -> list[PhiSpan]:
         """Report the identifiers in ``text``."""
-        raise NotImplementedError  # pragma: no cover - abstract; every registered class overrides it
 
     def _span(self, start: int, end: int, score: float) -> PhiSpan:
         return PhiSpan(self.kind, start, end, self.name, score)
@@ -489,8 +485,10 @@ class PersonNameRecogniser(RuleRecogniser):
 # Addresses
 
 # Characters that end an address name part on its left: the verbs and prepositions that introduce an address
-# (现住, 居住于, 来自, 地址为), so the address starts after them.
-_ADDRESS_STOP = "住址在于居籍贯的是为与及到至往从由向来系即电话陪诉因"
+# (现住, 居住, 来自, 地址为), so the address starts after them. 于, 向 and 由 also introduce addresses but
+# start place names too (沈阳市于洪区, 向阳路), so they are left in: a span that takes one preposition too
+# many still removes the whole address.
+_ADDRESS_STOP = "住址在居籍贯的是为与及到至往从来系即电话陪诉因"
 # Inside the pattern a city or district name also never contains 省 or 自 (the province, 自治区 included,
 # comes from the province list), so 浙江省杭州市 is not read as a city named 浙江省杭州.
 _ADDRESS_NAME_STOP = _ADDRESS_STOP + "省自"

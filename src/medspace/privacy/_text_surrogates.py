@@ -161,7 +161,7 @@ class Surrogates:
     def _rng(self, kind: PhiKind, original: str, person_key: str, attempt: int) -> _Draws:
         # Digits are compared without separators, so 138-1234-5678 and 13812345678 get the same number.
         value = _SEPARATORS.sub("", original).upper() if kind in _DIGIT_KINDS else original
-        return _Draws(self._key.digest(f"text-surrogate:{kind.value}:{attempt}", f"{person_key}\x00{value}"))
+        return _Draws(self._key.digest(_PURPOSES[kind][attempt], f"{person_key}\x00{value}"))
 
     def _name(self, original: str, rng: _Draws) -> str:
         lx = self._lexicon
@@ -176,6 +176,9 @@ class Surrogates:
 
     def _resident_id(self, original: str, offset_days: int, rng: _Draws) -> str:
         digits = original.replace(" ", "")
+        if not _ID_SHAPE.fullmatch(digits):
+            # Found by a model in some other shape: keep the shape, replace every digit.
+            return _reshape(original, rng.digits(len(digits)), digits_only=True)
         region = rng.choice(_sorted_regions())
         if len(digits) == 18:
             birth = _birth(digits[6:14], offset_days, rng)
@@ -189,6 +192,8 @@ class Surrogates:
         return _reshape(original, value)
 
     def _phone(self, original: str, rng: _Draws) -> str:
+        if len(original) == 11 and original.isdigit() and original[0] == "1":
+            return "1" + rng.choice("3456789") + rng.digits(9)  # the most common shape, made directly
         digits = [c for c in original if c.isdigit()]
         if len(digits) >= 11 and re.fullmatch(r"1[3-9][0-9]{9}", "".join(digits[-11:])):
             # Mobile: the country code stays, the 11-digit number is new (still 1[3-9]...).
@@ -206,6 +211,10 @@ class Surrogates:
 
     def _hospital_number(self, original: str, rng: _Draws) -> str:
         # Letters name the system (E for the EMR, PA for PACS), not the patient, so they stay; digits change.
+        plain = _LETTERS_DIGITS.fullmatch(original)
+        if plain is not None:  # the most common shape (07654321, ZY00012345), made directly
+            number = rng.digits(len(plain[2]))
+            return plain[1] + ("0" + number[1:] if plain[2][0] == "0" else number)
         digits = sum(c.isdigit() for c in original)
         new = rng.digits(digits)
         if original.lstrip("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-").startswith("0"):
@@ -227,6 +236,13 @@ class Surrogates:
 
 _DIGIT_KINDS = frozenset({PhiKind.ID, PhiKind.PHONE, PhiKind.HOSPITAL_NO})
 _SEPARATORS = re.compile(r"[^0-9A-Za-z]")
+_LETTERS_DIGITS = re.compile(r"([A-Za-z]*)([0-9]+)")
+# HMAC purposes, one per kind and attempt, so surrogates of different kinds never share a digest.
+_PURPOSES = {
+    kind: tuple(f"text-surrogate:{kind.value}:{attempt}" for attempt in range(8)) for kind in PhiKind
+}
+# The two shapes of GB 11643 IDs the resident ID recogniser reports (18 characters, or 15 old digits).
+_ID_SHAPE = re.compile(r"[0-9]{17}[0-9Xx]|[0-9]{15}")
 _BRANCH = re.compile(r"(?:分院|总院|[东西南北]院|[（(][^）)]*[）)])$")
 
 
