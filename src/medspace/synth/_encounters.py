@@ -15,6 +15,7 @@ from numpy.typing import NDArray
 
 from ._catalogue import Catalogue, Diagnosis, Procedure
 from ._config import HospitalConfig
+from ._numbering import zero_padded
 from ._population import EPOCH, Population
 
 DAY = 86_400
@@ -97,7 +98,7 @@ class Diagnoses:
 def _serials(prefix: str, days: NDArray[np.int64], chunk: int, first: int) -> NDArray[np.str_]:
     """Serial numbers shaped like the integration platform's: prefix + date + chunk + sequence."""
     dates = np.char.replace(np.datetime_as_string(days.astype("datetime64[D]"), unit="D"), "-", "")
-    seq = np.char.zfill(np.arange(first, first + len(days)).astype(str), 6)
+    seq = zero_padded(np.arange(first, first + len(days)), 6)
     return np.char.add(np.char.add(np.char.add(prefix, dates), f"{chunk:04d}"), seq)
 
 

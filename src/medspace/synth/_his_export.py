@@ -40,6 +40,7 @@ from ._encounters import (
 from ._formats import day_format, sex_code, ts_format
 from ._identity import SystemIdentity, patient_numbers
 from ._lab import LabWork
+from ._numbering import zero_padded
 from ._population import EPOCH
 
 
@@ -233,7 +234,7 @@ def _prescriptions_and_outpatient_bills(
     price = np.array([d.price for d in c.cat.drugs])[drug] if len(drug) else np.zeros(0)
     amount = np.round(price * qty, 2)
     rx_no = (
-        np.char.add(np.char.add("CF", visits.serial[v]), np.char.zfill(np.arange(len(v)).astype(str), 3))
+        np.char.add(np.char.add("CF", visits.serial[v]), zero_padded(np.arange(len(v)), 3))
         if len(v)
         else np.array([], dtype=str)
     )
@@ -350,9 +351,7 @@ def _emit_bills(
     lost = np.array([s in c.lost for s in serial], dtype=bool) if len(serial) else np.zeros(0, bool)
     prefix = "SF" if kind == "1" else "ZF"
     key = (
-        np.char.add(
-            np.char.add(prefix, f"{c.index:04d}"), np.char.zfill(np.arange(len(serial)).astype(str), 7)
-        )
+        np.char.add(np.char.add(prefix, f"{c.index:04d}"), zero_padded(np.arange(len(serial)), 7))
         if len(serial)
         else np.array([], str)
     )

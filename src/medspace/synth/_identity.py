@@ -12,6 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ._config import DefectRates
+from ._numbering import zero_padded
 from ._population import NamePools, Population, resident_ids
 
 # Multiplier and increment of each system's patient-number permutation (idx * a + b mod 10^8 is a
@@ -29,7 +30,7 @@ _SCHEMES = {
 
 def patient_numbers(scheme: str, global_index: NDArray[np.int64]) -> NDArray[np.str_]:
     prefix, a, b = _SCHEMES[scheme]
-    return np.char.add(prefix, np.char.zfill(((global_index * a + b) % 10**8).astype(str), 8))
+    return np.char.add(prefix, zero_padded(((global_index * a + b) % 10**8), 8))
 
 
 @dataclass

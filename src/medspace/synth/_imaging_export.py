@@ -12,6 +12,7 @@ from ._chunk import PACS_STUDIES, RIS_EXAMS, ChunkState, ymd
 from ._documents import ExamEvent
 from ._formats import age_years, sex_text, ts_format
 from ._identity import patient_numbers
+from ._numbering import zero_padded
 
 
 def write_ris_pacs(c: ChunkState, exams: list[ExamEvent]) -> None:
@@ -23,16 +24,14 @@ def write_ris_pacs(c: ChunkState, exams: list[ExamEvent]) -> None:
     performed = np.array([e.performed for e in exams], dtype=np.int64)
     reported = np.array([e.reported for e in exams], dtype=np.int64)
     modality = np.array([c.cat.exams[e.exam].modality for e in exams], dtype=str)
-    request_no = np.char.add(
-        np.char.add("JC", f"{c.index:04d}"), np.char.zfill(np.arange(1, n + 1).astype(str), 6)
-    )
+    request_no = np.char.add(np.char.add("JC", f"{c.index:04d}"), zero_padded(np.arange(1, n + 1), 6))
     accession = (
         np.char.add(
             np.char.add(
                 np.char.add(modality, ts_format(performed, "%y%m%d").to_numpy(zero_copy_only=False)),
                 f"{c.index:04d}",
             ),
-            np.char.zfill(np.arange(1, n + 1).astype(str), 5),
+            zero_padded(np.arange(1, n + 1), 5),
         )
         if n
         else np.array([], str)

@@ -10,6 +10,7 @@ from ._chunk import LIS_REQUESTS, LIS_RESULTS, LIS_SPECIMENS, ChunkState
 from ._formats import age_years, sex_text, ts_format, ts_unpadded
 from ._identity import patient_numbers
 from ._lab import LabWork
+from ._numbering import zero_padded
 
 
 def write_lis(c: ChunkState, lab: LabWork) -> None:
@@ -19,9 +20,7 @@ def write_lis(c: ChunkState, lab: LabWork) -> None:
     tests = c.cat.lab_tests
     n_req = len(lab.req_person)
     lis_no = patient_numbers("lis", c.global_index)
-    req_no = np.char.add(
-        np.char.add("LR", f"{c.index:04d}"), np.char.zfill(np.arange(1, n_req + 1).astype(str), 7)
-    )
+    req_no = np.char.add(np.char.add("LR", f"{c.index:04d}"), zero_padded(np.arange(1, n_req + 1), 7))
     # Wrong visit: the request carries the number of another visit of the same person (domain.md §1.9).
     visits_of: dict[int, list[str]] = {}
     for serial, person in c.visit_person.items():
@@ -92,7 +91,7 @@ def write_lis(c: ChunkState, lab: LabWork) -> None:
         )
 
     n_t = len(lab.tube_request)
-    barcode = np.char.add(f"{c.index:04d}", np.char.zfill(np.arange(1, n_t + 1).astype(str), 8))
+    barcode = np.char.add(f"{c.index:04d}", zero_padded(np.arange(1, n_t + 1), 8))
     c.out.emit(
         LIS_SPECIMENS,
         {

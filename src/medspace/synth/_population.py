@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 from medspace.core import region_codes
 
 from ._catalogue import Catalogue, Condition
+from ._numbering import zero_padded
 
 EPOCH = dt.date(1970, 1, 1)
 # GB 11643-1999 §5.2: weights of the first 17 characters and the check character table.
@@ -114,9 +115,7 @@ def resident_ids(
 ) -> NDArray[np.str_]:
     """Vectorised GB 11643 resident IDs: region + YYYYMMDD + 3-digit sequence + check character."""
     births = np.datetime_as_string(birth_day.astype("datetime64[D]"), unit="D")
-    body = np.char.add(
-        np.char.add(region, np.char.replace(births, "-", "")), np.char.zfill(seq.astype(str), 3)
-    )
+    body = np.char.add(np.char.add(region, np.char.replace(births, "-", "")), zero_padded(seq, 3))
     digits = body.view(np.uint32).reshape(len(body), 17).astype(np.int64) - ord("0")
     check = _ID_CHECK[(digits @ _ID_WEIGHTS) % 11]
     return np.char.add(body, check)
@@ -176,7 +175,7 @@ def draw_population(catalogue: Catalogue, patients: int, seed: int, start: dt.da
         ids[dup] = resident_ids(region[dup], birth_day[dup], seq[dup])
 
     prefix = rng.choice(pools.phone_prefixes, n)
-    phone = np.char.add(prefix, np.char.zfill(rng.integers(0, 10**8, n).astype(str), 8))
+    phone = np.char.add(prefix, zero_padded(rng.integers(0, 10**8, n), 8))
 
     lives_local = rng.random(n) < 0.9
     local_names = np.array([local[c] for c in local_codes])
@@ -201,7 +200,7 @@ def draw_population(catalogue: Catalogue, patients: int, seed: int, start: dt.da
 
     conditions = _draw_conditions(catalogue, rng, sex, age_years)
     return Population(
-        person_id=np.char.add("P", np.char.zfill(np.arange(1, n + 1).astype(str), 8)),
+        person_id=np.char.add("P", zero_padded(np.arange(1, n + 1), 8)),
         sex=sex,
         birth_day=birth_day,
         name=name,
