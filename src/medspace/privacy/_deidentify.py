@@ -37,7 +37,13 @@ from medspace.privacy._hierarchy import (
     leaf_strings,
 )
 from medspace.privacy._keys import ProductKey
-from medspace.privacy._models import KAnonymity, PrivacyModel
+from medspace.privacy._models import (
+    DistinctLDiversity,
+    EntropyLDiversity,
+    KAnonymity,
+    PrivacyModel,
+    TCloseness,
+)
 from medspace.privacy._profile import ColumnPlan, DeidProfile, ScrubText, plan_columns
 from medspace.privacy._report import (
     ColumnEntry,
@@ -499,20 +505,21 @@ def _report(
 
 
 def _model_entry(model: PrivacyModel, a: Anonymisation, sensitive: list[str]) -> ModelEntry:
-    params = model.model_dump(exclude={"kind"})
+    """Whether the release meets one model, judged from the measures taken on the released rows."""
     m = a.measures
     if a.table.num_rows == 0:
         satisfied = False
     elif isinstance(model, KAnonymity):
         satisfied = m.k >= model.k
-    elif model.kind == "distinct_l_diversity":
-        satisfied = all(v >= params["l"] for v in m.distinct_l.values())
-    elif model.kind == "entropy_l_diversity":
-        satisfied = all(v >= params["l"] - 1e-9 for v in m.entropy_l.values())
-    elif model.kind == "t_closeness":
-        satisfied = all(v <= params["t"] + 1e-9 for v in m.t.values())
+    elif isinstance(model, DistinctLDiversity):
+        satisfied = all(v >= model.l for v in m.distinct_l.values())
+    elif isinstance(model, EntropyLDiversity):
+        satisfied = all(v >= model.l - 1e-9 for v in m.entropy_l.values())
+    elif isinstance(model, TCloseness):
+        satisfied = all(v <= model.t + 1e-9 for v in m.t.values())
     else:
-        # Recursive (c, l)-diversity has no single figure to report; the search only returns transformations
-        # whose every released class meets it.
+        # Recursive (c, l)-diversity has no single figure to report; the search returns only transformations
+        # whose every released class meets it (checked against brute force in tests/property).
         satisfied = True
-    return ModelEntry(model.kind, params, [] if isinstance(model, KAnonymity) else sensitive, satisfied)
+    applies_to = [] if isinstance(model, KAnonymity) else sensitive
+    return ModelEntry(model.kind, model.model_dump(exclude={"kind"}), applies_to, satisfied)
