@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_febrl.py
 	$(BIN)/python bench/bench_quality.py
 	$(BIN)/python bench/bench_deid.py
+	$(BIN)/python bench/bench_scrub.py
 
 clean:
 	rm -rf $(VENV) medspace-data

@@ -151,6 +151,7 @@ API["medspace.privacy"] = [
     "ColumnTreatmentReport",
     "DEFAULT_RISK_THRESHOLD",
     "DateSpec",
+    "DateTreatment",
     "DeidProfile",
     "DeidReport",
     "Deidentified",

@@ -58,6 +58,7 @@ from medspace.privacy._risk import (
 from medspace.privacy._roles import HIPAA_IDENTIFIERS, ColumnRole, IdentifierKind, RoleProposal, propose_roles
 from medspace.privacy._text import (
     RECOGNISERS,
+    DateTreatment,
     KnownIdentifiers,
     ModelRecogniser,
     PhiKind,
@@ -86,6 +87,7 @@ __all__ = [
     "ColumnRule",
     "ColumnTreatmentReport",
     "DateSpec",
+    "DateTreatment",
     "DeidProfile",
     "DeidReport",
     "Deidentified",

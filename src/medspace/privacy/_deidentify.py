@@ -277,15 +277,20 @@ def _scrub_column(
         if person_column is not None
         else [f"row-{i}" for i in range(table.num_rows)]
     )
-    scrubber = TextScrubber(key)
+    # A date in a note cannot be told to be a birth date or an event date, so notes keep only the year of
+    # their dates when the profile keeps only the year of either (HIPAA Safe Harbor); otherwise they are
+    # shifted like the person's structured dates.
+    year_only = any(
+        profile.treatment_for(kind).action == "year_only"
+        for kind in (IdentifierKind.DATE, IdentifierKind.BIRTH_DATE)
+    )
     days = profile.date_shift_days
     offsets: dict[str, int] = {}
-    out: list[str | None] = []
-    counts: dict[str, int] = {}
-    texts = 0
-    for text, person in zip(values.to_pylist(), persons, strict=True):
+    rows: list[int] = []
+    texts: list[str] = []
+    keys: list[str] = []
+    for i, (text, person) in enumerate(zip(values.to_pylist(), persons, strict=True)):
         if text is None:
-            out.append(None)
             continue
         if person is None:
             raise InputError(
@@ -294,13 +299,23 @@ def _scrub_column(
         if person not in offsets:
             # The same offset the structured dates of this person get (treat_direct_identifiers).
             offsets[person] = 0 if days is None else key.date_offset_days(person, days)
-        result = scrubber.scrub(text, person_key=person, date_offset_days=offsets[person])
-        out.append(result.text)
-        texts += 1
+        rows.append(i)
+        texts.append(text)
+        keys.append(person)
+    results = TextScrubber(key).scrub_batch(
+        texts,
+        keys,
+        [offsets[person] for person in keys],
+        dates="year_only" if year_only else "shift",
+    )
+    out: list[str | None] = [None] * len(persons)
+    counts: dict[str, int] = {}
+    for i, result in zip(rows, results, strict=True):
+        out[i] = result.text
         for kind, n in result.counts.items():
             if n:
                 counts[str(kind)] = counts.get(str(kind), 0) + n
-    return pa.array(out, values.type), counts, texts
+    return pa.array(out, values.type), counts, len(texts)
 
 
 def _anonymise(

@@ -3,19 +3,19 @@
 A `TextScrubber` runs the recognisers (the built-in rules of ``_text_recognisers``, optionally a site's
 trained model through ``ModelRecogniser``) over a note, adds the identifiers the hospital already knows for
 the patient (their name from the person record, found wherever it occurs), keeps one span per stretch of
-text, and replaces each span: dates are shifted by the patient's date offset in their own format, everything
-else gets a keyed surrogate that is the same for the same patient and value throughout one product
-(``_text_surrogates``). It is the free-text step of ``medspace deid`` (issue 5, item 4).
+text, and replaces each span: dates are shifted by the patient's date offset in their own format (or, for
+profiles such as HIPAA Safe Harbor, cut to their year), everything else gets a keyed surrogate that is the
+same for the same patient and value throughout one product (``_text_surrogates``). It is the free-text step
+of ``medspace deid`` (issue 5, item 4).
 
 This module handles identifiable text; it logs nothing, and its errors never contain note text.
 """
 
 from __future__ import annotations
 
-import bisect
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 from medspace.core import InputError
 from medspace.privacy._keys import ProductKey
@@ -31,16 +31,16 @@ from medspace.privacy._text_recognisers import (
     ResidentIdRecogniser,
     RuleRecogniser,
     SpanModel,
-    date_fields,
     default_recognisers,
 )
 from medspace.privacy._text_spans import PhiKind, PhiSpan, Recogniser, count_kinds, resolve_overlaps
-from medspace.privacy._text_surrogates import Surrogates, parse_date, shift_parsed
+from medspace.privacy._text_surrogates import Surrogates, replace_dates
 
 __all__ = [
     "RECOGNISERS",
     "AddressRecogniser",
     "DateRecogniser",
+    "DateTreatment",
     "HospitalNumberRecogniser",
     "InstitutionRecogniser",
     "KnownIdentifiers",
@@ -62,6 +62,15 @@ __all__ = [
 
 #: Identifiers the hospital already holds for one patient, by kind (e.g. their name from the person record).
 KnownIdentifiers = Mapping[PhiKind, Sequence[str]]
+#: What happens to the dates in notes: ``"shift"`` moves them by the patient's date offset (intervals kept),
+#: ``"year_only"`` keeps only their year (HIPAA Safe Harbor, 45 CFR 164.514(b)(2)(i)(C)).
+DateTreatment = Literal["shift", "year_only"]
+_DATE_TREATMENTS: tuple[str, ...] = get_args(DateTreatment)
+# A cached surrogate: kind (as a plain string), original, person key and date offset (None when dates keep
+# only their year). Holding the enum member, a key would stay tracked by the garbage collector, and every full
+# collection would walk the tens of thousands of keys a batch caches.
+_CacheKey = tuple[str, str, str, int | None]
+_KIND_NAME = {kind: kind.value for kind in PhiKind}
 
 # The name recorded on spans found from known identifiers; they are certain, so their score is 1.
 KNOWN = "known"
@@ -72,7 +81,6 @@ _MIN_KNOWN_LENGTH = 2
 _CACHE_LIMIT = 50_000
 # Notes per block in `find_batch`: enough to keep one recogniser's data hot, few enough to stay in cache.
 _BLOCK = 64
-_KIND_RANK = {kind: rank for rank, kind in enumerate(PhiKind)}
 
 
 @dataclass(frozen=True)
@@ -106,7 +114,8 @@ def known_spans(text: str, known: KnownIdentifiers) -> list[PhiSpan]:
         [('NAME', 0), ('NAME', 6)]
     """
     spans: list[PhiSpan] = []
-    for kind, values in known.items():
+    for written_kind, values in known.items():
+        kind = PhiKind(written_kind)
         for value in set(values):
             value = value.strip()
             if len(value) < _MIN_KNOWN_LENGTH:
@@ -114,7 +123,7 @@ def known_spans(text: str, known: KnownIdentifiers) -> list[PhiSpan]:
             # str.find runs in C; compiling a regex per patient was rejected as slower for a few values.
             at = text.find(value)
             while at >= 0:
-                spans.append(PhiSpan(PhiKind(kind), at, at + len(value), KNOWN, 1.0))
+                spans.append(PhiSpan(kind, at, at + len(value), KNOWN, 1.0))
                 at = text.find(value, at + len(value))
     return spans
 
@@ -140,7 +149,7 @@ class TextScrubber:
             tuple(default_recognisers()) if recognisers is None else tuple(recognisers)
         )
         self._surrogates = Surrogates(key)
-        self._cache: dict[tuple[PhiKind, str, str, int], str] = {}
+        self._cache: dict[_CacheKey, str] = {}
 
     @property
     def recognisers(self) -> tuple[Recogniser, ...]:
@@ -201,18 +210,21 @@ class TextScrubber:
         person_keys: Sequence[str],
         date_offsets: Sequence[int] | None = None,
         known: Sequence[KnownIdentifiers | None] | None = None,
+        *,
+        dates: DateTreatment = "shift",
     ) -> list[ScrubbedText]:
         """Scrub many notes; the same result as `scrub` on each, faster.
 
         Notes go in blocks: each recogniser runs over the block (`find_batch`), then the block's new
         surrogates are made kind by kind, then each note is assembled. Making surrogates note by note,
-        interleaved with assembling, ran a third slower for the same work.
+        interleaved with assembling, ran a fifth slower for the same work.
 
         Args:
             texts: The notes.
             person_keys: The patient of each note.
             date_offsets: Each note's date offset in days, or None to derive each from the key.
             known: Each note's known identifiers, or None.
+            dates: As for `scrub`.
 
         Returns:
             One `ScrubbedText` per note, in order.
@@ -221,50 +233,75 @@ class TextScrubber:
             InputError: If the sequences differ in length, or a person key is empty.
         """
         _check_lengths(texts, person_keys, date_offsets, known)
+        _check_dates(dates)
         out: list[ScrubbedText] = []
         for first in range(0, len(texts), _BLOCK):
             block = texts[first : first + _BLOCK]
             keys = person_keys[first : first + _BLOCK]
-            offsets = [
-                self._key.date_offset_days(p) if date_offsets is None else date_offsets[first + i]
-                for i, p in enumerate(keys)
-            ]
+            if dates == "year_only":
+                offsets: list[int | None] = [None] * len(block)
+            else:
+                offsets = [
+                    self._key.date_offset_days(p) if date_offsets is None else date_offsets[first + i]
+                    for i, p in enumerate(keys)
+                ]
             found = self.find_batch(block, None if known is None else known[first : first + _BLOCK])
-            self._make_surrogates(block, found, keys, offsets)
+            replacements = self._replacements(block, found, keys, offsets)
             out.extend(
-                self.replace(text, spans, person_key, offset)
-                for text, spans, person_key, offset in zip(block, found, keys, offsets, strict=True)
+                _assemble(text, spans, values)
+                for text, spans, values in zip(block, found, replacements, strict=True)
             )
         return out
 
-    def _make_surrogates(
+    def _replacements(
         self,
         texts: Sequence[str],
         found: Sequence[Sequence[PhiSpan]],
         person_keys: Sequence[str],
-        offsets: Sequence[int],
-    ) -> None:
-        """Fill the surrogate cache for every span of a block of notes, kind by kind."""
-        missing: dict[tuple[PhiKind, str, str, int], None] = {}
+        offsets: Sequence[int | None],
+    ) -> list[list[str]]:
+        """The replacement of every span of a block of notes; an offset of None keeps only dates' years.
+
+        Surrogates not in the cache yet are made after the whole block has been read, kind by kind (see
+        `scrub_batch`), and written into their places in each note's list.
+        """
+        cache = self._cache
+        # Where each new surrogate goes (a note's list of replacements and the index in it), by kind and
+        # cache key, in PhiKind order and the order the keys were first seen.
+        missing: dict[PhiKind, dict[_CacheKey, list[tuple[list[str], int]]]] = {kind: {} for kind in PhiKind}
+        out: list[list[str]] = []
+        date_kind, kind_name = PhiKind.DATE, _KIND_NAME
         for text, spans, person_key, offset in zip(texts, found, person_keys, offsets, strict=True):
             if not person_key:
                 raise InputError("every note needs the key of its patient; pass a non-empty person_key")
+            values: list[str] = []
+            dated: list[tuple[int, PhiSpan]] = []
             for span in spans:
-                if span.kind is not PhiKind.DATE:
-                    cache_key: tuple[PhiKind, str, str, int] = (
-                        span.kind,
-                        text[span.start : span.end],
-                        person_key,
-                        offset,
-                    )
-                    if cache_key not in self._cache:
-                        missing[cache_key] = None
-        if len(self._cache) + len(missing) > _CACHE_LIMIT:
-            self._cache.clear()
-        for kind, original, person_key, offset in sorted(missing, key=lambda k: _KIND_RANK[k[0]]):
-            self._cache[kind, original, person_key, offset] = self._surrogates.surrogate(
-                kind, original, person_key, offset
-            )
+                kind = span.kind
+                if kind is date_kind:
+                    dated.append((len(values), span))
+                    values.append("")
+                    continue
+                cache_key = (kind_name[kind], text[span.start : span.end], person_key, offset)
+                value = cache.get(cache_key)
+                if value is None:
+                    missing[kind].setdefault(cache_key, []).append((values, len(values)))
+                    value = ""
+                values.append(value)
+            if dated:
+                replaced = replace_dates(text, [span for _, span in dated], offset)
+                for (i, _), value in zip(dated, replaced, strict=True):
+                    values[i] = value
+            out.append(values)
+        if len(cache) + sum(map(len, missing.values())) > _CACHE_LIMIT:
+            cache.clear()
+        surrogate = self._surrogates.surrogate
+        for kind, new in missing.items():
+            for cache_key, places in new.items():
+                value = cache[cache_key] = surrogate(kind, *cache_key[1:])
+                for values, i in places:
+                    values[i] = value
+        return out
 
     def scrub(
         self,
@@ -273,6 +310,7 @@ class TextScrubber:
         person_key: str,
         date_offset_days: int | None = None,
         known: KnownIdentifiers | None = None,
+        dates: DateTreatment = "shift",
     ) -> ScrubbedText:
         """Replace the identifiers in one note.
 
@@ -282,17 +320,32 @@ class TextScrubber:
             date_offset_days: Days to shift every date by; the key's ``date_offset_days(person_key)`` if
                 None, which is the offset the structured tables of the product use.
             known: Identifiers the hospital already knows for this patient.
+            dates: ``"shift"`` moves every date by the offset in its own format, keeping intervals;
+                ``"year_only"`` keeps only the year (``2023年5月6日 08:30`` becomes ``2023年``, a day without
+                a year becomes ``某日``) and ignores the offset, as HIPAA Safe Harbor requires; the birth date
+                inside a resident ID's surrogate then keeps its year only too.
 
         Returns:
             The scrubbed note, the spans found (offsets into ``text``) and counts per kind.
 
         Raises:
-            InputError: If ``person_key`` is empty.
+            InputError: If ``person_key`` is empty or ``dates`` is neither treatment.
+
+        Example:
+            >>> scrubber = TextScrubber(ProductKey.from_hex("00" * 32))
+            >>> scrubber.scrub("2023-05-06 08:30入院，5月8日手术", person_key="P1", dates="year_only").text
+            '2023入院，某日手术'
         """
-        return self.replace(text, self.find(text, known=known), person_key, date_offset_days)
+        return self.replace(text, self.find(text, known=known), person_key, date_offset_days, dates=dates)
 
     def replace(
-        self, text: str, spans: Sequence[PhiSpan], person_key: str, date_offset_days: int | None = None
+        self,
+        text: str,
+        spans: Sequence[PhiSpan],
+        person_key: str,
+        date_offset_days: int | None = None,
+        *,
+        dates: DateTreatment = "shift",
     ) -> ScrubbedText:
         """Replace already found, non-overlapping spans (from `find` or `find_batch`) in one note.
 
@@ -301,60 +354,33 @@ class TextScrubber:
             spans: Its identifiers, sorted by start and not overlapping.
             person_key: As for `scrub`.
             date_offset_days: As for `scrub`.
+            dates: As for `scrub`.
 
         Returns:
             As for `scrub`.
 
         Raises:
-            InputError: If ``person_key`` is empty.
+            InputError: If ``person_key`` is empty or ``dates`` is neither treatment.
         """
-        if not person_key:
-            raise InputError("every note needs the key of its patient; pass a non-empty person_key")
-        offset = self._key.date_offset_days(person_key) if date_offset_days is None else date_offset_days
-        # Dates are parsed once: for their year (a day without a year takes the nearest year written in the
-        # note) and to shift them.
-        dates: dict[int, re.Match[str] | None] = {}
-        years: list[tuple[int, int]] = []
-        for span in spans:
-            if span.kind is PhiKind.DATE:
-                match = dates[span.start] = parse_date(text[span.start : span.end])
-                if match is not None and (year := date_fields(match)[0]) is not None:
-                    years.append((span.start, year))
-        pieces: list[str] = []
-        done = 0
-        cache = self._cache
-        for span in spans:
-            original = text[span.start : span.end]
-            pieces.append(text[done : span.start])
-            if span.kind is PhiKind.DATE:
-                match = dates[span.start]
-                shifted = (
-                    None if match is None else shift_parsed(match, offset, _nearest_year(years, span.start))
-                )
-                # A date a model found in a format the rules do not read cannot be shifted; it is masked.
-                pieces.append("X" * len(original) if shifted is None else shifted)
-            else:
-                cache_key = (span.kind, original, person_key, offset)
-                value = cache.get(cache_key)
-                if value is None:
-                    if len(cache) >= _CACHE_LIMIT:
-                        cache.clear()
-                    value = cache[cache_key] = self._surrogates.surrogate(
-                        span.kind, original, person_key, offset
-                    )
-                pieces.append(value)
-            done = span.end
-        pieces.append(text[done:])
-        return ScrubbedText("".join(pieces), tuple(spans), count_kinds(spans))
+        _check_dates(dates)
+        offset: int | None = None
+        if dates == "shift" and person_key:
+            offset = self._key.date_offset_days(person_key) if date_offset_days is None else date_offset_days
+        values = self._replacements([text], [spans], [person_key], [offset])[0]
+        return _assemble(text, spans, values)
 
 
-def _nearest_year(years: list[tuple[int, int]], at: int) -> int | None:
-    """The year of the dated span nearest to offset ``at``, or None if the note has none."""
-    if not years:
-        return None
-    i = bisect.bisect_left(years, (at, 0))
-    near = [years[j] for j in (i - 1, i) if 0 <= j < len(years)]
-    return min(near, key=lambda item: abs(item[0] - at))[1]
+def _assemble(text: str, spans: Sequence[PhiSpan], values: Sequence[str]) -> ScrubbedText:
+    """The note with each span replaced by its value."""
+    pieces: list[str] = []
+    append = pieces.append
+    done = 0
+    for span, value in zip(spans, values, strict=True):
+        append(text[done : span.start])
+        append(value)
+        done = span.end
+    append(text[done:])
+    return ScrubbedText("".join(pieces), tuple(spans), count_kinds(spans))
 
 
 def scrub_texts(
@@ -365,6 +391,7 @@ def scrub_texts(
     *,
     known: Sequence[KnownIdentifiers | None] | None = None,
     recognisers: Sequence[Recogniser] | None = None,
+    dates: DateTreatment = "shift",
 ) -> list[ScrubbedText]:
     """Scrub a batch of notes with one scrubber (compiled patterns and surrogate cache shared).
 
@@ -375,19 +402,23 @@ def scrub_texts(
         key: The product's key.
         known: Each note's known identifiers (None for a note without any), or None for none at all.
         recognisers: As for `TextScrubber`.
+        dates: As for `TextScrubber.scrub`: ``"shift"`` by each note's offset, or ``"year_only"``.
 
     Returns:
         One `ScrubbedText` per note, in order.
 
     Raises:
-        InputError: If the sequences differ in length, or a person key is empty.
+        InputError: If the sequences differ in length, a person key is empty or ``dates`` is neither
+            treatment.
 
     Example:
         >>> key = ProductKey.from_hex("00" * 32)
         >>> [s.text for s in scrub_texts(["2024-01-31 复诊"], ["P1"], [1], key)]
         ['2024-02-01 复诊']
+        >>> [s.text for s in scrub_texts(["2024-01-31 复诊"], ["P1"], None, key, dates="year_only")]
+        ['2024 复诊']
     """
-    return TextScrubber(key, recognisers).scrub_batch(texts, person_keys, date_offsets, known)
+    return TextScrubber(key, recognisers).scrub_batch(texts, person_keys, date_offsets, known, dates=dates)
 
 
 def _check_lengths(
@@ -406,3 +437,8 @@ def _check_lengths(
             "texts, person_keys, date_offsets and known must have one entry per note; "
             "pass sequences of the same length"
         )
+
+
+def _check_dates(dates: str) -> None:
+    if dates not in _DATE_TREATMENTS:
+        raise InputError(f"dates must be one of {', '.join(_DATE_TREATMENTS)}; got {dates!r}")

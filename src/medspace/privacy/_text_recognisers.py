@@ -275,6 +275,7 @@ class DateRecogniser(RuleRecogniser):
 
     def __init__(self) -> None:
         self._pattern = re.compile(DATE_PATTERN)
+        self._days = tuple(self._pattern.groupindex[g] for g in ("d1", "d2", "d4"))
 
     @property
     def patterns(self) -> Mapping[str, str]:
@@ -282,11 +283,15 @@ class DateRecogniser(RuleRecogniser):
 
     def find(self, text: str) -> list[PhiSpan]:
         spans: list[PhiSpan] = []
+        d1, d2, d4 = self._days
+        kind, name = self.kind, self.name
         for m in self._pattern.finditer(text):
-            # The pattern allows months 1-12 and days 1-31; only days past the 28th need the calendar.
-            year, month, day = date_fields(m)
-            if day is None or day <= 28 or is_real_date(year, month, day):
-                spans.append(self._span(*m.span(), 0.95))
+            # The pattern allows months 1-12 and days 1-31; only days past the 28th need the calendar (read
+            # by group number first: notes hold many dates, and most days are early enough).
+            day = m[d1] or m[d2] or m[d4]
+            if day is None or int(day) <= 28 or is_real_date(*date_fields(m)):
+                start, end = m.span()
+                spans.append(PhiSpan(kind, start, end, name, 0.95))
         return spans
 
 

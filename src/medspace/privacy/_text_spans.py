@@ -131,16 +131,24 @@ def resolve_overlaps(spans: Iterable[PhiSpan]) -> list[PhiSpan]:
     cluster_end = -1
     for span in sorted((s for s in spans if 0 <= s.start < s.end), key=_START):
         if span.start >= cluster_end:
-            _keep_best(cluster, kept)
+            # A new cluster; the last one is settled (a lone span inline, as most are).
+            if len(cluster) == 1:
+                kept.append(cluster[0])
+            elif cluster:
+                _keep_best(cluster, kept)
             cluster = [span]
+            cluster_end = span.end
         else:
             cluster.append(span)
-        cluster_end = max(cluster_end, span.end)
+            if span.end > cluster_end:
+                cluster_end = span.end
     _keep_best(cluster, kept)
     return kept
 
 
 _START = operator.attrgetter("start")
+# Every kind at zero, copied for each note: iterating the enum for every note cost more than the counting.
+_NO_SPANS = dict.fromkeys(PhiKind, 0)
 
 
 def _rank(span: PhiSpan) -> tuple[int, float, int, int, str]:
@@ -152,6 +160,12 @@ def _keep_best(cluster: list[PhiSpan], kept: list[PhiSpan]) -> None:
     if len(cluster) == 1:
         kept.append(cluster[0])
         return
+    if len(cluster) == 2:
+        # The commonest overlap (a known name the name rules found too). The second span starts before the
+        # first ends, so the two overlap and only the better is kept: the general case without two sorts.
+        first, second = cluster
+        kept.append(first if _rank(first) <= _rank(second) else second)
+        return
     chosen: list[PhiSpan] = []
     for span in sorted(cluster, key=_rank):
         if all(span.end <= other.start or other.end <= span.start for other in chosen):
@@ -161,7 +175,7 @@ def _keep_best(cluster: list[PhiSpan], kept: list[PhiSpan]) -> None:
 
 def count_kinds(spans: Sequence[PhiSpan]) -> dict[PhiKind, int]:
     """How many spans of each kind, with every kind present (zero when none was found)."""
-    counts = dict.fromkeys(PhiKind, 0)
+    counts = _NO_SPANS.copy()
     for span in spans:
         counts[span.kind] += 1
     return counts

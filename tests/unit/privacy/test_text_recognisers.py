@@ -464,6 +464,45 @@ def test_overlap_resolution_is_order_independent_and_leaves_no_overlap(spans: li
         assert any(k.start < span.end and span.start < k.end and k.length >= span.length for k in kept)
 
 
+_KIND_ORDER = [
+    PhiKind.ID,
+    PhiKind.PHONE,
+    PhiKind.HOSPITAL_NO,
+    PhiKind.DATE,
+    PhiKind.ADDRESS,
+    PhiKind.INSTITUTION,
+    PhiKind.NAME,
+]
+
+
+@given(
+    st.lists(
+        st.builds(
+            lambda kind, start, length, score, recogniser: PhiSpan(
+                kind, start, start + length, recogniser, score
+            ),
+            st.sampled_from(list(PhiKind)),
+            st.integers(-2, 30),
+            st.integers(-1, 8),
+            st.sampled_from([0.5, 0.8, 1.0]),
+            st.sampled_from(["a", "b"]),
+        ),
+        max_size=12,
+    )
+)
+def test_overlap_resolution_is_the_greedy_choice_over_all_spans(spans: list[PhiSpan]) -> None:
+    """Clustering (and its shortcuts for one or two spans) gives what ranking every span at once gives."""
+    chosen: list[PhiSpan] = []
+    ranked = sorted(
+        (s for s in spans if 0 <= s.start < s.end),
+        key=lambda s: (-s.length, -s.score, _KIND_ORDER.index(s.kind), s.start, s.recogniser),
+    )
+    for span in ranked:
+        if all(span.end <= other.start or other.end <= span.start for other in chosen):
+            chosen.append(span)
+    assert resolve_overlaps(spans) == sorted(chosen, key=lambda s: s.start)
+
+
 @given(st.lists(st.text(alphabet="医师生主任签名护士长", min_size=1, max_size=5), min_size=1, max_size=12))
 def test_a_word_trie_matches_exactly_the_longest_word(words: list[str]) -> None:
     trie = re.compile(word_pattern(words))

@@ -6,13 +6,23 @@ from __future__ import annotations
 import re
 from datetime import date, timedelta
 
+import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from medspace.core import InputError, check_resident_id, make_resident_id
-from medspace.privacy import PhiKind, ProductKey, ScrubbedText, TextScrubber, scrub_texts
-from medspace.privacy._text_surrogates import shift_date
+from medspace.privacy import (
+    ModelRecogniser,
+    PhiKind,
+    ProductKey,
+    ScrubbedText,
+    TextScrubber,
+    deidentify_table,
+    load_profile,
+    scrub_texts,
+)
+from medspace.privacy._text_surrogates import Surrogates, shift_date, year_only_date
 
 KEY = ProductKey.from_hex("00" * 32)
 OTHER_KEY = ProductKey.from_hex("11" * 32)
@@ -125,6 +135,19 @@ def test_dates_shift_by_the_offset_in_their_own_format(
     assert shift_date(original, offset, year) == shifted
 
 
+def test_a_date_a_model_found_after_a_year_is_still_read() -> None:
+    """Each date is read on its own, so a model's span that starts just after 年 or a digit is shifted too."""
+
+    class Toy:
+        def predict(self, text: str) -> list[tuple[PhiKind, int, int, float]]:
+            return [(PhiKind.DATE, 5, 9, 0.9)]
+
+    out = TextScrubber(KEY, [ModelRecogniser(Toy())]).scrub(
+        "2023年5月6日入院", person_key="P1", date_offset_days=30
+    )
+    assert out.text == "2023年6月5日入院"
+
+
 def test_intervals_between_dates_are_kept(scrubber: TextScrubber) -> None:
     text = "于2023年12月20日入院，2024-01-05出院，1月10日复诊。"
     out = scrub(scrubber, text, offset=-47)
@@ -141,6 +164,113 @@ def test_intervals_between_dates_are_kept(scrubber: TextScrubber) -> None:
 def test_a_bare_month_and_day_takes_the_nearest_year(scrubber: TextScrubber) -> None:
     out = scrub(scrubber, "2022年12月30日入院，12月31日手术。2024-06-01随访。", offset=3)
     assert "2023年1月2日入院，1月3日手术" in out.text
+
+
+def test_29_february_near_a_year_without_one_is_shifted_in_a_leap_year(scrubber: TextScrubber) -> None:
+    # The nearest year, 2023, has no 29 February; the note still names that day, so it is read in a leap year.
+    out = scrub(scrubber, "2023年1月1日入院，2月29日手术", offset=3)
+    assert out.text == "2023年1月4日入院，3月3日手术"
+
+
+# HIPAA Safe Harbor, 45 CFR 164.514(b)(2)(i)(C): no element of a date but the year.
+@pytest.mark.parametrize(
+    ("original", "kept"),
+    [
+        ("2023年5月6日", "2023年"),
+        ("2023年05月06日 08:30", "2023年"),
+        ("2023 年 5 月 6 日", "2023年"),
+        ("2023年5月6日10时30分", "2023年"),
+        ("2023年5月", "2023年"),
+        ("2023-05-06 08:30", "2023"),
+        ("2023/5/6", "2023"),
+        ("2023.12.31", "2023"),
+        ("5月6日", "某日"),  # no year to keep
+        ("12月30号上午9点", "某日"),
+    ],
+)
+def test_a_date_cut_to_its_year_keeps_nothing_else(original: str, kept: str) -> None:
+    assert year_only_date(original) == kept
+    assert year_only_date("明天") is None
+
+
+def test_notes_can_keep_only_the_year_of_their_dates(scrubber: TextScrubber) -> None:
+    out = scrubber.scrub(NOTE, person_key="P1", dates="year_only")
+    assert "于2023年由" in out.text and "某日行手术" in out.text
+    assert not re.search(r"[0-9]+ ?月|[0-9]{1,2}:[0-9]{2}", out.text)
+    assert out.counts[PhiKind.DATE] == 2
+    # The offset plays no part, and everything but dates and the resident ID is replaced as when dates are
+    # shifted.
+    assert scrubber.scrub(NOTE, person_key="P1", date_offset_days=200, dates="year_only").text == out.text
+    shifted = scrubber.scrub(NOTE, person_key="P1", date_offset_days=30)
+    for part in re.split(r"[，。\n]", shifted.text):
+        if "月" not in part and "身份证" not in part:
+            assert part in out.text
+
+
+def test_a_resident_id_keeps_only_its_birth_year_when_dates_do(scrubber: TextScrubber) -> None:
+    out = scrubber.scrub("身份证号11010519491231002X，", person_key="P1", dates="year_only")
+    resident_id = re.search(r"身份证号([0-9X]{18})，", out.text)
+    assert resident_id is not None and check_resident_id(resident_id[1]).valid
+    assert resident_id[1][6:10] == "1949" and resident_id[1][6:14] != "19491231"
+    assert int(resident_id[1][16]) % 2 == 0
+
+
+def test_a_batch_keeps_only_years_like_one_note_at_a_time() -> None:
+    texts = [NOTE, "患者李四，2023-01-01入院，1月3日出院", ""]
+    batch = scrub_texts(texts, ["P1", "P2", "P3"], [30, 5, 1], KEY, dates="year_only")
+    single = TextScrubber(KEY)
+    assert [b.text for b in batch] == [
+        single.scrub(t, person_key=p, dates="year_only").text
+        for t, p in zip(texts, ["P1", "P2", "P3"], strict=True)
+    ]
+    assert batch[1].text.endswith("，2023入院，某日出院")
+
+
+def test_an_unknown_date_treatment_is_refused(scrubber: TextScrubber) -> None:
+    with pytest.raises(InputError, match="year_only"):
+        scrubber.scrub(NOTE, person_key="P1", dates="month_only")  # type: ignore[arg-type]
+
+
+def test_the_safe_harbor_profile_keeps_only_the_year_of_dates_in_notes() -> None:
+    """``medspace deid`` with HIPAA Safe Harbor: the profile keeps only the year of dates, in notes too."""
+    table = pa.table(
+        {
+            "patient_id": ["P1", "P2", "P1"],
+            "note_text": [NOTE, None, "复诊：2024/1/15，家属李四陪同，主诉头痛三天，5月8日复查。"],
+        }
+    )
+    out = deidentify_table(
+        table, load_profile("hipaa-safe-harbor"), KEY, name="notes", person_column="patient_id"
+    )
+    first, missing, second = out.tables["notes"].column("note_text").to_pylist()
+    assert missing is None
+    assert "于2023年由" in first and "某日行手术" in first
+    assert second.startswith("复诊：2024，") and "某日复查" in second
+    for note in (first, second):
+        assert "张三丰" not in note and "李四" not in note
+        assert not re.search(r"[0-9]+ ?月|(?:19|20)[0-9]{2}[-/.][0-9]{1,2}(?![0-9])", note)
+    assert out.report.text_identifiers["DATE"] == 4
+
+
+def test_surrogates_stay_the_same_for_the_same_key() -> None:
+    """Pinned values: a product rebuilt with its key gets the surrogates it had (HMAC-SM3, GB/T 32905)."""
+    surrogates = Surrogates(KEY)
+    for kind, original, expected in [
+        (PhiKind.NAME, "张三丰", "洪成秋"),
+        (PhiKind.NAME, "李四", "丁斌"),
+        (PhiKind.NAME, "欧阳娜娜", "诸葛军彬"),
+        (PhiKind.ID, "11010519491231002X", "220202195001307504"),
+        (PhiKind.ID, "110105 19491231 002x", "220202 19500130 7504"),
+        (PhiKind.PHONE, "138-1234-5678", "151-3786-6561"),
+        (PhiKind.PHONE, "+86 13812345678", "+86 18845146806"),
+        (PhiKind.PHONE, "(021)62345678", "(021)77984703"),
+        (PhiKind.HOSPITAL_NO, "ZY00012345", "ZY00235825"),
+        (PhiKind.HOSPITAL_NO, "07654321-2", "07529459-2"),
+        (PhiKind.INSTITUTION, "复旦大学附属中山医院", "恒安医院"),
+        (PhiKind.ADDRESS, "澳门街92号", "朝阳街608号"),
+        (PhiKind.ADDRESS, "上海市徐汇区澳门街92号", "上海市徐汇区"),
+    ]:
+        assert surrogates.surrogate(kind, original, "P1", 30) == expected, original
 
 
 def test_known_identifiers_are_found_anywhere(scrubber: TextScrubber) -> None:
