@@ -327,14 +327,16 @@ def search(enc: Encoded, models: Sequence[PrivacyModel], suppression_limit: floa
     )
     order = np.lexsort((*[nodes[:, a] for a in reversed(range(q))], nodes.sum(axis=1), bound))
     monotonic = all(isinstance(m, MONOTONIC_WITH_SUPPRESSION) for m in models)
-    failed_tops: list[NDArray[np.int64]] = []
+    # The coarsest transformations known to fail, kept as an antichain: one that a newer failure lies above
+    # is dropped, since everything below it is below the newer one too.
+    failed_tops = np.empty((0, q), dtype=np.int64)
     best: NodeResult | None = None
     checked = 0
     for index in order:
         node = nodes[index]
         if best is not None and bound[index] > float(best.loss) + _EPS:
             break
-        if monotonic and failed_tops and bool(np.any(np.all(np.asarray(failed_tops) >= node, axis=1))):
+        if monotonic and len(failed_tops) and bool(np.all(failed_tops >= node, axis=1).any()):
             continue  # a coarser transformation already failed, so this one fails too
         result = check(enc, tuple(int(v) for v in node), models, max_suppressed)
         checked += 1
@@ -342,5 +344,5 @@ def search(enc: Encoded, models: Sequence[PrivacyModel], suppression_limit: floa
             if best is None or result.key < best.key:
                 best = result
         elif monotonic:
-            failed_tops.append(node)
+            failed_tops = np.vstack([failed_tops[~np.all(failed_tops <= node, axis=1)], node])
     return SearchResult(best, len(nodes), checked)
