@@ -118,7 +118,7 @@ def deidentify_table(
     started = time.perf_counter()
     prepared = _prepare(name, table, profile, key, person_column, today)
     plans = [p for p in prepared.plans if p.column in prepared.table.column_names]
-    anonymised, hierarchies, before, levels = _anonymise(
+    anonymised, hierarchies, before, levels = _generalise(
         prepared.table, plans, profile, population, sensitive=None
     )
     report = _report(
@@ -183,13 +183,13 @@ def deidentify_cdm(
         not isinstance(m, KAnonymity) for m in profile.privacy.models
     )
     if needs_sensitive and not any(p.role is ColumnRole.SENSITIVE for p in plans):
-        person = person.append_column(PRIMARY_CONDITION, _primary_condition(tables, person, key))
+        person = person.append_column(PRIMARY_CONDITION, _primary_condition(tables, person))
         sensitive = [PRIMARY_CONDITION]
         notes.append(
             "l-diversity and t-closeness are measured on each person's most frequent recorded condition "
             "(condition_occurrence), which is not released."
         )
-    anonymised, hierarchies, before, levels = _anonymise(person, plans, profile, None, sensitive=sensitive)
+    anonymised, hierarchies, before, levels = _generalise(person, plans, profile, None, sensitive=sensitive)
     released_person = anonymised.table
     if PRIMARY_CONDITION in released_person.column_names:
         released_person = released_person.drop_columns([PRIMARY_CONDITION])
@@ -318,7 +318,7 @@ def _scrub_column(
     return pa.array(out, values.type), counts, len(texts)
 
 
-def _anonymise(
+def _generalise(
     table: pa.Table,
     plans: Sequence[ColumnPlan],
     profile: DeidProfile,
@@ -407,7 +407,7 @@ def _composite(table: pa.Table, columns: Sequence[str]) -> pa.Array:
     return pc.binary_join_element_wise(*parts, "\x1f")
 
 
-def _primary_condition(tables: dict[str, pa.Table], person: pa.Table, key: ProductKey) -> pa.Array:
+def _primary_condition(tables: dict[str, pa.Table], person: pa.Table) -> pa.Array:
     """Each person's most frequent condition concept (ties: the smaller id), "none" without any."""
     conditions = tables.get("condition_occurrence")
     original = tables["person"].column(PERSON_ID).combine_chunks()
