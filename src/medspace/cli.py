@@ -378,6 +378,33 @@ def run(
         raise _fail(exc) from None
 
 
+def _deid_plan(source: Path | None, workspace: Path, profile_name: str, out: Console) -> None:
+    from medspace.privacy import load_profile, plan_dataset
+
+    profile = load_profile(profile_name)
+    plans = plan_dataset(source, workspace, profile)
+    table = Table(title=f"deid --plan: what profile {profile.name} would do (nothing is written)")
+    table.add_column("column", overflow="fold")
+    for column in ("role", "kind", "treatment", "hierarchy", "decided by"):
+        table.add_column(column, overflow="fold")
+    for p in plans:
+        if p.treatment.action == "keep" and p.role.value == "insensitive":
+            continue
+        table.add_row(
+            f"{p.table}.{p.column}" if p.table else p.column,
+            p.role.value,
+            p.kind.value,
+            p.treatment.action,
+            p.hierarchy.kind if p.hierarchy is not None else "",
+            p.source,
+        )
+    out.print(table)
+    kept = sum(1 for p in plans if p.treatment.action == "keep" and p.role.value == "insensitive")
+    out.print(
+        f"{kept} insensitive columns kept as they are. Confirm or change roles in a profile's `columns`."
+    )
+
+
 def _deid(
     source: Path | None,
     workspace: Path,
@@ -446,9 +473,15 @@ def deid(
     person_column: Annotated[
         str | None, typer.Option(help="Column naming each row's patient, for per-person date shifts.")
     ] = None,
+    plan: Annotated[
+        bool, typer.Option("--plan", help="Only show each column's proposed role and treatment.")
+    ] = False,
 ) -> None:
     """De-identify the CDM (or one table) by a profile: pseudonyms, date shifts, generalisation, free text."""
     try:
+        if plan:
+            _deid_plan(source, _workspace(workspace), profile, _console())
+            return
         _deid(source, _workspace(workspace), profile, key_file, out, person_column, _console())
     except MedspaceError as exc:
         raise _fail(exc) from None

@@ -202,6 +202,7 @@ API["medspace.privacy"] = [
     "leaf_strings",
     "load_profile",
     "plan_columns",
+    "plan_dataset",
     "product_key",
     "profile_names",
     "propose_roles",

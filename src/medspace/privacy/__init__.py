@@ -9,6 +9,7 @@ from medspace.privacy._deid_files import (
     Release,
     deidentify_file,
     deidentify_workspace,
+    plan_dataset,
     product_key,
 )
 from medspace.privacy._deidentify import Deidentified, deidentify_cdm, deidentify_table
@@ -133,6 +134,7 @@ __all__ = [
     "leaf_strings",
     "load_profile",
     "plan_columns",
+    "plan_dataset",
     "product_key",
     "profile_names",
     "propose_roles",

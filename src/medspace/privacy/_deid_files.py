@@ -20,7 +20,8 @@ import pyarrow.parquet as pq
 from medspace.core import ConfigError, InputError, Workspace, refresh_catalog, replace_folder
 from medspace.privacy._deidentify import Deidentified, deidentify_cdm, deidentify_table
 from medspace.privacy._keys import ProductKey
-from medspace.privacy._profile import DeidProfile
+from medspace.privacy._profile import ColumnPlan, DeidProfile, plan_columns
+from medspace.privacy._roles import propose_roles
 
 #: The environment variable a product key may come from (hexadecimal).
 KEY_VARIABLE = "MEDSPACE_PRODUCT_KEY"
@@ -106,16 +107,35 @@ def deidentify_workspace(
     Raises:
         InputError: If the workspace has no CDM yet.
     """
-    cdm = Workspace(workspace).stage("cdm")
-    files = sorted(cdm.glob("*.parquet")) if cdm.exists() else []
-    if not files:
-        raise InputError("the workspace has no CDM tables; run `medspace cdm` first", file=str(cdm))
-    tables = {f.stem: pq.read_table(f) for f in files}
+    tables = _cdm_tables(workspace)
     result = deidentify_cdm(tables, profile, key, name=f"{workspace.name or 'workspace'} CDM")
     folder = out if out is not None else Workspace(workspace).stage("deid") / profile.name
     _write(result, folder)
     refresh_catalog(workspace)
     return Release(folder, result)
+
+
+def plan_dataset(source: Path | None, workspace: Path, profile: DeidProfile) -> list[ColumnPlan]:
+    """What `deid` would do to every column of a table file (or, without one, of the workspace's CDM), for
+    the data team to confirm before anything is written: role, kind, treatment and who decided it.
+
+    Raises:
+        InputError: If the file cannot be read or the workspace has no CDM.
+    """
+    tables = {source.stem: read_table(source)} if source is not None else _cdm_tables(workspace)
+    return [
+        plan
+        for name, table in tables.items()
+        for plan in plan_columns(propose_roles(table, table_name=name), profile)
+    ]
+
+
+def _cdm_tables(workspace: Path) -> dict[str, pa.Table]:
+    cdm = Workspace(workspace).stage("cdm")
+    files = sorted(cdm.glob("*.parquet")) if cdm.exists() else []
+    if not files:
+        raise InputError("the workspace has no CDM tables; run `medspace cdm` first", file=str(cdm))
+    return {f.stem: pq.read_table(f) for f in files}
 
 
 def _write(result: Deidentified, folder: Path) -> None:

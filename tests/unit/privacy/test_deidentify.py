@@ -232,3 +232,12 @@ def test_cli_needs_the_holders_key_and_then_releases(workspace: Path, tmp_path: 
     assert hipaa.exit_code == 0, hipaa.output  # an ephemeral key is made for the run
     person = pd.read_parquet(tmp_path / "h" / "person.parquet")
     assert person["person_id"].notna().all()
+
+
+def test_cli_plan_shows_each_columns_role_and_writes_nothing(workspace: Path, tmp_path: Path) -> None:
+    before = sorted(p.name for p in workspace.iterdir())
+    shown = CliRunner().invoke(app, ["deid", "--plan", "--workspace", str(workspace)])
+    assert shown.exit_code == 0, shown.output
+    assert "nothing is written" in shown.output
+    assert all(action in shown.output for action in ("pseudonymise", "shift_date", "scrub_text"))
+    assert sorted(p.name for p in workspace.iterdir()) == before
