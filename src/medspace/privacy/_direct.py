@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from medspace.core import ConfigError, InputError, check_resident_id, resident_id_sex
+from medspace.privacy._address import address_units
 from medspace.privacy._keys import ProductKey
 from medspace.privacy._profile import (
     ColumnPlan,
@@ -42,13 +43,7 @@ from medspace.privacy._profile import (
     TruncateAddress,
     YearOnly,
 )
-from medspace.privacy._roles import (
-    KIND_ROLES,
-    ColumnRole,
-    IdentifierKind,
-    RoleProposal,
-    address_units,
-)
+from medspace.privacy._roles import KIND_ROLES, ColumnRole, IdentifierKind, RoleProposal
 
 __all__ = ["ColumnTreatmentReport", "cut_address", "treat_direct_identifiers"]
 

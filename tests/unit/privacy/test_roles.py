@@ -10,12 +10,12 @@ import pyarrow as pa
 import pytest
 
 from medspace.core import InputError, make_resident_id
+from medspace.privacy._address import address_units
 from medspace.privacy._roles import (
     HIPAA_IDENTIFIERS,
     KIND_ROLES,
     ColumnRole,
     IdentifierKind,
-    address_units,
     propose_roles,
 )
 
