@@ -24,7 +24,9 @@ from medspace.core import InputError, check_resident_id, make_resident_id
 from medspace.link import link_workspace
 from medspace.privacy import (
     KEY_VARIABLE,
+    KAnonymity,
     NoSolutionError,
+    PrivacySettings,
     ProductKey,
     deidentify_file,
     deidentify_workspace,
@@ -137,19 +139,11 @@ def test_the_report_carries_no_patient_values(workspace: Path, level3: Path) -> 
     assert "Re-identification risk" in text and "k_anonymity" in text
 
 
-def test_a_run_that_cannot_meet_its_models_leaves_the_last_release(
-    workspace: Path, level3: Path, tmp_path: Path
-) -> None:
+def test_a_run_that_cannot_meet_its_models_leaves_the_last_release(workspace: Path, level3: Path) -> None:
     before = {p.name: p.read_bytes() for p in level3.iterdir()}
-    strict = load_profile("gbt39725-level3").model_copy(
-        update={
-            "privacy": load_profile("gbt39725-level3").privacy.model_copy(update={"suppression_limit": 0.0})
-        }  # type: ignore[union-attr]
-    )
-    from medspace.privacy import KAnonymity
-
-    impossible = strict.model_copy(
-        update={"privacy": strict.privacy.model_copy(update={"models": (KAnonymity(k=100_000),)})}  # type: ignore[union-attr]
+    level3_profile = load_profile("gbt39725-level3")
+    impossible = level3_profile.model_copy(
+        update={"privacy": PrivacySettings(models=(KAnonymity(k=100_000),), suppression_limit=0.0)}
     )
     with pytest.raises(NoSolutionError, match="allow more suppression"):
         deidentify_workspace(workspace, impossible, KEY)
