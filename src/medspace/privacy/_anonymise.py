@@ -21,10 +21,9 @@ from medspace.privacy._hierarchy import Hierarchy, leaf_strings
 from medspace.privacy._lattice import Encoded, NodeResult, encode, search
 from medspace.privacy._models import (
     PrivacyModel,
+    closeness,
     distinct_l,
     entropy_l,
-    equal_distance,
-    ordered_distance,
     sensitive_pairs,
 )
 from medspace.privacy._risk import DEFAULT_RISK_THRESHOLD, ReidentificationRisk, reidentification_risk
@@ -172,12 +171,7 @@ def _measures(enc: Encoded, best: NodeResult, kept: NDArray[np.bool_]) -> Privac
         pair_class, pair_value, pair_n = sensitive_pairs(dense, s.codes[kept], counts, s.values)
         distinct[s.column] = int(distinct_l(pair_class, len(sizes)).min())
         entropy[s.column] = float(entropy_l(pair_class, pair_n, sizes).min())
-        totals = np.bincount(pair_value, weights=pair_n, minlength=s.values)
-        overall = totals / totals.sum()
-        if s.ordered:
-            distance = ordered_distance(pair_class, pair_value, pair_n, sizes, overall, totals > 0)
-        else:
-            distance = equal_distance(pair_class, pair_value, pair_n, sizes, overall)
+        distance = closeness(pair_class, pair_value, pair_n, sizes, s.values, ordered=s.ordered)
         t[s.column] = float(distance.max())
     return PrivacyMeasures(int(sizes.min()), distinct, entropy, t)
 

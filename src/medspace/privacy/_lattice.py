@@ -41,10 +41,9 @@ from medspace.privacy._models import (
     RecursiveCLDiversity,
     TCloseness,
     class_sizes,
+    closeness,
     distinct_l,
     entropy_l,
-    equal_distance,
-    ordered_distance,
     recursive_cl_holds,
     sensitive_pairs,
 )
@@ -257,12 +256,7 @@ def _t_fixpoint(
         kept = ~failing[pair_class]
         if not kept.any():
             return failing
-        totals = np.bincount(pair_value[kept], weights=pair_n[kept], minlength=s.values)
-        overall = totals / totals.sum()
-        if ordered:
-            distance = ordered_distance(pair_class, pair_value, pair_n, sizes, overall, totals > 0)
-        else:
-            distance = equal_distance(pair_class, pair_value, pair_n, sizes, overall)
+        distance = closeness(pair_class, pair_value, pair_n, sizes, s.values, ordered=ordered, kept=kept)
         newly = ~failing & (distance > model.t + _EPS) & (sizes > 0)
         if not newly.any():
             return failing

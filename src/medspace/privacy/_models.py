@@ -178,3 +178,25 @@ def ordered_distance(
         dense /= np.maximum(sizes[start:stop, None], 1)
         result[start:stop] = np.abs(np.cumsum(dense, axis=1) - q_cum).sum(axis=1) / (m - 1)
     return result
+
+
+def closeness(
+    pair_class: NDArray[np.int64],
+    pair_value: NDArray[np.int64],
+    pair_n: NDArray[np.int64],
+    sizes: NDArray[np.int64],
+    values: int,
+    *,
+    ordered: bool,
+    kept: NDArray[np.bool_] | None = None,
+) -> NDArray[np.float64]:
+    """Each class's distance from the distribution of the kept (released) pairs (all pairs if None).
+
+    ``ordered`` picks the ordered distance (numbers) over the equal distance (categories).
+    """
+    weights = pair_n if kept is None else np.where(kept, pair_n, 0)
+    totals = np.bincount(pair_value, weights=weights, minlength=values)
+    overall = totals / totals.sum()
+    if ordered:
+        return ordered_distance(pair_class, pair_value, pair_n, sizes, overall, totals > 0)
+    return equal_distance(pair_class, pair_value, pair_n, sizes, overall)
