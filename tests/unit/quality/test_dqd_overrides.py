@@ -8,19 +8,16 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+import reference_data
 from medspace.cdm import import_omop
 from medspace.core import SpecError
 from medspace.quality import load_overrides, run_checks
 
-SYNTHEA_ZIP = Path("/work/shared/data/omop-synthea27nj/Synthea27Nj_5.4.zip")
-
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not SYNTHEA_ZIP.exists():
-        pytest.skip("shared reference data (Synthea27Nj) is not on this machine")
     ws = tmp_path_factory.mktemp("dqd-overrides")
-    import_omop(SYNTHEA_ZIP, ws)
+    import_omop(reference_data.synthea_zip(), ws)
     return ws
 
 
