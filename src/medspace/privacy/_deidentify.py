@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from medspace.cdm import cdm_schema
 from medspace.core import InputError
 from medspace.privacy._anonymise import Anonymisation, anonymise
 from medspace.privacy._direct import ColumnTreatmentReport, treat_direct_identifiers
@@ -60,6 +62,12 @@ from medspace.privacy._text import PhiKind, TextScrubber
 PERSON_ID = "person_id"
 #: The derived sensitive attribute of a CDM extract when the profile asks for l-diversity or t-closeness.
 PRIMARY_CONDITION = "primary_condition"
+#: OMOP tables whose person is named by another column: a person-level cohort's subject_id is a person_id.
+PERSON_COLUMNS = {"cohort": "subject_id"}
+#: OMOP tables that reach their person through a parent table's key (an NLP record through its note).
+PERSON_VIA = {"note_nlp": ("note_id", "note"), "episode_event": ("episode_id", "episode")}
+#: Name of the person column attached for the treatment of a table that reaches its person via a parent.
+_ATTACHED = "_deid_person_id"
 
 
 @dataclass(frozen=True)
@@ -171,9 +179,10 @@ def deidentify_cdm(
     if "person" not in tables:
         raise InputError("a CDM extract needs its person table", file="person.parquet")
     started = time.perf_counter()
+    with_person = {t: _with_person(t, table, tables) for t, table in tables.items()}
     prepared = {
-        t: _prepare(t, table, profile, key, PERSON_ID if PERSON_ID in table.column_names else None, today)
-        for t, table in tables.items()
+        t: _prepare(t, table, profile, key, person_column, today)
+        for t, (table, person_column) in with_person.items()
     }
     person = prepared["person"].table
     plans = [p for p in prepared["person"].plans if p.column in person.column_names]
@@ -193,13 +202,18 @@ def deidentify_cdm(
     released_person = anonymised.table
     if PRIMARY_CONDITION in released_person.column_names:
         released_person = released_person.drop_columns([PRIMARY_CONDITION])
+    released_person, conformance = as_omop(released_person, "person")
+    notes.extend(conformance)
     kept = released_person.column(PERSON_ID) if PERSON_ID in released_person.column_names else None
     out: dict[str, pa.Table] = {}
     entries: list[TableEntry] = []
     for t, p in prepared.items():
         table = released_person if t == "person" else p.table
-        if t != "person" and kept is not None and PERSON_ID in table.column_names:
-            table = table.filter(pc.is_in(table.column(PERSON_ID), value_set=kept.combine_chunks()))
+        person_column = with_person[t][1]
+        if t != "person" and kept is not None and person_column is not None:
+            table = table.filter(pc.is_in(table.column(person_column), value_set=kept.combine_chunks()))
+        if _ATTACHED in table.column_names:
+            table = table.drop_columns([_ATTACHED])
         out[t] = table
         entries.append(TableEntry(t, tables[t].num_rows, table.num_rows))
     outside = sorted(
@@ -391,6 +405,83 @@ def _generalise(
                 stars = pa.array([SUPPRESSED] * released.num_rows, pa.string())
                 released = released.set_column(released.column_names.index(column), column, stars)
     return dataclasses.replace(anonymised, table=released), hierarchies, work, levels
+
+
+def _with_person(name: str, table: pa.Table, tables: dict[str, pa.Table]) -> tuple[pa.Table, str | None]:
+    """The table with the column naming each row's person (attached from a parent table where the OMOP
+    table has none of its own), and that column's name; None for tables about no person (vocabularies)."""
+    if PERSON_ID in table.column_names:
+        return table, PERSON_ID
+    own = PERSON_COLUMNS.get(name)
+    if own is not None and own in table.column_names:
+        return table, own
+    if name in PERSON_VIA:
+        key, parent_name = PERSON_VIA[name]
+        parent = tables.get(parent_name)
+        if parent is None or key not in table.column_names or PERSON_ID not in parent.column_names:
+            raise InputError(
+                f"{name} reaches its person through {parent_name}.{key}, but the extract has no "
+                f"{parent_name} table with {key} and person_id; include it",
+                file=f"{name}.parquet",
+                field=key,
+            )
+        # Positions keep the table's row order (an Arrow join would not).
+        positions = pc.index_in(table.column(key), value_set=parent.column(key).combine_chunks())
+        persons = pc.take(parent.column(PERSON_ID).combine_chunks(), positions)
+        return table.append_column(_ATTACHED, persons), _ATTACHED
+    return table, None
+
+
+def as_omop(table: pa.Table, name: str) -> tuple[pa.Table, list[str]]:
+    """A generalised OMOP table typed as the CDM specification says, and notes on what that changed.
+
+    Generalisation turns values into strings (ARX writes a year of birth as ``1960-1979``); a released CDM
+    stays valid OMOP instead: an integer, date or date-time column gets the first value of its group
+    (``1960``; a date cut to its decade becomes that decade's first day; the groups are in the report), a
+    suppressed concept id becomes 0 (OMOP's "no matching concept") and any other suppressed value null.
+    """
+    schema = cdm_schema()
+    if name not in schema:
+        return table, []
+    spec = schema[name]
+    notes: list[str] = []
+    for column in table.column_names:
+        if column not in spec.field_names or not pa.types.is_string(table.schema.field(column).type):
+            continue
+        field = spec.field(column)
+        if field.datatype not in ("integer", "date", "datetime"):
+            continue
+        text = table.column(column).combine_chunks()
+        distinct = pc.unique(text).to_pylist()
+        firsts = {v: _first_value(v, field.datatype) for v in distinct if v is not None}
+        values = pa.array([firsts.get(v) for v in distinct], field.arrow_type)
+        typed = pc.take(values, pc.index_in(text, value_set=pa.array(distinct, pa.string())))
+        suppressed = pc.fill_null(pc.equal(text, SUPPRESSED), False)
+        if field.datatype == "integer" and column.endswith("_concept_id"):
+            typed = pc.if_else(suppressed, pa.scalar(0, pa.int64()), typed)
+        table = table.set_column(table.column_names.index(column), column, typed)
+        if pc.any(suppressed).as_py():
+            what = "0 (no matching concept)" if column.endswith("_concept_id") else "null"
+            notes.append(f"{name}.{column}: suppressed values are written as {what} to keep the OMOP type.")
+        if any(v != SUPPRESSED and str(firsts[v]) != v for v in firsts if firsts[v] is not None):
+            notes.append(f"{name}.{column}: each generalised group is written as its first value.")
+    return table, notes
+
+
+def _first_value(label: str, datatype: str) -> int | dt.date | dt.datetime | None:
+    """The first value of a generalised group: ``1960-1979`` -> 1960, ``1960s`` -> 1960-01-01,
+    ``1961-Q2`` -> 1961-04-01, ``1961-05`` -> 1961-05-01; an ungeneralised value as itself; ``*`` -> None."""
+    if datatype == "integer":
+        match = re.match(r"^-?\d+", label)
+        return int(match.group()) if match else None
+    match = re.match(r"^(\d{4})(?:-(?:Q([1-4])|(\d{2}))(?:-(\d{2}))?)?", label)
+    if match is None:
+        return None
+    year, quarter, month, day = match.groups()
+    first = dt.datetime(int(year), (int(quarter) - 1) * 3 + 1 if quarter else int(month or 1), int(day or 1))
+    if len(label) > 10 and label[:10] == first.date().isoformat():
+        first = dt.datetime.fromisoformat(label)  # an ungeneralised date-time keeps its time
+    return first if datatype == "datetime" else first.date()
 
 
 def _measure_only(plan: ColumnPlan, profile: DeidProfile) -> HierarchySpec | None:
