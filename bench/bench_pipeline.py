@@ -5,25 +5,39 @@ time and peak resident memory are measured by the kernel. Rows per second count 
 exports for ingest, staged rows for link and cdm. Target (issue 3): the 100,000-patient hospital through all
 three stages in under 3 minutes on 2 cores.
 
-Usage: python bench/bench_pipeline.py [--sizes 10000 100000] [--out bench/results/pipeline.json]
+With ``--baseline REV`` the same exports also go through the code of an earlier revision (checked out into a
+temporary git worktree and run with its ``src`` first on ``PYTHONPATH``), stage by stage in the same run, and
+the table gives each stage's time and memory as a ratio to that revision's (issue 9: no slower than 1.2x).
+
+Usage: python bench/bench_pipeline.py [--sizes 10000 100000] [--baseline REV] [--out FILE.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 from benchkit import MEDSPACE, report, timed
 
 
-def run(patients: int, folder: Path) -> list[dict[str, object]]:
+def _staged_rows(ws: Path) -> int:
+    manifest = json.loads((ws / "staging/manifest.json").read_text())
+    return int(manifest["totals"]["staged"])
+
+
+def run(
+    patients: int, folder: Path, code: str = "current", env: Mapping[str, str] | None = None
+) -> list[dict[str, object]]:
     medspace = MEDSPACE
-    exports, ws = folder / f"h{patients}", folder / f"ws{patients}"
-    synth = [*medspace, "synth", "--patients", str(patients), "--seed", "42", "--out", str(exports)]
-    subprocess.run([*synth, "--workers", "2", "--quiet"], check=True, stdout=subprocess.DEVNULL)
+    exports, ws = folder / f"h{patients}", folder / f"ws{patients}-{code}"
+    if not exports.exists():
+        synth = [*medspace, "synth", "--patients", str(patients), "--seed", "42", "--out", str(exports)]
+        subprocess.run([*synth, "--workers", "2", "--quiet"], check=True, stdout=subprocess.DEVNULL)
     exported = sum(f["rows"] for f in json.loads((exports / "truth/manifest.json").read_text())["files"])
     results = []
     for stage, args in (
@@ -31,13 +45,11 @@ def run(patients: int, folder: Path) -> list[dict[str, object]]:
         ("link", ["link"]),
         ("cdm", ["cdm"]),
     ):
-        seconds, peak = timed([*medspace, *args, "--workspace", str(ws)])
-        if stage == "ingest":
-            rows = exported
-        else:
-            rows = json.loads((ws / "staging/manifest.json").read_text())["totals"]["staged"]
+        seconds, peak = timed([*medspace, *args, "--workspace", str(ws)], env=env)
+        rows = exported if stage == "ingest" else _staged_rows(ws)
         results.append(
             {
+                "code": code,
                 "patients": patients,
                 "stage": stage,
                 "rows": rows,
@@ -50,6 +62,7 @@ def run(patients: int, folder: Path) -> list[dict[str, object]]:
     peak = max(int(r["peak_rss_mib"]) for r in results)  # type: ignore[call-overload]
     results.append(
         {
+            "code": code,
             "patients": patients,
             "stage": "total",
             "rows": exported,
@@ -61,16 +74,45 @@ def run(patients: int, folder: Path) -> list[dict[str, object]]:
     return results
 
 
+def _with_ratios(current: list[dict[str, object]], baseline: list[dict[str, object]]) -> None:
+    """Add each current stage's time and memory as a ratio to the baseline's (same size, same stage)."""
+    before = {(r["patients"], r["stage"]): r for r in baseline}
+    for r in current:
+        b = before[(r["patients"], r["stage"])]
+        r["time_ratio"] = round(float(r["seconds"]) / max(float(b["seconds"]), 0.1), 2)  # type: ignore[arg-type]
+        r["memory_ratio"] = round(float(r["peak_rss_mib"]) / float(b["peak_rss_mib"]), 2)  # type: ignore[arg-type]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--baseline", help="an earlier revision to run side by side (e.g. 69293ac)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "pipeline.json")
     args = parser.parse_args()
     results: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory(prefix="medspace-bench-") as tmp:
-        for patients in args.sizes:
-            results += run(patients, Path(tmp))
+        baseline_env = None
+        if args.baseline:
+            tree = Path(tmp) / "baseline"
+            subprocess.run(["git", "worktree", "add", "--detach", str(tree), args.baseline], check=True)
+            short = ["git", "-C", str(tree), "rev-parse", "--short", "HEAD"]
+            revision = subprocess.run(short, check=True, capture_output=True, text=True).stdout.strip()
+            baseline_env = {**os.environ, "PYTHONPATH": str(tree / "src")}
+        try:
+            for patients in args.sizes:
+                current = run(patients, Path(tmp))
+                if baseline_env is not None:
+                    earlier = run(patients, Path(tmp), f"baseline {revision}", baseline_env)
+                    _with_ratios(current, earlier)
+                    current += earlier
+                results += current
+        finally:
+            if baseline_env is not None:
+                subprocess.run(
+                    ["git", "worktree", "remove", "--force", str(Path(tmp) / "baseline")], check=False
+                )
     columns = {
+        "code": "code",
         "patients": "patients",
         "stage": "stage",
         "rows": "rows",
@@ -78,6 +120,8 @@ def main() -> None:
         "rows_per_second": "rows/s",
         "peak_rss_mib": "peak RSS MiB",
     }
+    if args.baseline:
+        columns |= {"time_ratio": "time x baseline", "memory_ratio": "memory x baseline"}
     report("pipeline", "medspace ingest + link + cdm (DuckDB)", columns, results, args.out)
 
 

@@ -9,7 +9,7 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +19,11 @@ from rich.table import Table
 MEDSPACE = [sys.executable, "-m", "medspace.cli"]
 
 
-def timed(command: Sequence[str]) -> tuple[float, int]:
+def timed(command: Sequence[str], env: Mapping[str, str] | None = None) -> tuple[float, int]:
     """Run a command; return its wall seconds and peak resident memory in MiB (the kernel's ``wait4``,
     which covers the process and the worker processes it waited for)."""
     began = time.perf_counter()
-    process = subprocess.Popen(list(command), stdout=subprocess.DEVNULL)
+    process = subprocess.Popen(list(command), stdout=subprocess.DEVNULL, env=env)
     _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - began
     if status != 0:
@@ -37,7 +37,8 @@ def report(name: str, title: str, columns: dict[str, str], results: list[dict[st
     for heading in columns.values():
         table.add_column(heading, justify="right")
     for r in results:
-        table.add_row(*(f"{r[k]:,}" if isinstance(r[k], int | float) else str(r[k]) for k in columns))
+        cells = (r.get(k, "") for k in columns)  # a column some rows lack (a ratio) is left blank there
+        table.add_row(*(f"{c:,}" if isinstance(c, int | float) else str(c) for c in cells))
     Console(width=120).print(table)
     out.parent.mkdir(parents=True, exist_ok=True)
     machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine()}
