@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from site_cut import cut_site
 
 from medspace.core import InputError
 from medspace.sources import StagingReport, stage_site
+from site_cut import cut_site
 
 
 @pytest.fixture
