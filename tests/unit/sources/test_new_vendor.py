@@ -22,7 +22,8 @@ def toy(tmp_path_factory: pytest.TempPathFactory) -> tuple[StagingReport, Path]:
 
 
 def table(staging: Path, name: str) -> list[dict[str, object]]:
-    return pq.read_table(staging / f"{name}.parquet").to_pylist()
+    rows: list[dict[str, object]] = pq.read_table(staging / f"{name}.parquet").to_pylist()
+    return rows
 
 
 def test_the_toy_vendor_stages_its_rows(toy: tuple[StagingReport, Path]) -> None:
