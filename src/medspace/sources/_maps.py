@@ -152,10 +152,10 @@ def map_sql(mapping: MapSpec, table: ModelTable, views: dict[str, str]) -> str:
     failure = f"CASE {' '.join(checks)} END" if checks else "NULL"
     raw_columns = ", ".join(f'"m__{name}"' for name in mapping.columns)
     typed = ", ".join(f'"{name}"' for name in mapping.columns)
-    # The mapped values before the cast are kept only for quarantined rows (their quarantine entry).
-    kept_raw = ", ".join(
-        f'CASE WHEN _failure IS NOT NULL THEN "m__{name}" END AS "m__{name}"' for name in mapping.columns
-    )
+    # The mapped values before the cast are kept, as one JSON text, only for quarantined rows (their
+    # quarantine entry): one mostly-null column rather than one per mapped column through the sort.
+    packed = ", ".join(f'"{name}" := "m__{name}"' for name in mapping.columns)
+    kept_raw = f"CASE WHEN _failure IS NOT NULL THEN to_json(struct_pack({packed}))::VARCHAR END AS _mapped"
     return (
         f"SELECT _slot, _source_file, _source_row, _key, _empty, _excluded, {typed}, _failure, {kept_raw} "
         f"FROM (SELECT *, {failure} AS _failure FROM ("
@@ -275,9 +275,8 @@ def _split(
     quarantined = int(pc.sum(bad).as_py() or 0)
     if quarantined:
         rejected = result.filter(bad)
-        raw_names = [f"m__{name}" for name in mapping.columns]
         for row in rejected.select(
-            ["_source_file", "_source_row", "_key", "_failure", *raw_names]
+            ["_source_file", "_source_row", "_key", "_failure", "_mapped"]
         ).to_pylist():
             rule, column = str(row["_failure"]).split(":", 1)
             spec = table.columns[column]
@@ -289,14 +288,7 @@ def _split(
                 field=column,
                 rule=rule,
             )
-            mapped = {name: row[f"m__{name}"] for name in mapping.columns}
-            quarantine.add(
-                mapping.system,
-                mapping.to,
-                error,
-                json.dumps(mapped, ensure_ascii=False, default=str),
-                row["_key"],
-            )
+            quarantine.add(mapping.system, mapping.to, error, row["_mapped"], row["_key"])
             rules[rule] += 1
     kept = result.filter(good)
     n = kept.num_rows
@@ -334,7 +326,8 @@ def _deduplicate(
     """One canonical table from its maps' rows; a repeated (system, record_key) keeps the first."""
     if not parts:
         return schema.empty_table()
-    table = pa.concat_tables(parts).combine_chunks()
+    table = pa.concat_tables(parts)  # chunked as the maps wrote it: no second copy
+    del parts[:]
     n = table.num_rows
     if n:
         keys = table.select(["system", "record_key"]).append_column(

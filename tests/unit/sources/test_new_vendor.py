@@ -5,6 +5,7 @@ every row accounted for."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -71,6 +72,8 @@ def test_every_toy_row_is_accounted_for(toy: tuple[StagingReport, Path]) -> None
         system, name = reference.split(".")
         t = report.table(system, name)
         assert t.rows_read == rows and t.staged + t.quarantined == rows, reference
+    [mapped] = [json.loads(q["raw"]) for q in quarantine if q["table"] == "encounter"]
+    assert mapped["encounter_type"] == "Q" and mapped["record_key"] == "V4"  # the mapped row, for the team
     [visits] = [m for m in report.maps if m.source == "clinic.visits"]
     assert (visits.rows, visits.written, visits.quarantined, visits.excluded) == (4, 2, 1, 1)
     assert visits.excluded_because and "test visits" in visits.excluded_because
