@@ -32,6 +32,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from medspace.core import InputError
 from medspace.sources._model import HospitalModel, ModelTable
@@ -53,6 +54,16 @@ QUARANTINE = pa.schema(
 )
 
 _BATCH_ROWS = 1 << 17
+#: Rows per row group of a canonical table's Parquet file.
+_ROW_GROUP = 1 << 20
+#: DuckDB's memory while maps run; beyond it, its sorts spill to the scratch folder.
+ENGINE_MEMORY = "1GB"
+#: Columns of a map's part file beyond the canonical ones: the map, the row's order within it, its raw key.
+_PART_COLUMNS = [
+    pa.field("_map", pa.int64()),
+    pa.field("_key", pa.string()),
+    pa.field("_seq", pa.int64()),
+]
 
 _DUCKDB_TYPES = {
     "string": "VARCHAR",
@@ -176,12 +187,17 @@ def run_maps(
     model: HospitalModel,
     raw: dict[str, tuple[Path, int]],
     quarantine: Quarantine,
-    write: Callable[[str, pa.Table], None],
+    out: Path,
+    scratch: Path,
     on_map: Callable[[int], None] | None = None,
 ) -> MapOutcome:
     """Evaluate every map of ``site`` over the phase-1 tables ``raw`` (``system.table`` -> Parquet file and
-    row count), and hand each canonical table to ``write`` (every model table, in model order, each as soon
-    as the last map feeding it has run, so memory holds one table's maps at a time).
+    row count) and write every canonical table of the model to ``out/<table>.parquet``.
+
+    Memory stays flat as the site grows: DuckDB streams each map's rows batch by batch (its sort spills to
+    ``scratch`` beyond `ENGINE_MEMORY`), each batch goes to a Parquet part file in ``scratch``, and a
+    canonical table is assembled from its parts once its last map has run, dropping the repeated
+    (system, record_key) rows an aggregation found.
 
     Raises:
         InputError: a map's expression fails in the engine (for example a CAST of text that is not a
@@ -190,46 +206,31 @@ def run_maps(
     last_map: dict[str, int] = {name: -1 for name in model.tables}
     for index, mapping in enumerate(site.maps):
         last_map[mapping.to] = index
-    con = duckdb.connect()
+    spill = scratch / "spill"
+    spill.mkdir(exist_ok=True)
+    # Settings as a config mapping, not SQL text: the workspace path may hold any character.
+    con = duckdb.connect(config={"temp_directory": str(spill), "memory_limit": ENGINE_MEMORY})
+    con.execute("SET enable_progress_bar = false")
     views: dict[str, str] = {}
     for i, (name, (path, _)) in enumerate(raw.items()):
         views[name] = f"raw_{i}"
         # An Arrow dataset is scanned by Arrow, so DuckDB's own file access can be switched off below.
         con.register(views[name], ds.dataset(path, format="parquet"))
     con.execute("SET enable_external_access = false")
-    parts: dict[str, list[pa.Table]] = {name: [] for name in model.tables}
+    parts: dict[str, list[tuple[int, Path]]] = {name: [] for name in model.tables}
     reports: list[dict[str, Any]] = []
     rows: dict[str, int] = {}
     try:
         for index, mapping in enumerate(site.maps):
             table = model.tables[mapping.to]
-            report: dict[str, Any] = {"written": 0, "quarantined": 0, "excluded": 0, "empty_slots": 0}
-            report["rules"] = Counter()
-            try:
-                # Batch by batch: memory holds the written rows, not the whole result next to them.
-                for batch in con.sql(map_sql(mapping, table, views)).to_arrow_reader(_BATCH_ROWS):
-                    written, counts = _split(
-                        mapping, index, table, pa.Table.from_batches([batch]), quarantine
-                    )
-                    parts[mapping.to].append(written)
-                    for name, value in counts.items():
-                        report[name] += value
-            except duckdb.Error as exc:
-                # DuckDB's message may quote a value from the data; name the map and the error kind only.
-                raise InputError(
-                    f"map {index} ({mapping.source} -> {mapping.to}) failed in the engine "
-                    f"({type(exc).__name__}); check its expressions (TRY_CAST instead of CAST for text that "
-                    "may not convert)",
-                    rule="map_error",
-                ) from None
+            part = scratch / f"map_{index}.parquet"
+            report = _run_map(con, mapping, index, table, views, part, quarantine)
+            parts[mapping.to].append((index, part))
             reports.append({**report, "rows": raw[mapping.source][1]})
             if last_map[mapping.to] == index:
-                full = _deduplicate(
-                    mapping.to, parts.pop(mapping.to), reports, quarantine, table.arrow_schema()
+                rows[mapping.to] = _assemble(
+                    con, mapping.to, table.arrow_schema(), parts.pop(mapping.to), reports, quarantine, out
                 )
-                write(mapping.to, full)
-                rows[mapping.to] = full.num_rows
-                del full
             if on_map is not None:
                 on_map(index)
     finally:
@@ -237,7 +238,7 @@ def run_maps(
     canonical: list[CanonicalReport] = []
     for name, table in model.tables.items():
         if name not in rows:
-            write(name, table.arrow_schema().empty_table())
+            pq.write_table(table.arrow_schema().empty_table(), out / f"{name}.parquet", compression="zstd")
         feeding = [i for i, m in enumerate(site.maps) if m.to == name]
         canonical.append(
             CanonicalReport(table=name, path=f"staging/{name}.parquet", rows=rows.get(name, 0), maps=feeding)
@@ -259,6 +260,131 @@ def run_maps(
         for i, (m, r) in enumerate(zip(site.maps, reports, strict=True))
     ]
     return MapOutcome(maps, canonical)
+
+
+def _run_map(
+    con: duckdb.DuckDBPyConnection,
+    mapping: MapSpec,
+    index: int,
+    table: ModelTable,
+    views: dict[str, str],
+    part: Path,
+    quarantine: Quarantine,
+) -> dict[str, Any]:
+    """One map, batch by batch into the Parquet file ``part`` (canonical columns plus `_PART_COLUMNS`)."""
+    report: dict[str, Any] = {"written": 0, "quarantined": 0, "excluded": 0, "empty_slots": 0}
+    report["rules"] = Counter()
+    schema = _part_schema(table)
+    with pq.ParquetWriter(part, schema, compression="lz4") as writer:
+        try:
+            for batch in con.sql(map_sql(mapping, table, views)).to_arrow_reader(_BATCH_ROWS):
+                written, counts = _split(mapping, index, table, pa.Table.from_batches([batch]), quarantine)
+                seq = np.arange(report["written"], report["written"] + written.num_rows, dtype=np.int64)
+                writer.write_table(written.append_column("_seq", pa.array(seq)))
+                for name, value in counts.items():
+                    report[name] += value
+        except duckdb.Error as exc:
+            # DuckDB's message may quote a value from the data; name the map and the error kind only.
+            raise InputError(
+                f"map {index} ({mapping.source} -> {mapping.to}) failed in the engine "
+                f"({type(exc).__name__}); check its expressions (TRY_CAST instead of CAST for text that "
+                "may not convert)",
+                rule="map_error",
+            ) from None
+    return report
+
+
+def _part_schema(table: ModelTable) -> pa.Schema:
+    return pa.schema([*table.arrow_schema(), *_PART_COLUMNS])
+
+
+def _assemble(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    schema: pa.Schema,
+    parts: list[tuple[int, Path]],
+    reports: list[dict[str, Any]],
+    quarantine: Quarantine,
+    out: Path,
+) -> int:
+    """Write canonical table ``name`` from its maps' part files (in map order); a (system, record_key) that
+    repeats keeps its first row (map, then file and row) and quarantines the others. Returns the rows."""
+    con.register("parts", ds.dataset([str(p) for _, p in parts], format="parquet"))
+    # Only the repeated keys come back to Python, with where each row came from: few, and they name the rows
+    # to drop, so the table itself streams from its parts without a sort.
+    repeated = con.sql(
+        "SELECT p.* "
+        "FROM parts AS p JOIN (SELECT system, record_key FROM parts GROUP BY ALL HAVING count(*) > 1) "
+        "USING (system, record_key) ORDER BY p.system, p.record_key, p._map, p._seq"
+    ).to_arrow_table()
+    con.unregister("parts")
+    dropped: dict[int, set[int]] = {}
+    first: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in repeated.to_pylist():
+        key = (row["system"], row["record_key"])
+        if key not in first:
+            first[key] = row
+            continue
+        origin = first[key]
+        error = InputError(
+            f"{name}.record_key repeats row {origin['_source_row']} of {origin['_source_file']} "
+            f"(map {origin['_map']}) in system {row['system']}; the first is kept",
+            file=row["_source_file"],
+            row=row["_source_row"],
+            field="record_key",
+            rule="duplicate_record_key",
+        )
+        dropped.setdefault(row["_map"], set()).add(row["_seq"])
+        values = {k: v for k, v in row.items() if not k.startswith("_") and k != "system"}
+        raw = json.dumps(values, ensure_ascii=False, default=str)
+        quarantine.add(row["system"], name, error, raw, row["_key"])
+        report = reports[row["_map"]]
+        report["written"] -= 1
+        report["quarantined"] += 1
+        report["rules"]["duplicate_record_key"] += 1
+    written = 0
+    with _RowGroupWriter(out / f"{name}.parquet", schema) as writer:
+        for index, part in parts:
+            drop = dropped.get(index, set())
+            for batch in pq.ParquetFile(part).iter_batches(batch_size=_BATCH_ROWS):
+                chunk = pa.Table.from_batches([batch])
+                if drop:
+                    keep = ~np.isin(chunk.column("_seq").to_numpy(), np.fromiter(drop, dtype=np.int64))
+                    chunk = chunk.filter(pa.array(keep))
+                writer.write(chunk.drop_columns([c.name for c in _PART_COLUMNS]))
+                written += chunk.num_rows
+            part.unlink()
+    return written
+
+
+class _RowGroupWriter:
+    """A Parquet writer that cuts row groups at fixed row counts, whatever batches it is given, so the same
+    rows always give the same bytes."""
+
+    def __init__(self, path: Path, schema: pa.Schema) -> None:
+        self.writer = pq.ParquetWriter(path, schema, compression="zstd", write_statistics=True)
+        self.buffer: list[pa.Table] = []
+        self.buffered = 0
+
+    def write(self, table: pa.Table) -> None:
+        self.buffer.append(table)
+        self.buffered += table.num_rows
+        while self.buffered >= _ROW_GROUP:
+            self._flush(_ROW_GROUP)
+
+    def _flush(self, rows: int) -> None:
+        table = pa.concat_tables(self.buffer)
+        self.writer.write_table(table.slice(0, rows), row_group_size=rows)
+        rest = table.slice(rows)
+        self.buffer, self.buffered = [rest], rest.num_rows
+
+    def __enter__(self) -> _RowGroupWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.buffered:
+            self._flush(self.buffered)
+        self.writer.close()
 
 
 def _split(
@@ -318,50 +444,3 @@ def _split(
         "rules": rules,
     }
     return written, counts
-
-
-def _deduplicate(
-    name: str, parts: list[pa.Table], reports: list[dict[str, Any]], quarantine: Quarantine, schema: pa.Schema
-) -> pa.Table:
-    """One canonical table from its maps' rows; a repeated (system, record_key) keeps the first."""
-    if not parts:
-        return schema.empty_table()
-    table = pa.concat_tables(parts)  # chunked as the maps wrote it: no second copy
-    del parts[:]
-    n = table.num_rows
-    if n:
-        keys = table.select(["system", "record_key"]).append_column(
-            "_i", pa.array(np.arange(n, dtype=np.int64))
-        )
-        firsts = keys.group_by(["system", "record_key"], use_threads=False).aggregate([("_i", "min")])
-        if firsts.num_rows < n:
-            keep = np.zeros(n, dtype=bool)
-            keep[firsts.column("_i_min").to_numpy()] = True
-            pairs = keys.filter(pa.array(~keep)).join(firsts, keys=["system", "record_key"]).sort_by("_i")
-            for i, first in zip(
-                pairs.column("_i").to_pylist(), pairs.column("_i_min").to_pylist(), strict=True
-            ):
-                row = table.slice(i, 1).to_pylist()[0]
-                origin = table.slice(first, 1).select(["_source_file", "_source_row", "_map"]).to_pylist()[0]
-                error = InputError(
-                    f"{name}.record_key repeats row {origin['_source_row']} of {origin['_source_file']} "
-                    f"(map {origin['_map']}) in system {row['system']}; the first is kept",
-                    file=row["_source_file"],
-                    row=row["_source_row"],
-                    field="record_key",
-                    rule="duplicate_record_key",
-                )
-                values = {k: v for k, v in row.items() if not k.startswith("_") and k != "system"}
-                quarantine.add(
-                    row["system"],
-                    name,
-                    error,
-                    json.dumps(values, ensure_ascii=False, default=str),
-                    row["_key"],
-                )
-                report = reports[row["_map"]]
-                report["written"] -= 1
-                report["quarantined"] += 1
-                report["rules"]["duplicate_record_key"] += 1
-            table = table.filter(pa.array(keep))
-    return table.drop_columns(["_map", "_key"])

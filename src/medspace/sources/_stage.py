@@ -170,11 +170,7 @@ def stage_site(
                 progress(done, total)
 
         sources = {f"{r.system}.{r.spec.name}": (r.path, r.rows) for r in raw}
-
-        def write(name: str, table: pa.Table) -> None:
-            pq.write_table(table, tmp / f"{name}.parquet", compression="zstd", write_statistics=True)
-
-        outcome = run_maps(site, model, sources, quarantine, write, mapped)
+        outcome = run_maps(site, model, sources, quarantine, tmp, phase1, mapped)
         shutil.rmtree(phase1)
         pq.write_table(quarantine.to_table(), tmp / "quarantine.parquet", compression="zstd")
         rules: Counter[str] = Counter()
