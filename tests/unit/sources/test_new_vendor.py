@@ -95,3 +95,23 @@ def test_the_toy_site_checks_against_its_files() -> None:
         "diagnosis",
         "lab_result",
     }
+
+
+def test_a_record_key_two_maps_give_keeps_the_first(tmp_path: Path) -> None:
+    text = (TOY / "site.yaml").read_text(encoding="utf-8")
+    twice = "  - to: patient\n    from: clinic.patients\n    columns: {record_key: pid, patient_key: name}\n"
+    site = tmp_path / "twice.yaml"
+    site.write_text(text + twice, encoding="utf-8")
+    report = stage_site(site, TOY / "exports", tmp_path / "ws")
+    first, second = (m for m in report.maps if m.to == "patient")
+    assert (first.written, second.written, second.quarantined) == (2, 0, 2)
+    assert second.rules == {"duplicate_record_key": 2}
+    assert second.rows == second.written + second.quarantined + second.excluded + second.empty_slots
+    quarantine = pq.read_table(tmp_path / "ws" / "staging" / "quarantine.parquet").to_pylist()
+    repeats = [q for q in quarantine if q["rule"] == "duplicate_record_key"]
+    assert [(q["table"], q["row"], q["key"], q["field"]) for q in repeats] == [
+        ("patient", 1, "1", "record_key"),
+        ("patient", 3, "3", "record_key"),
+    ]
+    assert "row 1 of clinic/patients.csv (map 0)" in repeats[0]["reason"]
+    assert [p["patient_key"] for p in table(tmp_path / "ws" / "staging", "patient")] == ["1", "3"]
