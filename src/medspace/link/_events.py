@@ -142,7 +142,8 @@ class EventLinker:
 
         at = st.event_times.get(table)
         t = t.mutate(
-            _ek=t.system + "|" + t.record_key,
+            # the row itself: record_key is unique per system and table, lineage guards against a repeat
+            _ek=t.system + "|" + t.record_key + "|" + t._source_file + "|" + t._source_row.cast("string"),
             _rid=record_id(t.system, col("patient_key")),
             _pkey=col("patient_key"),
             _at=col(at, "timestamp") if at else ibis.null("timestamp"),
@@ -232,6 +233,7 @@ class EventLinker:
                 ssys="system", srk="record_key", pkey=staged[ref.parent_column].cast("string")
             ).distinct(on="pkey", keep="first")
             pe = staged.join(pe, [staged.ssys == pe.psys, staged.srk == pe.prk]).drop("ssys", "srk")
+        pe = pe.distinct(on=("psys", "pkey"), keep="first")  # a repeated parent key must not double rows
         return pe.select(
             **{f"pkey{i}": pe.pkey, f"psys{i}": pe.psys, f"pp{i}": pe.pp, f"pv{i}": pe.pv},
             **{f"ps{i}": pe.ps, f"pr{i}": pe.pr},
@@ -444,6 +446,7 @@ class EventLinker:
 
     def _encounter_events(self, t: Any) -> Any:
         r = self.index.rows.select(e_sys="system", e_key="record_key", e_visit="visit_id")
+        r = r.distinct(on=("e_sys", "e_key"), keep="first")
         t = t.left_join(r, [t.system == r.e_sys, t.record_key == r.e_key]).drop("e_sys", "e_key")
         v = self.index.visits.select(ev_id="visit_id", ev_person="person_id", ev_parent="parent_visit_id")
         t = t.left_join(v, t.e_visit == v.ev_id).drop("ev_id")
