@@ -6,11 +6,11 @@ A row finds its visit by the first reference it carries, in this order:
    imaging exam by accession number, a dispensing its medication order): it inherits the parent's person,
    visit and status. A parent missing from every export makes the row an orphan of that export; when one of
    the paths below still finds its visit, it is *recovered*;
-2. its visit serial (就诊流水号), checked against the row's event time (the table's ``event_time`` in the
+2. its visit serial, checked against the row's event time (the table's ``event_time`` in the
    model) and against the kind of visit the row says it was made in (``encounter_type``). When the visit does
    not cover the event (a request filed against the patient's other visit), the row is *relinked* to the
    person's visit at that time, and the change is explained;
-3. its inpatient number and admission count (住院号, 住院次数), or, without a count, its inpatient number
+3. its inpatient number and admission count, or, without a count, its inpatient number
    and event time (a settlement list);
 4. its patient alone (a lab result taken outside any visit): linked to the person with no visit.
 
