@@ -161,7 +161,7 @@ def tiny_hospital() -> CanonicalWorkspace:
     lab: dict[str, Any] = {
         "person": "P00000001",
         "visit": "V1",
-        "code_system": "local_lab_items",
+        "code_system": "lis_item",
         "resulted_at": at(2024, 1, 2),
     }
     w.row("lab_order", "lis", "O1", person="P00000001", visit="V1")

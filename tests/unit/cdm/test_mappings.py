@@ -69,7 +69,7 @@ def test_every_lab_test_department_and_value_set_maps() -> None:
 def test_code_systems_name_their_mapping_file_and_editions() -> None:
     systems = load_mappings().code_systems
     assert systems["icd10_gb_clinical_2"].edition_set == {"clinical", "legacy"}
-    assert systems["icd9cm3_gb_insurance_2"].mapping == "procedure_codes"
+    assert systems["icd9cm3_nhsa"].mapping == "procedure_codes"
     assert {cs.mapping for cs in systems.values()} == {"diagnosis_codes", "procedure_codes", "lab_tests"}
 
 
