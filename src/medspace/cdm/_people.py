@@ -56,9 +56,16 @@ def nulls_last(column: Any) -> list[Any]:
 
 # ---------------------------------------------------------------------------------------- reference tables
 def care_sites(h: HospitalData) -> Any:
-    """The departments of the mapping file, then every other department code the visits and transfers name."""
-    known = [{"code": d.code, "name": d.name} for d in h.mappings.departments.values()]
-    deps = h.lookup("departments", known, pa.schema([("code", pa.string()), ("name", pa.string())]))
+    """The departments of the mapping file, then every other department code the visits and transfers name.
+
+    A code some export writes without its letter prefix (``stripped_code`` in ``departments.csv``, domain.md
+    §1.4) is ambiguous alone; with the department's name it is the listed department, not a new care site.
+    """
+    known = [
+        {"code": d.code, "stripped": d.stripped_code, "name": d.name} for d in h.mappings.departments.values()
+    ]
+    schema = pa.schema([("code", pa.string()), ("stripped", pa.string()), ("name", pa.string())])
+    deps = h.lookup("departments", known, schema)
     v = h.linked("visits")
     tr = h.staged("transfer")
     seen = ibis.union(
@@ -69,8 +76,11 @@ def care_sites(h: HospitalData) -> Any:
         distinct=False,
     )
     seen = seen.filter(seen.code.notnull() & ~seen.code.isin(deps.code))
+    named = deps.select(n_stripped="stripped", n_name="name")
+    seen = seen.left_join(named, [seen.code == named.n_stripped, seen.name == named.n_name])
+    seen = seen.filter(seen.n_stripped.isnull())
     seen = seen.group_by("code").aggregate(name=seen.name.max())
-    sites = ibis.union(deps, seen, distinct=False)
+    sites = ibis.union(deps, seen.mutate(stripped=ibis.null("string")).select("code", "stripped", "name"))
     return sites.mutate(
         care_site_id=ranked(sites.code),
         care_site_name=sites.name,
@@ -80,10 +90,17 @@ def care_sites(h: HospitalData) -> Any:
     )
 
 
-def with_care_site(t: Any, code: str, sites: Any) -> Any:
-    """Add ``care_site_id`` to ``t`` from a department code column."""
+def with_care_site(t: Any, code: str, sites: Any, name: str | None = None) -> Any:
+    """Add ``care_site_id`` to ``t`` from a department code column (and its name, for stripped codes)."""
     s = sites.select(s_code="code", care_site_id="care_site_id")
-    return t.left_join(s, t[code] == s.s_code).drop("s_code")
+    t = t.left_join(s, t[code] == s.s_code).drop("s_code")
+    if name is None:
+        return t
+    n = sites.filter(sites.stripped.notnull()).select(
+        n_stripped="stripped", n_name="name", n_id="care_site_id"
+    )
+    t = t.left_join(n, [t.care_site_id.isnull(), t[code] == n.n_stripped, t[name] == n.n_name])
+    return t.mutate(care_site_id=ibis.coalesce(t.care_site_id, t.n_id)).drop("n_stripped", "n_name", "n_id")
 
 
 def locations(h: HospitalData) -> Any:
@@ -190,7 +207,7 @@ def visit_index(h: HospitalData, kept: Any) -> Any:
 
 def visits(h: HospitalData, index: Any, sites: Any) -> Any:
     v = index.filter(~index.is_detail)
-    v = with_care_site(v, "department_code", sites)
+    v = with_care_site(v, "department_code", sites, "department_name")
     concept = {
         vt.visit_type: vt.visit_concept_id
         for vt in h.mappings.visit_types.values()
