@@ -92,7 +92,10 @@ class Clinical:
             visit_occurrence_id=c.v_occ,
             condition_source_value=c.code,
             condition_source_concept_id=c.source_concept_id,
-            condition_status_source_value=c.role,
+            # the role, and whether the code is the main one (rank 1) of its record
+            condition_status_source_value=ibis.cases(
+                (c.rank == 1, c.role + ":main"), (c.rank.notnull(), c.role + ":other"), else_=c.role
+            ),
         )
 
     def observations(self, diagnoses: Any) -> Any:
