@@ -15,7 +15,7 @@ Rules (each counted in the manifest):
   otherwise it keeps its value and its unit (unit_source_value), with unit_concept_id 0, and is counted as
   ``unknown_unit``.
 - Charges are summed per visit into one cost row; each settlement is a cost row of its visit, and the
-  settlements of one person and insurance type span one payer plan period.
+  settlement rows of one person and plan (``insurance_type``) span one payer plan period.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from ._hospital import HospitalData, orphan_rules, outcome
 from ._people import EHR, numbered, person_key, ranked
 from ._units import to_canonical_ibis, unit_status_ibis
 
-CLAIM = 32810  # Type Concept "Claim": insurance settlement lists and billing records
+CLAIM = 32810  # Type Concept "Claim": settlement lists and billing records
 _OBSERVATION_ROLES = ("pathology", "external_cause")
 
 
@@ -225,7 +225,7 @@ class Clinical:
         )
         u = ibis.union(orders, dispensed, distinct=False)
         u = u.mutate(drug_exposure_id=numbered(u, u.ev_person, u.day))
-        # No RxNorm mapping of the national insurance drug codes ships yet: concept 0, the code kept.
+        # No RxNorm mapping of the national (NHSA) drug codes ships yet: concept 0, the code kept.
         return u.select(
             drug_exposure_id=u.drug_exposure_id,
             person_id=person_key(u.ev_person),
@@ -379,7 +379,7 @@ class Clinical:
         self.h.route("charge", b, b.outcome)
         b = b.filter(b.outcome == "cost")
         b = b.group_by("v_occ").aggregate(total=b.amount.sum())
-        bills = b.select(
+        charged = b.select(
             event=b.v_occ.cast("int64"),
             total_charge=b.total.cast("float64").round(2),
             total_paid=ibis.null("float64"),
@@ -404,7 +404,7 @@ class Clinical:
             plan=s.pl_id.cast("int64"),
             src="settlement:" + s.src,
         )
-        c = ibis.union(bills, settled, distinct=False)
+        c = ibis.union(charged, settled, distinct=False)
         c = c.mutate(cost_id=numbered(c, c.event))
         return c.select(
             cost_id=c.cost_id,
