@@ -28,10 +28,19 @@ import pyarrow as pa
 from ._concepts import lab_test_code, with_concepts
 from ._hospital import HospitalData, orphan_rules, outcome
 from ._people import EHR, numbered, person_key, ranked
-from ._units import to_canonical_ibis, unit_status_ibis
+from ._units import conversion_rows
 
 CLAIM = 32810  # Type Concept "Claim": settlement lists and billing records
 _OBSERVATION_ROLES = ("pathology", "external_cause")
+_CONVERSIONS = pa.schema(
+    [
+        ("test", pa.string()),
+        ("unit", pa.string()),
+        ("factor", pa.float64()),
+        ("offset", pa.float64()),
+        ("status", pa.string()),
+    ]
+)
 
 
 class Clinical:
@@ -263,22 +272,26 @@ class Clinical:
         r = with_concepts(
             h, r, "standard_code", "standard_code_system", "measurement", ("std_concept", "std_source")
         )
+        # A join on the conversions, not a CASE per (test, unit): the same arithmetic as to_canonical_ibis,
+        # and it tells the results it cannot convert apart (no matching row).
+        conv = h.lookup("unit_conversions", conversion_rows(h.mappings), _CONVERSIONS)
+        conv = conv.rename(
+            c_test="test", c_unit="unit", c_factor="factor", c_offset="offset", c_status="status"
+        )
+        # A regex, not .strip(): Ibis compiles strip() for Spark as trim() of letters (see _units.py).
+        cleaned = r.unit.re_replace(r"^\s+|\s+$", "").re_replace("[µμ]", "u").re_replace("/l$", "/L")
+        r = r.left_join(conv, [r.test == conv.c_test, cleaned == conv.c_unit])
         value = r.value.cast("float64")
-        status = unit_status_ibis(r.test, value, r.unit, mappings=h.mappings)
         low = ibis.coalesce(r.range_low.cast("float64"), _range_bound(r.reference_range, 1))
         high = ibis.coalesce(r.range_high.cast("float64"), _range_bound(r.reference_range, 2))
-        r = r.mutate(unit_status=status, low=low, high=high)
-        known = r.unit_status.isin(("canonical", "converted"))
+        known = r.c_status.notnull()
+        factor = ibis.cases((known, r.c_factor), else_=1.0)
+        offset = ibis.cases((known, r.c_offset), else_=0.0)
         return r.mutate(
-            number=ibis.cases(
-                (known, to_canonical_ibis(r.test, value, r.unit, mappings=h.mappings)), else_=value
-            ),
-            low_c=ibis.cases(
-                (known, to_canonical_ibis(r.test, r.low, r.unit, mappings=h.mappings)), else_=r.low
-            ),
-            high_c=ibis.cases(
-                (known, to_canonical_ibis(r.test, r.high, r.unit, mappings=h.mappings)), else_=r.high
-            ),
+            unit_status=ibis.cases((value.isnull(), "no_value"), (known, r.c_status), else_="unknown_unit"),
+            number=value * factor + offset,
+            low_c=low * factor + offset,
+            high_c=high * factor + offset,
             unit_concept=ibis.cases((known, r.t_unit.fill_null(0)), else_=0),
             concept=ibis.cases((r.item_concept != 0, r.item_concept), else_=r.std_concept),
         )
