@@ -167,3 +167,28 @@ def to_canonical_ibis(
         for from_unit, (factor, offset) in sorted(_conversions(code, chosen).items()):
             branches.append(((test == code) & (cleaned == from_unit), number * factor + offset))
     return ibis.cases(*branches, else_=ibis.null("float64"))
+
+
+#: How a measurement's value relates to its test's canonical unit (manifest: measurements by unit status).
+UNIT_STATUSES = ("canonical", "converted", "unknown_unit", "no_value")
+
+
+def conversion_rows(mappings: Mappings | None = None) -> list[dict[str, object]]:
+    """Every (test, unit) with a known route to the test's canonical unit, as rows for a lookup join.
+
+    Each row: ``test``, ``unit`` (normalised as `normalise_unit` writes it), ``factor``, ``offset`` and
+    ``status`` (``canonical`` for the canonical unit itself, else ``converted``). A join on this table does
+    what `to_canonical_ibis` does, and says which results it could not convert (no row: ``unknown_unit``).
+
+    Example:
+        >>> [r for r in conversion_rows() if r["test"] == "GLU"][0]["status"]
+        'converted'
+    """
+    chosen = mappings or load_mappings()
+    rows: list[dict[str, object]] = []
+    for code in sorted(chosen.lab_tests):
+        canonical = chosen.lab_tests[code].unit
+        for unit, (factor, offset) in sorted(_conversions(code, chosen).items()):
+            status = "canonical" if unit == canonical else "converted"
+            rows.append({"test": code, "unit": unit, "factor": factor, "offset": offset, "status": status})
+    return rows
