@@ -1,13 +1,15 @@
 """Cross-system reconciliation: the checks the OHDSI Data Quality Dashboard cannot make, because they compare
-one fact as two hospital systems hold it, before the CDM merges them into one row.
+one fact as several hospital systems hold it, before the CDM merges them into one row.
 
-DQD checks one OMOP table at a time. A hospital's problems sit between systems: the front sheet's discharge
-date against HIS's, the lab request's diagnosis against its visit's, the bill total against the insurance
-settlement, one person's sex and birth date in every patient index, orphans per system pair, units and
-reference ranges per lab test, and code editions and value sets per system (domain.md §1). Each check here
-yields one `CrossSystemResult` with DQD-like counts and status, a Kahn category and a GB/T 36344-2018
-dimension, and lists every disagreeing record (system, file, row, key, both values, reason) in a details
-table.
+DQD checks one OMOP table at a time. A hospital's problems sit between systems: a stay's discharge date in
+every system that records the stay, a lab order's diagnosis against its visit's, the charges against the
+stated and settled totals, one person's name, sex and birth date in every system's patient records, orphans
+per child table with the parent the model's keys name, units and reference ranges per lab test, and code
+editions and value sets (domain.md §1). Systems are data (the canonical tables' ``system`` column and
+``staging/site.json``): each check compares every system that holds its fact, and a check whose canonical
+tables are empty at a site is not applicable with that reason. Each check yields one `CrossSystemResult`
+with DQD-like counts and status, a Kahn category and a GB/T 36344-2018 dimension, and lists every
+disagreeing record (system, file, row, key, both values, reason) in a details table.
 
 The details table holds patient values (names, birth dates) as the staged tables do: it belongs inside the
 hospital with the workspace, never in a product or a log.

@@ -299,7 +299,7 @@ def _outpatient(q: DuckDBChecks, params: dict[str, Any]) -> tuple[Kpi, float | N
         ), None
     p = {**params, "types": list(REGISTRATION_TYPES)}
     q.execute(
-        """CREATE OR REPLACE TEMP TABLE registrations AS
+        """CREATE OR REPLACE TEMP TABLE registration_rows AS
         SELECT e.system, e.encounter_type, coalesce(e.status, 'done') AS status,
                coalesce(e.visit_serial, ev.visit_id, e.system || ':' || e.record_key) AS visit
         FROM encounter e
@@ -307,7 +307,7 @@ def _outpatient(q: DuckDBChecks, params: dict[str, Any]) -> tuple[Kpi, float | N
         WHERE list_contains($types, e.encounter_type) AND e.start_at >= $start AND e.start_at < $end""",
         p,
     )
-    if not q.scalar("SELECT count(*) FROM registrations"):
+    if not q.scalar("SELECT count(*) FROM registration_rows"):
         return _not_applicable(
             "outpatient_visits", "no outpatient, emergency or check-up encounter in the period"
         ), None
@@ -341,7 +341,7 @@ def _outpatient(q: DuckDBChecks, params: dict[str, Any]) -> tuple[Kpi, float | N
     untold = q.scalar("SELECT count(*) FROM lost_visits WHERE encounter_type IS NULL")
     q.execute(
         "CREATE OR REPLACE TEMP TABLE outpatient_visits AS "
-        "SELECT DISTINCT visit FROM registrations WHERE encounter_type = 'outpatient' AND status = 'done' "
+        "SELECT DISTINCT visit FROM registration_rows WHERE encounter_type = 'outpatient' AND status = 'done' "
         "UNION SELECT visit_serial FROM lost_visits WHERE encounter_type = 'outpatient'"
     )
     reconciled = q.scalar("SELECT count(*) FROM outpatient_visits")
@@ -355,7 +355,7 @@ def _outpatient(q: DuckDBChecks, params: dict[str, Any]) -> tuple[Kpi, float | N
                   count(*) FILTER (WHERE status = 'done' AND encounter_type = 'outpatient') AS done_rows,
                   count(DISTINCT visit) FILTER (WHERE status = 'done' AND encounter_type = 'outpatient')
                       AS done_visits
-           FROM registrations GROUP BY system ORDER BY system"""
+           FROM registration_rows GROUP BY system ORDER BY system"""
     ):
         lacks = reconciled - int(row["done_visits"])
         named = {
@@ -382,7 +382,7 @@ def _outpatient(q: DuckDBChecks, params: dict[str, Any]) -> tuple[Kpi, float | N
             float(
                 q.rows(
                     """WITH serials AS (
-                        SELECT DISTINCT visit FROM registrations WHERE encounter_type = 'outpatient'
+                        SELECT DISTINCT visit FROM registration_rows WHERE encounter_type = 'outpatient'
                         UNION SELECT visit_serial FROM lost_visits WHERE encounter_type = 'outpatient')
                     SELECT coalesce(sum(c.amount), 0) AS revenue FROM charge c JOIN serials s
                     ON s.visit = c.visit_serial WHERE c.setting = 'outpatient'"""
@@ -391,7 +391,7 @@ def _outpatient(q: DuckDBChecks, params: dict[str, Any]) -> tuple[Kpi, float | N
             2,
         )
     completed = q.scalar(
-        "SELECT count(DISTINCT visit) FROM registrations "
+        "SELECT count(DISTINCT visit) FROM registration_rows "
         "WHERE encounter_type = 'outpatient' AND status = 'done'"
     )
     explanation = (
