@@ -393,16 +393,18 @@ def request_diagnosis(q: DuckDBChecks) -> tuple[Counts, pa.Table]:
 # encounter row's total (the front sheet's D01).
 VISIT_COSTS = f"""
 SELECT 'charge' AS kind, c.system, ev.visit_id, NULL::VARCHAR AS file, NULL::BIGINT AS row,
-       NULL::VARCHAR AS key, sum(c.amount) AS cost
+       NULL::VARCHAR AS key, sum(c.amount) AS cost, false AS recalled
 FROM charge c JOIN ev ON {_ev("c", "charge")}
 WHERE c.setting IS DISTINCT FROM 'outpatient' AND ev.visit_id IS NOT NULL
 GROUP BY c.system, ev.visit_id
 UNION ALL
-SELECT 'settlement', s.system, ev.visit_id, s._source_file, s._source_row, s.record_key, s.total_cost
+SELECT 'settlement', s.system, ev.visit_id, s._source_file, s._source_row, s.record_key, s.total_cost, false
 FROM settlement s JOIN ev ON {_ev("s", "settlement")}
 WHERE s.total_cost IS NOT NULL AND ev.visit_id IS NOT NULL
 UNION ALL
-SELECT 'encounter', e.system, ev.visit_id, e._source_file, e._source_row, e.record_key, e.total_cost
+SELECT 'encounter', e.system, ev.visit_id, e._source_file, e._source_row, e.record_key, e.total_cost,
+       -- a recalled discharge leaves the system two rows for the stay, each stating its own part's total
+       bool_or(coalesce(e.recalled, false)) OVER (PARTITION BY e.system, ev.visit_id)
 FROM encounter e JOIN ev ON {_ev("e", "encounter")}
 WHERE e.total_cost IS NOT NULL AND ev.visit_id IS NOT NULL
 """
@@ -412,6 +414,7 @@ _COST_PAIRS = f"""
 SELECT t.system, t.file, t.row, t.key, t.cost, c.system AS other_system, c.cost AS charged,
        CASE WHEN c.cost IS NULL THEN 'not_comparable'
             WHEN abs(t.cost - c.cost) <= {COST_TOLERANCE} THEN 'agreeing'
+            WHEN t.recalled THEN 'explained'
             ELSE 'disagreeing' END AS outcome
 FROM visit_costs t LEFT JOIN visit_costs c ON c.kind = 'charge' AND c.visit_id = t.visit_id
 WHERE t.kind = $kind

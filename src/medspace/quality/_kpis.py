@@ -341,7 +341,8 @@ def _outpatient(q: DuckDBChecks, params: dict[str, Any]) -> tuple[Kpi, float | N
     untold = q.scalar("SELECT count(*) FROM lost_visits WHERE encounter_type IS NULL")
     q.execute(
         "CREATE OR REPLACE TEMP TABLE outpatient_visits AS "
-        "SELECT DISTINCT visit FROM registration_rows WHERE encounter_type = 'outpatient' AND status = 'done' "
+        "SELECT DISTINCT visit FROM registration_rows "
+        "WHERE encounter_type = 'outpatient' AND status = 'done' "
         "UNION SELECT visit_serial FROM lost_visits WHERE encounter_type = 'outpatient'"
     )
     reconciled = q.scalar("SELECT count(*) FROM outpatient_visits")

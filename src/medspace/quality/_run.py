@@ -500,6 +500,40 @@ def coverage_facts(coverage: tuple[DomainCoverage, ...]) -> dict[str, object]:
     return out
 
 
+def unit_checks(workspace: Path) -> tuple[list[QualityCheck], dict[str, object]]:
+    """Lab values whose unit has no known conversion (the CDM keeps their value and source unit and flags
+    them, issue 9 item 5), counted from the CDM manifest's ``measurement_units``."""
+    path = workspace / "cdm" / "manifest.json"
+    manifest = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    units = manifest.get("measurement_units")
+    if not isinstance(units, dict):
+        return [
+            QualityCheck(
+                "cdm",
+                "lab values with a unit of no known conversion",
+                "normativity",
+                "validity",
+                "not_applicable",
+                None,
+                0.0,
+                "the CDM manifest counts no measurement units (an imported CDM)",
+            )
+        ], {}
+    unknown = int(units.get("unknown_unit", 0))
+    total = sum(int(v) for v in units.values() if isinstance(v, int))
+    check = QualityCheck(
+        "cdm",
+        "lab values with a unit of no known conversion",
+        "normativity",
+        "validity",
+        "passed" if unknown == 0 else "failed",
+        round(100.0 * unknown / total, 4) if total else 0.0,
+        0.0,
+        f"{unknown:,} of {total:,} measurement values kept in their source unit, flagged",
+    )
+    return [check], {f"measurement values {k.replace('_', ' ')}": v for k, v in units.items()}
+
+
 def _hospital_inputs(ws: Workspace) -> tuple[str, str]:
     """Why the cross-system checks and the KPIs cannot run on this workspace ('' when they can)."""
     if not (ws.stage("staging") / "site.json").exists():
@@ -563,7 +597,9 @@ def run_quality(
         staged, rows = staging_checks(ws.root) if not no_kpis else ([], [])
         late, late_facts = timeliness(ws.root, kpis)
         reachable, reach_facts = accessibility(ws.root)
+        unit_entries, unit_facts = unit_checks(ws.root)
         checks = [
+            *unit_entries,
             *dqd_quality_checks(dqd_json),
             *cross_system_quality_checks(cross),
             *staged,
@@ -577,7 +613,7 @@ def run_quality(
             {
                 "time_from_collection_to_availability": late_facts,
                 "accessibility": reach_facts,
-                "vocabulary_mapping": coverage_facts(coverage),
+                "vocabulary_mapping": {**coverage_facts(coverage), **unit_facts},
             },
         )
         label = quality_label(str(ws.root.name), checks, facts)
