@@ -457,7 +457,9 @@ def encounter_cost(q: DuckDBChecks) -> tuple[Counts, pa.Table]:
 IDENTITY_RECORDS = f"""
 WITH checked AS (
     SELECT p.system, p._source_file AS file, p._source_row AS row, p.record_key AS key, p.name, p.sex,
-           p.birth_date, p.age_years, p.registered_date AS age_at, p.resident_id, ev.person_id,
+           p.birth_date, p.age_years,
+           CAST(coalesce(p.registered_date, same.event_at, latest.event_at) AS DATE) AS age_at,
+           p.resident_id, ev.person_id,
            -- GB 11643-1999: weights 7,9,10,5,8,4,2,1,6,3,7,9,10,5,8,4,2;
            -- check character "10X98765432"[sum mod 11].
            regexp_full_match(coalesce(p.resident_id, ''), '[0-9]{{17}}[0-9X]')
@@ -466,6 +468,9 @@ WITH checked AS (
                    * [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2][i])) % 11 + 1 AS BIGINT), 1)
                = substr(p.resident_id, 18, 1) AS id_valid
     FROM patient p LEFT JOIN ev ON {_ev("p", "patient")}
+    LEFT JOIN record_times same ON same.system = p.system AND same.record_key = p.record_key
+    LEFT JOIN (SELECT system, patient_key, max(event_at) AS event_at FROM record_times GROUP BY ALL) latest
+        ON latest.system = p.system AND latest.patient_key = p.patient_key AND p.age_years IS NOT NULL
 )
 SELECT *,
        CASE WHEN id_valid THEN try_strptime(substr(resident_id, 7, 8), '%Y%m%d')::DATE END AS id_birth_date,
@@ -534,6 +539,32 @@ WHERE r.age_years IS NOT NULL AND r.age_at IS NOT NULL
 
 IDENTITY_ATTRIBUTES = ("name", "sex", "birth_date")
 
+# When a record was made, to date an age kept instead of a birth date: the patient record's registration
+# date, else the event time of the same system's record it came with (a lab order, an imaging exam, an
+# encounter sharing its record key), else the patient's latest such event in that system.
+_EVENT_TIMES = (
+    ("encounter", "start_at"),
+    ("lab_order", "ordered_at"),
+    ("imaging_exam", "coalesce(requested_at, performed_at)"),
+)
+
+
+def _record_times(q: DuckDBChecks) -> None:
+    parts = [
+        f'SELECT system, record_key, patient_key, {column} AS event_at FROM "{table}"'
+        for table, column in _EVENT_TIMES
+        if q.rows_in.get(table)
+    ]
+    q.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS record_times AS "
+        + (
+            " UNION ALL ".join(parts)
+            if parts
+            else "SELECT NULL::VARCHAR AS system, NULL::VARCHAR AS record_key, NULL::VARCHAR AS patient_key, "
+            "NULL::TIMESTAMP AS event_at WHERE false"
+        )
+    )
+
 
 def identity(q: DuckDBChecks, attribute: str) -> tuple[Counts, pa.Table]:
     """Agreement of one identity attribute (``name``, ``sex``, ``birth_date``) across systems per person.
@@ -546,6 +577,7 @@ def identity(q: DuckDBChecks, attribute: str) -> tuple[Counts, pa.Table]:
     q.require("patient")
     if len(q.systems_with("patient", attribute) + q.systems_with("patient", "resident_id")) < 2:
         raise NotApplicable(f"fewer than two systems at this site hold a patient's {attribute}")
+    _record_times(q)
     q.execute(f"CREATE TEMP TABLE IF NOT EXISTS identity_records AS {IDENTITY_RECORDS}")
     id_value = {"birth_date": "CAST(id_birth_date AS VARCHAR)", "sex": "id_sex"}.get(attribute, "NULL")
     table = f"identity_{attribute}"
