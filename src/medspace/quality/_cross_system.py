@@ -459,8 +459,8 @@ def cross_system_checks(
     run("request_diagnosis", lambda: sql.request_diagnosis(q))
     run("settlement_cost", lambda: sql.settlement_cost(q))
     run("encounter_cost", lambda: sql.encounter_cost(q))
-    for attribute in sql.IDENTITY_ATTRIBUTES:
-        run(f"identity_{attribute}", lambda a=attribute: sql.identity(q, a))  # type: ignore[misc]
+    for attribute in identity.IDENTITY_ATTRIBUTES:
+        run(f"identity_{attribute}", lambda a=attribute: identity.identity(q, a))  # type: ignore[misc]
 
     start = time.perf_counter()
     link_rates = _link_rates(q, results, details)

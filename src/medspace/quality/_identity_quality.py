@@ -1,6 +1,7 @@
-"""Checks on how each system holds identities and formats: resident IDs that fail GB 11643, missing phones,
-one person under several numbers of the site's patient index, addresses that differ between systems for the
-same person, and date columns written in more than one format.
+"""Checks on how each system holds identities and formats: a person's name, sex and birth date across
+systems, resident IDs that fail GB 11643, missing phones, one person under several numbers of the site's
+patient index, addresses that differ between systems for the same person, and date columns written in more
+than one format.
 
 They run on the cross-system checks' DuckDB connection (its views of the canonical and linked tables). The
 resident-ID rule runs in Python over the distinct IDs only, reusing medspace's one GB 11643 check.
@@ -15,7 +16,174 @@ import pyarrow as pa
 
 from medspace.core import check_resident_id
 
-from ._cross_system_duckdb import DETAIL_SCHEMA, Counts, DuckDBChecks, NotApplicable
+from ._cross_system_duckdb import _COUNT_OUTCOMES, DETAIL_SCHEMA, Counts, DuckDBChecks, NotApplicable, _ev
+
+# Identity attributes as each system's patient records hold them, one row per staged record with its linked
+# person. Systems that keep an age at the record instead of a birth date give age_years and the record's date.
+# The resident ID carries the birth date and sex when its GB 11643 check character is right (domain.md §4).
+IDENTITY_RECORDS = f"""
+WITH checked AS (
+    SELECT p.system, p._source_file AS file, p._source_row AS row, p.record_key AS key, p.name, p.sex,
+           p.birth_date, p.age_years,
+           CAST(coalesce(p.registered_date, same.event_at, latest.event_at) AS DATE) AS age_at,
+           p.resident_id, ev.person_id,
+           -- GB 11643-1999: weights 7,9,10,5,8,4,2,1,6,3,7,9,10,5,8,4,2;
+           -- check character "10X98765432"[sum mod 11].
+           regexp_full_match(coalesce(p.resident_id, ''), '[0-9]{{17}}[0-9X]')
+           AND substr('10X98765432', CAST(list_sum(list_transform(range(1, 18), lambda i:
+                   coalesce(TRY_CAST(substr(p.resident_id, i, 1) AS INTEGER), 0)
+                   * [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2][i])) % 11 + 1 AS BIGINT), 1)
+               = substr(p.resident_id, 18, 1) AS id_valid
+    FROM patient p LEFT JOIN ev ON {_ev("p", "patient")}
+    LEFT JOIN record_times same ON same.system = p.system AND same.record_key = p.record_key
+    LEFT JOIN (SELECT system, patient_key, max(event_at) AS event_at FROM record_times GROUP BY ALL) latest
+        ON latest.system = p.system AND latest.patient_key = p.patient_key AND p.age_years IS NOT NULL
+)
+SELECT *,
+       CASE WHEN id_valid THEN try_strptime(substr(resident_id, 7, 8), '%Y%m%d')::DATE END AS id_birth_date,
+       CASE WHEN id_valid THEN
+           CASE WHEN TRY_CAST(substr(resident_id, 17, 1) AS INTEGER) % 2 = 1 THEN 'M' ELSE 'F' END
+       END AS id_sex
+FROM checked
+"""
+
+# One identity attribute compared across the systems that hold it for the same linked person. The person's
+# reference value is the one their checksum-valid resident IDs give (birth date, sex) when those agree;
+# otherwise the value most systems hold (each system votes once per distinct value, so a system with many
+# rows for the person does not outvote the others). A typo made in one system's patient index shows on all
+# that system's rows for the person, so every such row is listed.
+IDENTITY_ATTRIBUTE = """
+WITH recs AS (
+    SELECT system, file, row, key, person_id, CAST({value} AS VARCHAR) AS value, {id_value} AS id_value
+    FROM identity_records WHERE person_id IS NOT NULL
+), by_id AS (
+    SELECT person_id, min(id_value) AS id_ref FROM recs WHERE id_value IS NOT NULL
+    GROUP BY person_id HAVING count(DISTINCT id_value) = 1
+), votes AS (
+    SELECT person_id, value, count(DISTINCT system) AS systems, string_agg(DISTINCT system, '+') AS holders
+    FROM recs WHERE value IS NOT NULL GROUP BY person_id, value
+), ranked AS (
+    SELECT *, row_number() OVER (PARTITION BY person_id ORDER BY systems DESC, value) AS rank,
+           lead(systems) OVER (PARTITION BY person_id ORDER BY systems DESC, value) AS runner_up
+    FROM votes
+), per_person AS (
+    SELECT r.person_id,
+           CASE WHEN r.runner_up IS NULL OR r.systems > r.runner_up THEN r.value END AS majority,
+           r.holders
+    FROM ranked r WHERE rank = 1
+), systems_per_person AS (
+    SELECT person_id, count(DISTINCT system) AS systems FROM recs WHERE value IS NOT NULL GROUP BY person_id
+)
+SELECT recs.system, recs.file, recs.row, recs.key, recs.person_id, recs.value,
+       coalesce(by_id.id_ref, p.majority) AS reference,
+       CASE WHEN by_id.id_ref IS NOT NULL THEN 'resident ID' ELSE p.holders END AS basis,
+       CASE
+           WHEN recs.value IS NULL THEN 'not_comparable'
+           WHEN by_id.id_ref IS NULL AND coalesce(s.systems, 0) < 2 THEN 'not_comparable'
+           WHEN coalesce(by_id.id_ref, p.majority) IS NULL THEN 'disagreeing'
+           WHEN recs.value = coalesce(by_id.id_ref, p.majority) THEN 'agreeing'
+           ELSE 'disagreeing'
+       END AS outcome
+FROM recs
+LEFT JOIN by_id USING (person_id)
+LEFT JOIN per_person p USING (person_id)
+LEFT JOIN systems_per_person s USING (person_id)
+"""
+
+# Age at the record against the person's reference birth date: whole years, as a birthday not yet reached
+# that year has not added one.
+AGE_RECORDS = """
+WITH birth AS (SELECT DISTINCT person_id, reference FROM identity_birth_date WHERE reference IS NOT NULL)
+SELECT r.system, r.file, r.row, r.key, r.person_id, CAST(r.age_years AS VARCHAR) AS value,
+       CAST(date_diff('year', CAST(b.reference AS DATE), r.age_at)
+            - CASE WHEN strftime(r.age_at, '%m%d') < strftime(CAST(b.reference AS DATE), '%m%d')
+                   THEN 1 ELSE 0 END
+            AS VARCHAR) AS reference,
+       'age at the record from the birth date (' || b.reference || ')' AS basis
+FROM identity_records r JOIN birth b USING (person_id)
+WHERE r.age_years IS NOT NULL AND r.age_at IS NOT NULL
+"""
+
+IDENTITY_ATTRIBUTES = ("name", "sex", "birth_date")
+
+# When a record was made, to date an age kept instead of a birth date: the patient record's registration
+# date, else the event time of the same system's record it came with (a lab order, an imaging exam, an
+# encounter sharing its record key), else the patient's latest such event in that system.
+_EVENT_TIMES = (
+    ("encounter", "start_at"),
+    ("lab_order", "ordered_at"),
+    ("imaging_exam", "coalesce(requested_at, performed_at)"),
+)
+
+
+def _record_times(q: DuckDBChecks) -> None:
+    parts = [
+        f'SELECT system, record_key, patient_key, {column} AS event_at FROM "{table}"'
+        for table, column in _EVENT_TIMES
+        if q.rows_in.get(table)
+    ]
+    q.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS record_times AS "
+        + (
+            " UNION ALL ".join(parts)
+            if parts
+            else "SELECT NULL::VARCHAR AS system, NULL::VARCHAR AS record_key, NULL::VARCHAR AS patient_key, "
+            "NULL::TIMESTAMP AS event_at WHERE false"
+        )
+    )
+
+
+def identity(q: DuckDBChecks, attribute: str) -> tuple[Counts, pa.Table]:
+    """Agreement of one identity attribute (``name``, ``sex``, ``birth_date``) across systems per person.
+
+    For ``birth_date`` the ages systems record at the record's date are compared with the reference birth
+    date too, so a birth-date typo in those systems shows.
+    """
+    if attribute not in IDENTITY_ATTRIBUTES:
+        raise ValueError(f"no identity attribute {attribute!r}; known: {', '.join(IDENTITY_ATTRIBUTES)}")
+    q.require("patient")
+    if len(q.systems_with("patient", attribute) + q.systems_with("patient", "resident_id")) < 2:
+        raise NotApplicable(f"fewer than two systems at this site hold a patient's {attribute}")
+    _record_times(q)
+    q.execute(f"CREATE TEMP TABLE IF NOT EXISTS identity_records AS {IDENTITY_RECORDS}")
+    id_value = {"birth_date": "CAST(id_birth_date AS VARCHAR)", "sex": "id_sex"}.get(attribute, "NULL")
+    table = f"identity_{attribute}"
+    q.execute(
+        f"CREATE OR REPLACE TEMP TABLE {table} AS "
+        + IDENTITY_ATTRIBUTE.format(value=attribute, id_value=id_value)
+    )
+    source = f"(SELECT *, '{attribute}' AS field FROM {table})"
+    if attribute == "birth_date":
+        q.execute(
+            f"""CREATE OR REPLACE TEMP TABLE identity_age AS
+            SELECT *, CASE WHEN reference IS NULL THEN 'not_comparable' WHEN value = reference THEN 'agreeing'
+                           ELSE 'disagreeing' END AS outcome
+            FROM ({AGE_RECORDS})"""
+        )
+        # a record that keeps an age instead of a birth date is compared by its age, not counted twice
+        source = (
+            "(SELECT t.system, t.file, t.row, t.key, t.person_id, t.value, t.reference, t.basis, t.outcome, "
+            f"'{attribute}' AS field FROM {table} t "
+            "WHERE NOT (t.value IS NULL AND EXISTS (SELECT 1 FROM identity_age a WHERE a.system = t.system "
+            "AND a.file = t.file AND a.row = t.row AND a.key = t.key)) "
+            "UNION ALL SELECT system, file, row, key, person_id, value, reference, basis, outcome, "
+            "'age_years' FROM identity_age)"
+        )
+    counts = q.counts(_COUNT_OUTCOMES.format(table=source))
+    details = q.details(
+        f"identity_{attribute}",
+        f"""
+        SELECT system, file, row, key, field, value, basis AS other_system, reference AS other_value,
+               CASE WHEN reference IS NULL THEN 'systems disagree with no majority; the person''s systems '
+                                                 || 'split evenly'
+                    WHEN basis = 'resident ID' THEN 'differs from the person''s checksum-valid resident ID'
+                    WHEN field = 'age_years' THEN 'age at the record does not match the person''s birth date'
+                    ELSE 'differs from the value most of the person''s systems hold' END AS reason
+        FROM {source} WHERE outcome = 'disagreeing'
+        """,
+    )
+    return counts, details
+
 
 # Resident IDs as every system's patient records write them, with the row they sit on.
 _RESIDENT_IDS = """
