@@ -97,3 +97,10 @@ def test_ingest_exits_non_zero_when_a_whole_file_is_unreadable(exports: Path, tm
     result = runner.invoke(app, ["ingest", str(exports), "--workspace", str(tmp_path / "ws")])
     assert result.exit_code == 1
     assert "ris/exams.csv" in result.output and "unreadable_file" in result.output
+
+
+def test_site_check_refuses_a_missing_folder_and_an_unknown_site(tmp_path: Path) -> None:
+    nowhere = runner.invoke(app, ["site", "check", "synthetic-hospital", str(tmp_path / "nowhere")])
+    assert nowhere.exit_code == 1 and "export folder" in nowhere.output
+    unknown = runner.invoke(app, ["site", "check", "no-such-site", str(tmp_path)])
+    assert unknown.exit_code == 1 and "no shipped site" in unknown.output
