@@ -6,11 +6,11 @@ A row finds its visit by the first reference it carries, in this order:
    imaging exam by accession number, a dispensing its medication order): it inherits the parent's person,
    visit and status. A parent missing from every export makes the row an orphan of that export; when one of
    the paths below still finds its visit, it is *recovered*;
-2. its visit serial (就诊流水号), checked against the row's event time (the table's ``event_time`` in the
+2. its visit serial, checked against the row's event time (the table's ``event_time`` in the
    model) and against the kind of visit the row says it was made in (``encounter_type``). When the visit does
    not cover the event (a request filed against the patient's other visit), the row is *relinked* to the
    person's visit at that time, and the change is explained;
-3. its inpatient number and admission count (住院号, 住院次数), or, without a count, its inpatient number
+3. its inpatient number and admission count, or, without a count, its inpatient number
    and event time (a settlement list);
 4. its patient alone (a lab result taken outside any visit): linked to the person with no visit.
 
@@ -142,7 +142,8 @@ class EventLinker:
 
         at = st.event_times.get(table)
         t = t.mutate(
-            _ek=t.system + "|" + t.record_key,
+            # the row itself: record_key is unique per system and table, lineage guards against a repeat
+            _ek=t.system + "|" + t.record_key + "|" + t._source_file + "|" + t._source_row.cast("string"),
             _rid=record_id(t.system, col("patient_key")),
             _pkey=col("patient_key"),
             _at=col(at, "timestamp") if at else ibis.null("timestamp"),
@@ -232,6 +233,7 @@ class EventLinker:
                 ssys="system", srk="record_key", pkey=staged[ref.parent_column].cast("string")
             ).distinct(on="pkey", keep="first")
             pe = staged.join(pe, [staged.ssys == pe.psys, staged.srk == pe.prk]).drop("ssys", "srk")
+        pe = pe.distinct(on=("psys", "pkey"), keep="first")  # a repeated parent key must not double rows
         return pe.select(
             **{f"pkey{i}": pe.pkey, f"psys{i}": pe.psys, f"pp{i}": pe.pp, f"pv{i}": pe.pv},
             **{f"ps{i}": pe.ps, f"pr{i}": pe.pr},
@@ -444,6 +446,7 @@ class EventLinker:
 
     def _encounter_events(self, t: Any) -> Any:
         r = self.index.rows.select(e_sys="system", e_key="record_key", e_visit="visit_id")
+        r = r.distinct(on=("e_sys", "e_key"), keep="first")
         t = t.left_join(r, [t.system == r.e_sys, t.record_key == r.e_key]).drop("e_sys", "e_key")
         v = self.index.visits.select(ev_id="visit_id", ev_person="person_id", ev_parent="parent_visit_id")
         t = t.left_join(v, t.e_visit == v.ev_id).drop("ev_id")
