@@ -305,15 +305,23 @@ def _cdm(workspace: Path, engine: EngineName, from_omop: Path | None, out: Conso
         with out.status(f"cdm: importing the OMOP CDM at {from_omop}"):
             imported = import_omop(from_omop, workspace)
         counts = {t.table: t.rows_imported for t in imported.tables}
+        built = None
     else:
         with _progress(f"cdm: building OMOP CDM v5.4 ({engine})", "tables") as progress:
-            counts = build_cdm(workspace, engine, progress=progress).tables
+            built = build_cdm(workspace, engine, progress=progress)
+        counts = built.tables
     table = Table(title=f"cdm: OMOP CDM v5.4 tables ({workspace / 'cdm'})")
     table.add_column("table")
     table.add_column("rows", justify="right")
     for name, rows in counts.items():
         table.add_row(name, f"{rows:,}")
     out.print(table)
+    if built is not None:
+        for name, entry in built.staged.items():
+            for rule, n in entry["excluded"].items():
+                out.print(f"excluded {n:,} {name} rows: {rule}", markup=False)
+        units = ", ".join(f"{status} {n:,}" for status, n in built.measurement_units.items())
+        out.print(f"measurements by unit: {units} (rules and counts: cdm/manifest.json)", markup=False)
 
 
 def _quality(workspace: Path, engine: EngineName, overrides: Path | None, out: Console) -> None:

@@ -15,7 +15,7 @@ Rules (each counted in the manifest):
   otherwise it keeps its value and its unit (unit_source_value), with unit_concept_id 0, and is counted as
   ``unknown_unit``.
 - Charges are summed per visit into one cost row; each settlement is a cost row of its visit, and the
-  settlements of one person and insurance type span one payer plan period.
+  settlement rows of one person and plan (``insurance_type``) span one payer plan period.
 """
 
 from __future__ import annotations
@@ -28,10 +28,19 @@ import pyarrow as pa
 from ._concepts import lab_test_code, with_concepts
 from ._hospital import HospitalData, orphan_rules, outcome
 from ._people import EHR, numbered, person_key, ranked
-from ._units import to_canonical_ibis, unit_status_ibis
+from ._units import conversion_rows
 
-CLAIM = 32810  # Type Concept "Claim": insurance settlement lists and billing records
+CLAIM = 32810  # Type Concept "Claim": settlement lists and billing records
 _OBSERVATION_ROLES = ("pathology", "external_cause")
+_CONVERSIONS = pa.schema(
+    [
+        ("test", pa.string()),
+        ("unit", pa.string()),
+        ("factor", pa.float64()),
+        ("offset", pa.float64()),
+        ("status", pa.string()),
+    ]
+)
 
 
 class Clinical:
@@ -225,7 +234,7 @@ class Clinical:
         )
         u = ibis.union(orders, dispensed, distinct=False)
         u = u.mutate(drug_exposure_id=numbered(u, u.ev_person, u.day))
-        # No RxNorm mapping of the national insurance drug codes ships yet: concept 0, the code kept.
+        # No RxNorm mapping of the national (NHSA) drug codes ships yet: concept 0, the code kept.
         return u.select(
             drug_exposure_id=u.drug_exposure_id,
             person_id=person_key(u.ev_person),
@@ -263,22 +272,26 @@ class Clinical:
         r = with_concepts(
             h, r, "standard_code", "standard_code_system", "measurement", ("std_concept", "std_source")
         )
+        # A join on the conversions, not a CASE per (test, unit): the same arithmetic as to_canonical_ibis,
+        # and it tells the results it cannot convert apart (no matching row).
+        conv = h.lookup("unit_conversions", conversion_rows(h.mappings), _CONVERSIONS)
+        conv = conv.rename(
+            c_test="test", c_unit="unit", c_factor="factor", c_offset="offset", c_status="status"
+        )
+        # A regex, not .strip(): Ibis compiles strip() for Spark as trim() of letters (see _units.py).
+        cleaned = r.unit.re_replace(r"^\s+|\s+$", "").re_replace("[µμ]", "u").re_replace("/l$", "/L")
+        r = r.left_join(conv, [r.test == conv.c_test, cleaned == conv.c_unit])
         value = r.value.cast("float64")
-        status = unit_status_ibis(r.test, value, r.unit, mappings=h.mappings)
         low = ibis.coalesce(r.range_low.cast("float64"), _range_bound(r.reference_range, 1))
         high = ibis.coalesce(r.range_high.cast("float64"), _range_bound(r.reference_range, 2))
-        r = r.mutate(unit_status=status, low=low, high=high)
-        known = r.unit_status.isin(("canonical", "converted"))
+        known = r.c_status.notnull()
+        factor = ibis.cases((known, r.c_factor), else_=1.0)
+        offset = ibis.cases((known, r.c_offset), else_=0.0)
         return r.mutate(
-            number=ibis.cases(
-                (known, to_canonical_ibis(r.test, value, r.unit, mappings=h.mappings)), else_=value
-            ),
-            low_c=ibis.cases(
-                (known, to_canonical_ibis(r.test, r.low, r.unit, mappings=h.mappings)), else_=r.low
-            ),
-            high_c=ibis.cases(
-                (known, to_canonical_ibis(r.test, r.high, r.unit, mappings=h.mappings)), else_=r.high
-            ),
+            unit_status=ibis.cases((value.isnull(), "no_value"), (known, r.c_status), else_="unknown_unit"),
+            number=value * factor + offset,
+            low_c=low * factor + offset,
+            high_c=high * factor + offset,
             unit_concept=ibis.cases((known, r.t_unit.fill_null(0)), else_=0),
             concept=ibis.cases((r.item_concept != 0, r.item_concept), else_=r.std_concept),
         )
@@ -379,7 +392,7 @@ class Clinical:
         self.h.route("charge", b, b.outcome)
         b = b.filter(b.outcome == "cost")
         b = b.group_by("v_occ").aggregate(total=b.amount.sum())
-        bills = b.select(
+        charged = b.select(
             event=b.v_occ.cast("int64"),
             total_charge=b.total.cast("float64").round(2),
             total_paid=ibis.null("float64"),
@@ -404,7 +417,7 @@ class Clinical:
             plan=s.pl_id.cast("int64"),
             src="settlement:" + s.src,
         )
-        c = ibis.union(bills, settled, distinct=False)
+        c = ibis.union(charged, settled, distinct=False)
         c = c.mutate(cost_id=numbered(c, c.event))
         return c.select(
             cost_id=c.cost_id,

@@ -13,32 +13,18 @@ row, so the manifest accounts for every staged row (DESIGN: nothing lost).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import ibis
+import ibis.expr.datatypes as dt
 import pyarrow as pa
-import yaml
 
-from medspace.core import InputError, small_table
+from medspace.core import small_table
+from medspace.sources import load_model, read_site
 
 from ._mappings import Mappings, load_mappings
-
-#: Lineage columns staging adds to every canonical row (contract §1).
-LINEAGE = ("system", "_source_table", "_source_file", "_source_row")
-
-_MODEL_TYPES: dict[str, pa.DataType] = {
-    "string": pa.string(),
-    "int": pa.int64(),
-    "float": pa.float64(),
-    "bool": pa.bool_(),
-    "date": pa.date32(),
-    "timestamp": pa.timestamp("us"),
-}
 
 #: The rules by which a staged row is not written to the CDM (or is written with a derived value), with the
 #: reason the manifest states beside each count.
@@ -60,65 +46,15 @@ RULES: dict[str, str] = {
 }
 
 
-@cache
-def _model() -> dict[str, Any]:
-    text = resources.files("medspace.sources").joinpath("data", "model", "hospital.yaml").read_text("utf-8")
-    model: dict[str, Any] = yaml.safe_load(text)
-    return model
-
-
-@cache
 def model_event_times() -> dict[str, str]:
     """The column that dates each canonical table's rows (the model's ``event_time``), where it has one."""
-    return {name: t["event_time"] for name, t in _model()["tables"].items() if t.get("event_time")}
+    return {name: t.event_time for name, t in load_model().tables.items() if t.event_time is not None}
 
 
-@cache
 def model_schemas() -> dict[str, pa.Schema]:
     """Every canonical table's Arrow schema as staging writes it: model columns, then lineage."""
-    model = _model()
-    out: dict[str, pa.Schema] = {}
-    for name, table in model["tables"].items():
-        fields = [pa.field(c, _MODEL_TYPES[spec["type"]]) for c, spec in table["columns"].items()]
-        fields += [
-            pa.field("system", pa.string()),
-            pa.field("_source_table", pa.string()),
-            pa.field("_source_file", pa.string()),
-            pa.field("_source_row", pa.int64()),
-        ]
-        out[name] = pa.schema(fields)
-    return out
-
-
-@dataclass(frozen=True)
-class SiteDeclarations:
-    """What the cdm stage reads of ``staging/site.json``: whose values win, and the code systems in use."""
-
-    site: str
-    precedence: tuple[str, ...]
-    #: code system name -> OMOP vocabulary_id, or None when the site declares none.
-    code_systems: dict[str, str | None]
-
-    @classmethod
-    def read(cls, workspace: Path) -> SiteDeclarations:
-        path = workspace / "staging" / "site.json"
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-            systems = raw.get("code_systems") or {}
-            return cls(
-                site=str(raw["site"]),
-                precedence=tuple(str(s) for s in raw.get("precedence") or ()),
-                code_systems={
-                    str(k): (v or {}).get("vocabulary_id") if isinstance(v, dict) else None
-                    for k, v in systems.items()
-                },
-            )
-        except FileNotFoundError as exc:
-            raise InputError(
-                "the workspace's staging has no site.json; run `medspace ingest` again", file=str(path)
-            ) from exc
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InputError(f"site.json is not a staged site declaration: {exc}", file=str(path)) from exc
+    model = load_model()
+    return {name: model.arrow_schema(name) for name in model.tables}
 
 
 @dataclass
@@ -146,7 +82,7 @@ class HospitalData:
         self.con = con
         self.workspace = workspace
         self.mappings = mappings or load_mappings()
-        self.site = SiteDeclarations.read(workspace)
+        self.site = read_site(workspace)
         self.routes: dict[str, Route] = {}
         self.dated_by_visit: dict[str, Any] = {}
 
@@ -159,7 +95,7 @@ class HospitalData:
         t = self.con.read_parquet(str(path), table_name=f"cdm_in_{table}")
         missing = [f for f in schema if f.name not in t.columns]
         if missing:  # an older staging without a column the model now has: null, typed
-            t = t.mutate(**{f.name: ibis.null(_ibis_type(f.type)) for f in missing})
+            t = t.mutate(**{f.name: ibis.null(dt.DataType.from_pyarrow(f.type)) for f in missing})
         return t
 
     def linked(self, name: str) -> Any:
@@ -204,14 +140,3 @@ class HospitalData:
 def orphan_rules(t: Any) -> tuple[tuple[Any, str], ...]:
     """The exclusions every person-level row shares: not listed by link, or listed without a person."""
     return ((t.ev_status.isnull(), "not_linked"), (t.ev_person.isnull(), "orphan"))
-
-
-def _ibis_type(dtype: pa.DataType) -> str:
-    return {
-        pa.string(): "string",
-        pa.int64(): "int64",
-        pa.float64(): "float64",
-        pa.bool_(): "boolean",
-        pa.date32(): "date",
-        pa.timestamp("us"): "timestamp",
-    }[dtype]

@@ -13,8 +13,8 @@ Rules (each counted in the manifest where it applies):
   is a visit_detail of its parent, as is each ward segment of a stay (its admitting department until the
   first transfer, then each transfer's new department).
 - A visit still open (no end) ends on its start date (visit_end_date is required).
-- A death is a death record, else a visit ending in death (died_in_hospital, or discharge mode 5 of the
-  front sheet's B34C value set, which the model's discharge_mode carries as written).
+- A death is a death record, else a visit ending in death (died_in_hospital, or discharge mode 5, death, in
+  the national front-sheet value set the model's discharge_mode carries as written).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def nulls_last(column: Any) -> list[Any]:
 
 # ---------------------------------------------------------------------------------------- reference tables
 def care_sites(h: HospitalData) -> Any:
-    """The departments of the mapping file, then every other department code the visits and transfers name.
+    """The departments of the mapping file, then every other department code visits and transfer rows name.
 
     A code some export writes without its letter prefix (``stripped_code`` in ``departments.csv``, domain.md
     §1.4) is ambiguous alone; with the department's name it is the listed department, not a new care site.

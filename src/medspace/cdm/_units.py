@@ -173,34 +173,22 @@ def to_canonical_ibis(
 UNIT_STATUSES = ("canonical", "converted", "unknown_unit", "no_value")
 
 
-def unit_status_ibis(
-    test: ir.StringValue, value: ir.NumericValue, unit: ir.StringValue, *, mappings: Mappings | None = None
-) -> ir.StringValue:
-    """An Ibis expression saying, per result, whether `to_canonical_ibis` converts it.
+def conversion_rows(mappings: Mappings | None = None) -> list[dict[str, object]]:
+    """Every (test, unit) with a known route to the test's canonical unit, as rows for a lookup join.
 
-    ``canonical``: reported in the test's canonical unit; ``converted``: a known conversion applies;
-    ``unknown_unit``: the test is not mapped or its unit has no known conversion (the value is kept as
-    reported, with its unit, and unit_concept_id 0); ``no_value``: no numeric value (a text result).
+    Each row: ``test``, ``unit`` (normalised as `normalise_unit` writes it), ``factor``, ``offset`` and
+    ``status`` (``canonical`` for the canonical unit itself, else ``converted``). A join on this table does
+    what `to_canonical_ibis` does, and says which results it could not convert (no row: ``unknown_unit``).
 
     Example:
-        >>> import ibis
-        >>> t = ibis.memtable({"test": ["GLU", "GLU", "GLU", None], "value": [5.0, 90.0, 1.0, 2.0],
-        ...                    "unit": ["mmol/L", "mg/dL", "g/L", "x"]})
-        >>> expr = unit_status_ibis(t.test, t.value, t.unit).name("status")
-        >>> ibis.duckdb.connect().execute(t.select(expr))["status"].tolist()
-        ['canonical', 'converted', 'unknown_unit', 'unknown_unit']
+        >>> [r for r in conversion_rows() if r["test"] == "GLU"][0]["status"]
+        'converted'
     """
-    import ibis
-
     chosen = mappings or load_mappings()
-    cleaned = unit.re_replace(r"^\s+|\s+$", "").re_replace("[µμ]", "u").re_replace("/l$", "/L")
-    canonical: list[ir.BooleanValue] = []
-    converted: list[ir.BooleanValue] = []
+    rows: list[dict[str, object]] = []
     for code in sorted(chosen.lab_tests):
-        for from_unit in sorted(_conversions(code, chosen)):
-            hit = (test == code) & (cleaned == from_unit)
-            (canonical if from_unit == chosen.lab_tests[code].unit else converted).append(hit)
-    branches = [(value.isnull(), ibis.literal("no_value"))]
-    branches += [(hit, ibis.literal("canonical")) for hit in canonical]
-    branches += [(hit, ibis.literal("converted")) for hit in converted]
-    return ibis.cases(*branches, else_=ibis.literal("unknown_unit"))
+        canonical = chosen.lab_tests[code].unit
+        for unit, (factor, offset) in sorted(_conversions(code, chosen).items()):
+            status = "canonical" if unit == canonical else "converted"
+            rows.append({"test": code, "unit": unit, "factor": factor, "offset": offset, "status": status})
+    return rows
