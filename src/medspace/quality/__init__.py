@@ -3,9 +3,11 @@
 - DataQualityDashboard (DQD) v5.4 checks over the CDM, instantiated from DQD's control tables shipped in
   ``data/dqd-5.4/`` (Apache-2.0, see the NOTICE there), with DQD's statuses and results JSON; users disable
   checks, change thresholds and add checks in a YAML overrides file.
-- Cross-system checks DQD lacks: the same fact in two systems, orphan and link rates, units and ranges.
+- Cross-system checks DQD lacks, over the canonical hospital model: the same fact in every system that holds
+  it, orphan and link rates, units and ranges; a check whose canonical tables are empty is not applicable.
 - KPI reconciliation: each national KPI counted from every system that can count it, one reconciled value,
-  every difference explained by reason.
+  each difference broken into reasons counted from records, and an honest "unexplained remainder".
+- The mapped share (concept_id != 0) of rows and source codes per CDM domain, with the unmapped codes.
 - The quality label (GB/T 36344 dimensions, EHDS Article 78 elements) and a self-contained HTML report.
 
 Other stages import from here, never from the private modules.
@@ -32,6 +34,7 @@ from medspace.quality._dqd_results import CheckResult, CheckStatus, QualityResul
 from medspace.quality._dqd_run import run_checks
 from medspace.quality._kpis import Kpi, KpiReconciliation, SourceCount, reconcile_kpis
 from medspace.quality._label import DimensionScore, QualityCheck, QualityLabel, quality_label
+from medspace.quality._mapping_coverage import DomainCoverage, UnmappedCode, mapping_coverage
 from medspace.quality._run import QualityRun, run_quality
 
 __all__ = [
@@ -41,6 +44,7 @@ __all__ = [
     "CrossSystemResult",
     "CrossSystemResults",
     "DimensionScore",
+    "DomainCoverage",
     "DqdOverrides",
     "Kpi",
     "KpiReconciliation",
@@ -55,8 +59,10 @@ __all__ = [
     "SourceCount",
     "ThresholdOverride",
     "UnitProfile",
+    "UnmappedCode",
     "cross_system_checks",
     "load_overrides",
+    "mapping_coverage",
     "quality_label",
     "reconcile_kpis",
     "run_checks",

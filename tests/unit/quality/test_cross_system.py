@@ -1,6 +1,7 @@
 """Cross-system checks scored against the synthetic hospital's ground truth.
 
-One 1,500-patient hospital is generated, staged and linked once per module. Every count the checks report is
+One 1,500-patient hospital is generated, staged by its site mapping into the canonical model and linked once
+per module. Every count the checks report is
 re-derived here by a separate, plain computation (Python sets and dicts over pyarrow rows), and detections are
 scored against `truth/defects.parquet`, which no pipeline stage reads.
 """
@@ -20,7 +21,7 @@ from medspace.cdm import build_cdm
 from medspace.core import ConfigError, InputError
 from medspace.link import link_workspace
 from medspace.quality import CrossSystemResults, cross_system_checks, write_cross_system
-from medspace.sources import stage_exports
+from medspace.sources import stage_site
 from medspace.synth import DefectRates, HospitalConfig, generate_hospital
 
 Row = dict[str, Any]
@@ -33,7 +34,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory, rare_defects_raised: Def
         HospitalConfig(patients=1_500, seed=11, chunk_patients=750, defects=rare_defects_raised),
         ws / "hospital",
     )
-    stage_exports(ws / "hospital", ws)
+    stage_site(None, ws / "hospital", ws)
     link_workspace(ws)
     build_cdm(ws)
     return ws
@@ -55,7 +56,9 @@ def defects(workspace: Path, kind: str) -> list[Row]:
 def staged_rows(workspace: Path) -> set[tuple[str, int]]:
     """(file, row) of every staged row: defects on quarantined or withheld rows cannot be seen."""
     out: set[tuple[str, int]] = set()
-    for path in (workspace / "staging").glob("*/*.parquet"):
+    for path in (workspace / "staging").glob("*.parquet"):
+        if path.name == "quarantine.parquet":
+            continue
         table = pq.read_table(path, columns=["_source_file", "_source_row"])
         out.update(zip(table.column(0).to_pylist(), table.column(1).to_pylist(), strict=True))
     return out
@@ -74,8 +77,14 @@ def score(name: str, truth: set[tuple[str, int]], found: set[tuple[str, int]]) -
     return rate, len(found - truth)
 
 
-def events_by_lineage(workspace: Path) -> dict[tuple[str, int], Row]:
-    return {(e["source_file"], e["source_row"]): e for e in read(workspace, "link/events.parquet")}
+def events_by_key(workspace: Path) -> dict[tuple[str, str, str], Row]:
+    """Link events by the contract's join key (table, system, record_key)."""
+    return {(e["table"], e["system"], e["record_key"]): e for e in read(workspace, "link/events.parquet")}
+
+
+def canonical(workspace: Path, table: str, system: str | None = None) -> list[Row]:
+    rows = read(workspace, f"staging/{table}.parquet")
+    return [r for r in rows if system is None or r["system"] == system]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -108,24 +117,26 @@ def test_settlement_cost_flags_exactly_the_injected_mismatches(
     workspace: Path, results: CrossSystemResults
 ) -> None:
     truth = {(d["file"], d["row"]) for d in defects(workspace, "settlement_cost_mismatch")}
-    found = flagged(results, "settlement_cost") | flagged(results, "front_sheet_cost")
+    found = flagged(results, "settlement_cost") | flagged(results, "encounter_cost")
     rate, false_alarms = score("settlement_cost_mismatch", truth, found)
     assert truth and rate == 1.0 and false_alarms == 0
 
-    # Re-derive the comparison: bills summed per linked visit against each settlement.
-    events = events_by_lineage(workspace)
-    bills: dict[str, float] = defaultdict(float)
-    for b in read(workspace, "staging/his/bills.parquet"):
-        visit = events[(b["_source_file"], b["_source_row"])]["visit_id"]
-        if b["setting"] == "inpatient" and visit is not None:
-            bills[visit] += b["amount"]
+    # Re-derive the comparison: each system's stay charges summed per linked visit against each settlement.
+    events = events_by_key(workspace)
+    charges: dict[tuple[str, str], float] = defaultdict(float)
+    for b in canonical(workspace, "charge"):
+        visit = events[("charge", b["system"], b["record_key"])]["visit_id"]
+        if b["setting"] != "outpatient" and visit is not None:
+            charges[(b["system"], visit)] += b["amount"]
     compared = differ = 0
-    for s in read(workspace, "staging/insurance/settlements.parquet"):
-        visit = events[(s["_source_file"], s["_source_row"])]["visit_id"]
-        if visit in bills:
-            compared += 1
-            differ += abs(bills[visit] - s["total_cost"]) > 0.005
+    for s in canonical(workspace, "settlement"):
+        visit = events[("settlement", s["system"], s["record_key"])]["visit_id"]
+        for (_, charged_visit), amount in charges.items():
+            if s["total_cost"] is not None and charged_visit == visit:
+                compared += 1
+                differ += abs(amount - s["total_cost"]) > 0.005
     result = results.result("settlement_cost")
+    assert compared > 0
     assert (result.compared, result.disagreeing) == (compared, differ)
 
 
@@ -137,15 +148,20 @@ def test_recalled_discharges_show_as_their_reason(workspace: Path, results: Cros
     assert truth and rate == 1.0 and false_alarms == 0
     assert results.result("discharge_date").explained == len(recalled)
 
-    # Independently: front sheets whose date differs from the stay's last HIS discharge, without a recall.
-    his: dict[tuple[str, int], list[Row]] = defaultdict(list)
-    for a in read(workspace, "staging/his/admissions.parquet"):
-        his[(a["inpatient_no"], a["admission_count"])].append(a)
+    # Independently: per stay, every pair of systems whose last discharge dates differ, without a recall.
+    stays: dict[tuple[str, int], dict[str, list[Row]]] = defaultdict(lambda: defaultdict(list))
+    for e in canonical(workspace, "encounter"):
+        if e["end_at"] is not None and e["inpatient_no"] is not None:
+            stays[(e["inpatient_no"], e["admission_count"])][e["system"]].append(e)
     plain = 0
-    for f in read(workspace, "staging/emr/front_sheets.parquet"):
-        rows = his.get((f["inpatient_no"], f["admission_count"]))
-        if rows and f["discharged_at"] and not any(a["recalled"] for a in rows):
-            plain += max(a["discharge_date"] for a in rows) != f["discharged_at"].date()
+    for per_system in stays.values():
+        systems = sorted(per_system)
+        for i, a in enumerate(systems):
+            for b in systems[i + 1 :]:
+                rows = per_system[a] + per_system[b]
+                if not any(r["recalled"] for r in rows):
+                    last = {s: max(r["end_at"].date() for r in per_system[s]) for s in (a, b)}
+                    plain += last[a] != last[b]
     assert results.result("discharge_date").disagreeing == plain
 
 
@@ -156,8 +172,7 @@ def test_value_set_drift_is_flagged(workspace: Path, results: CrossSystemResults
     assert rate == 1.0 and false_alarms == 0
     outside = sum(
         1
-        for table in ("staging/emr/front_sheets.parquet", "staging/his/admissions.parquet")
-        for r in read(workspace, table)
+        for r in canonical(workspace, "encounter")
         if r["discharge_mode"] is not None and r["discharge_mode"] not in {"1", "2", "3", "4", "5", "9"}
     )
     assert results.result("discharge_mode_value_set").disagreeing == outside
@@ -190,7 +205,7 @@ def test_wrong_visit_requests_with_another_diagnosis_are_found(
         for v in read(workspace, "hospital/truth/visits.parquet")
         if v["in_his_export"] and v["status"] == "done"
     }
-    requests = {r["request_no"]: r for r in read(workspace, "staging/lis/requests.parquet")}
+    requests = {r["record_key"]: r for r in canonical(workspace, "lab_order")}
     wrong = [d for d in defects(workspace, "lab_wrong_visit") if d["record_key"] in requests]
     differs = {
         (d["file"], d["row"])
@@ -207,7 +222,7 @@ def test_wrong_visit_requests_with_another_diagnosis_are_found(
 
 def test_mixed_units_are_listed_with_their_conversion(workspace: Path, results: CrossSystemResults) -> None:
     seen: dict[str, Counter[str]] = defaultdict(Counter)
-    for r in read(workspace, "staging/lis/results.parquet"):
+    for r in canonical(workspace, "lab_result"):
         seen[r["item_code"]][r["unit"]] += 1
     profile: dict[str, dict[str, int]] = defaultdict(dict)
     for u in results.units:
@@ -231,8 +246,14 @@ def test_department_prefix_stripped_counted_exactly(workspace: Path, results: Cr
     assert found == truth
     digits_only = sum(
         1
-        for r in read(workspace, "staging/his/registrations.parquet")
-        if re.fullmatch(r"\d+", r["department_code"] or "")
+        for table, columns in (
+            ("encounter", ("department_code", "discharge_department_code")),
+            ("transfer", ("from_department_code", "to_department_code")),
+            ("procedure", ("department_code",)),
+        )
+        for r in canonical(workspace, table)
+        for column in columns
+        if re.fullmatch(r"\d+", r[column] or "")
     )
     assert results.result("department_code_prefix").disagreeing == digits_only == len(truth)
 

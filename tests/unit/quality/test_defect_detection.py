@@ -13,7 +13,7 @@ import pytest
 from medspace.cdm import build_cdm
 from medspace.link import link_workspace
 from medspace.quality import CrossSystemResults, cross_system_checks, reconcile_kpis
-from medspace.sources import stage_exports
+from medspace.sources import stage_site
 from medspace.synth import DefectRates, HospitalConfig, generate_hospital
 
 
@@ -21,7 +21,7 @@ from medspace.synth import DefectRates, HospitalConfig, generate_hospital
 def workspace(tmp_path_factory: pytest.TempPathFactory, rare_defects_raised: DefectRates) -> Path:
     ws = tmp_path_factory.mktemp("detect-ws")
     generate_hospital(HospitalConfig(patients=2_000, seed=13, defects=rare_defects_raised), ws / "hospital")
-    stage_exports(ws / "hospital", ws)
+    stage_site(None, ws / "hospital", ws)
     link_workspace(ws)
     build_cdm(ws)
     return ws
@@ -70,7 +70,7 @@ def test_missing_phones_are_exactly_the_injected_ones(workspace: Path, checks: C
 def test_persons_with_two_his_numbers(workspace: Path, checks: CrossSystemResults) -> None:
     person = _person_of(workspace)
     injected = {d["person_id"] for d in _defects(workspace, "duplicate_patient_id")}
-    found = {person[key] for key in _flagged(checks, "his_patient_number_unique")}
+    found = {person[key] for key in _flagged(checks, "patient_number_unique")}
     assert injected
     assert found == injected
 
@@ -104,9 +104,11 @@ def test_every_defect_kind_is_detected_by_some_check(workspace: Path, checks: Cr
         "phone_missing": len(_flagged(checks, "phone_present")),
         "duplicate_record": sum(q["rule"] == "duplicate_key" for q in quarantine),
         "orphan_record": sum(
-            e["parent_missing"] for e in events if e["table"] not in ("results", "specimens", "studies")
+            e["parent_missing"]
+            for e in events
+            if e["table"] not in ("lab_result", "specimen", "imaging_study")
         ),
-        "lab_wrong_visit": sum(e["status"] == "relinked" for e in events if e["table"] == "requests"),
+        "lab_wrong_visit": sum(e["status"] == "relinked" for e in events if e["table"] == "lab_order"),
         "value_set_drift": len(_flagged(checks, "discharge_mode_value_set")),
         "settlement_cost_mismatch": len(_flagged(checks, "settlement_cost")),
         "recalled_discharge": checks.result("discharge_date").explained,

@@ -11,7 +11,7 @@ import pytest
 from medspace.cdm import build_cdm
 from medspace.link import link_workspace
 from medspace.quality import run_quality
-from medspace.sources import stage_exports
+from medspace.sources import stage_site
 from medspace.synth import HospitalConfig, generate_hospital
 
 
@@ -19,7 +19,7 @@ from medspace.synth import HospitalConfig, generate_hospital
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ws = tmp_path_factory.mktemp("quality-ws")
     generate_hospital(HospitalConfig(patients=1_200, seed=6), ws / "hospital")
-    stage_exports(ws / "hospital", ws)
+    stage_site(None, ws / "hospital", ws)
     link_workspace(ws)
     build_cdm(ws)
     run_quality(ws)
@@ -28,7 +28,13 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_writes_every_result_file(workspace: Path) -> None:
     names = sorted(p.name for p in (workspace / "quality").iterdir())
-    expected = ["cross_system.json", "cross_system_details.parquet", "dqd_results.json", "kpis.json"]
+    expected = [
+        "cross_system.json",
+        "cross_system_details.parquet",
+        "dqd_results.json",
+        "kpis.json",
+        "mapping_coverage.json",
+    ]
     assert names == sorted([*expected, "label.json", "report.html"])
 
 
