@@ -359,8 +359,8 @@ def _arrow_row_numbers(table: pa.Table, lines: int) -> pa.Array | None:
     spans = np.ones(n, dtype=np.int64)
     for column in table.columns:
         spans += pc.count_substring(column, "\n").to_numpy(zero_copy_only=False)
-    if int(spans.sum()) != lines:
-        return None
+    if int(spans.sum()) != lines or int(spans.max()) > MAX_RECORD_LINES:
+        return None  # the line-by-line reader refuses a value that long: both paths must agree
     return pa.array(np.cumsum(spans) - spans + 1)
 
 
