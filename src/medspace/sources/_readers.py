@@ -49,8 +49,10 @@ import codecs
 import csv
 import gc
 import gzip
+import itertools
 import json
 import zlib
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, cast
@@ -297,7 +299,7 @@ def _read_csv(path: Path, relative: str, fmt: CsvFormat) -> RawFile:
     if scan.nul:
         return _read_csv_lines(path, relative, fmt, header)
     table = _read_csv_arrow(path, fmt, header)
-    rows = None if table is None else _arrow_row_numbers(table, scan.lines)
+    rows = None if table is None else _arrow_row_numbers(path, table, scan.lines, fmt)
     if table is None or rows is None:
         return _read_csv_lines(path, relative, fmt, header)
     n = table.num_rows
@@ -349,8 +351,9 @@ def _read_csv_arrow(path: Path, fmt: CsvFormat, header: list[str]) -> pa.Table |
     return table.combine_chunks()
 
 
-def _arrow_row_numbers(table: pa.Table, lines: int) -> pa.Array | None:
-    """Each Arrow record's physical data line, or None when the records do not account for every line."""
+def _arrow_row_numbers(path: Path, table: pa.Table, lines: int, fmt: CsvFormat) -> pa.Array | None:
+    """Each Arrow record's physical data line, or None when the records do not account for every line or a
+    record over several lines is not strict (`_strict_record`): then the line-by-line reader must decide."""
     n = table.num_rows
     if n == lines:
         return pa.array(np.arange(1, n + 1, dtype=np.int64))
@@ -361,7 +364,30 @@ def _arrow_row_numbers(table: pa.Table, lines: int) -> pa.Array | None:
         spans += pc.count_substring(column, "\n").to_numpy(zero_copy_only=False)
     if int(spans.sum()) != lines or int(spans.max()) > MAX_RECORD_LINES:
         return None  # the line-by-line reader refuses a value that long: both paths must agree
-    return pa.array(np.cumsum(spans) - spans + 1)
+    starts = np.cumsum(spans) - spans + 1
+    multi = np.flatnonzero(spans > 1)
+    if not _strict_records(path, starts[multi].tolist(), spans[multi].tolist(), fmt, table.num_columns):
+        return None
+    return pa.array(starts)
+
+
+def _strict_records(path: Path, starts: list[int], spans: list[int], fmt: CsvFormat, width: int) -> bool:
+    """Whether the records on lines ``starts[i]`` to ``starts[i] + spans[i] - 1`` are all strict; one pass
+    over the file that skips the other lines without looking at them."""
+    encoding = "utf-8" if fmt.encoding.replace("-", "").lower() == "utf8sig" else fmt.encoding
+    with _open(path) as f:
+        f.readline()
+        position = 1
+        for start, span in zip(starts, spans, strict=True):
+            deque(itertools.islice(f, start - position), maxlen=0)
+            position = start + span
+            try:
+                text = b"".join(itertools.islice(f, span)).decode(encoding)
+            except UnicodeDecodeError:
+                return False
+            if _strict_record(text.removesuffix("\n").removesuffix("\r"), fmt.delimiter, width) is None:
+                return False
+    return True
 
 
 def _parse(line: str, delimiter: str) -> tuple[list[str], bool]:
@@ -375,6 +401,21 @@ def _parse(line: str, delimiter: str) -> tuple[list[str], bool]:
     reader = csv.reader((line, ""), delimiter=delimiter)
     fields = next(reader)
     return fields, reader.line_num > 1
+
+
+def _strict_record(text: str, delimiter: str, width: int) -> list[str] | None:
+    """The fields of a record spanning lines, or None unless it is strict RFC 4180 of ``width`` fields.
+
+    Joining lines is only right for a value a writer quoted on purpose, and writers quote by the RFC. A
+    stray quote instead closes on some later line's quote, with text after it (``"P123","Li"`` read from
+    inside a quoted value closes at ``"P`` and goes on with ``P123"``): leniency there, as Arrow's, would
+    fold the lines in between into one wrong row and lose them without a trace.
+    """
+    try:
+        fields = next(csv.reader([text], delimiter=delimiter, strict=True))
+    except csv.Error:
+        return None
+    return fields if len(fields) == width else None
 
 
 def _field_at(line: str, position: int, delimiter: str, header: list[str]) -> str | None:
@@ -562,17 +603,15 @@ class _CsvBody:
 
     def _join(self, k: int) -> tuple[list[str], int] | None:
         """The record starting on line ``k`` whose quoted value spans lines, and its last line; None when the
-        value does not close within `MAX_RECORD_LINES` lines or the record is not of the header's width."""
+        value does not close within `MAX_RECORD_LINES` lines or the joined lines are no strict record of the
+        header's width."""
         last = self._closing_line(k + 1, k + MAX_RECORD_LINES - 1)
         if last is None:
             return None
         parts = self.texts[k : last + 1]
         parts[-1] = parts[-1].removesuffix("\r")
-        try:
-            fields = next(csv.reader(["\n".join(parts)], delimiter=self.delimiter))
-        except csv.Error:
-            return None
-        return (fields, last) if len(fields) == self.width else None
+        fields = _strict_record("\n".join(parts), self.delimiter, self.width)
+        return None if fields is None else (fields, last)
 
     def _state(self, k: int) -> int:
         """How line ``k`` reads when a quoted value is open at its start."""

@@ -115,6 +115,27 @@ def test_an_unbalanced_quote_before_thousands_of_unquoted_lines_is_no_field_limi
     assert id_of(raw, 11) == "P00011" and id_of(raw, 5000) == "P05000"
 
 
+@pytest.mark.parametrize("slow_path", [False, True], ids=["arrow", "line_by_line"])
+def test_a_stray_quote_in_a_quoted_file_does_not_fold_the_next_line_into_its_row(
+    tmp_path: Path, slow_path: bool
+) -> None:
+    # Read leniently, the open quote closes at the next line's first quote and the two lines make one row
+    # of the right width: the next patient would vanish into this one's identifier.
+    lines = [f'"P{i:05d}","Li {i}","1980-01-01",{i}\n' for i in range(1, 101)]
+    lines[49] = '"P00050,Li 50,1980-01-01,50\n'
+    if slow_path:
+        lines[79] = lines[79].replace("Li", "L\x00i")  # a NUL byte sends the file down the exact path
+    data = ("PATIENT_ID,NAME,BIRTH_DATE,WEIGHT\n" + "".join(lines)).encode()
+    path, relative = write(tmp_path, data)
+    raw = read_file(path, relative, csv_table())
+    check_accounting(raw, data_lines(data))
+    assert [(r.row, r.rule, r.field) for r in raw.rejects] == [
+        (50, "unbalanced_quote", "PATIENT_ID"),
+        *([(80, "nul_byte", "NAME")] if slow_path else []),
+    ]
+    assert id_of(raw, 51) == "P00051" and raw.columns.column("NAME")[49].as_py() == "Li 51"
+
+
 def test_a_quoted_value_over_several_lines_keeps_the_number_of_its_first_line(tmp_path: Path) -> None:
     data = (
         "PATIENT_ID,NAME,BIRTH_DATE,WEIGHT\n"
