@@ -47,12 +47,15 @@ from __future__ import annotations
 
 import codecs
 import csv
+import functools
 import gc
 import gzip
+import io
 import itertools
 import json
 import zlib
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, cast
@@ -198,6 +201,18 @@ def _open(path: Path) -> IO[bytes]:
     return path.open("rb")
 
 
+def _data_lines(path: Path) -> IO[bytes]:
+    """The file, open at its first data line."""
+    f = _open(path)
+    f.readline()
+    return f
+
+
+def _line_encoding(encoding: str) -> str:
+    """The codec for lines after the first: a byte-order mark can only start the file."""
+    return "utf-8" if encoding.replace("-", "").lower() == "utf8sig" else encoding
+
+
 def _read_bytes(path: Path) -> bytes:
     with _open(path) as f:
         return f.read()
@@ -299,7 +314,7 @@ def _read_csv(path: Path, relative: str, fmt: CsvFormat) -> RawFile:
     if scan.nul:
         return _read_csv_lines(path, relative, fmt, header)
     table = _read_csv_arrow(path, fmt, header)
-    rows = None if table is None else _arrow_row_numbers(path, table, scan.lines, fmt)
+    rows = None if table is None else _arrow_row_numbers(table, scan.lines, fmt, lambda: _data_lines(path))
     if table is None or rows is None:
         return _read_csv_lines(path, relative, fmt, header)
     n = table.num_rows
@@ -315,8 +330,11 @@ def _read_csv(path: Path, relative: str, fmt: CsvFormat) -> RawFile:
     return raw
 
 
-def _read_csv_arrow(path: Path, fmt: CsvFormat, header: list[str]) -> pa.Table | None:
-    """The file through Arrow's parser, or None when a row is ragged or a byte is undecodable."""
+def _read_csv_arrow(
+    source: Path | pa.NativeFile, fmt: CsvFormat, header: list[str], skip_rows: int = 1
+) -> pa.Table | None:
+    """The file (or a block of its lines) through Arrow's parser, or None when a row is ragged or a byte is
+    undecodable."""
     invalid: list[object] = []
 
     def on_invalid(row: object) -> str:
@@ -326,9 +344,9 @@ def _read_csv_arrow(path: Path, fmt: CsvFormat, header: list[str]) -> pa.Table |
     encoding = "utf8" if fmt.encoding.replace("-", "").lower() in ("utf8", "utf8sig") else fmt.encoding
     try:
         table = pacsv.read_csv(
-            path,
+            source,
             read_options=pacsv.ReadOptions(
-                encoding=encoding, skip_rows=1, column_names=header, block_size=1 << 24
+                encoding=encoding, skip_rows=skip_rows, column_names=header, block_size=1 << 24
             ),
             parse_options=pacsv.ParseOptions(
                 delimiter=fmt.delimiter,
@@ -351,7 +369,9 @@ def _read_csv_arrow(path: Path, fmt: CsvFormat, header: list[str]) -> pa.Table |
     return table.combine_chunks()
 
 
-def _arrow_row_numbers(path: Path, table: pa.Table, lines: int, fmt: CsvFormat) -> pa.Array | None:
+def _arrow_row_numbers(
+    table: pa.Table, lines: int, fmt: CsvFormat, reopen: Callable[[], IO[bytes]]
+) -> pa.Array | None:
     """Each Arrow record's physical data line, or None when the records do not account for every line or a
     record over several lines is not strict (`_strict_record`): then the line-by-line reader must decide."""
     n = table.num_rows
@@ -366,17 +386,18 @@ def _arrow_row_numbers(path: Path, table: pa.Table, lines: int, fmt: CsvFormat) 
         return None  # the line-by-line reader refuses a value that long: both paths must agree
     starts = np.cumsum(spans) - spans + 1
     multi = np.flatnonzero(spans > 1)
-    if not _strict_records(path, starts[multi].tolist(), spans[multi].tolist(), fmt, table.num_columns):
+    if not _strict_records(reopen, starts[multi].tolist(), spans[multi].tolist(), fmt, table.num_columns):
         return None
     return pa.array(starts)
 
 
-def _strict_records(path: Path, starts: list[int], spans: list[int], fmt: CsvFormat, width: int) -> bool:
+def _strict_records(
+    reopen: Callable[[], IO[bytes]], starts: list[int], spans: list[int], fmt: CsvFormat, width: int
+) -> bool:
     """Whether the records on lines ``starts[i]`` to ``starts[i] + spans[i] - 1`` are all strict; one pass
-    over the file that skips the other lines without looking at them."""
-    encoding = "utf-8" if fmt.encoding.replace("-", "").lower() == "utf8sig" else fmt.encoding
-    with _open(path) as f:
-        f.readline()
+    over the lines (``reopen`` gives them from the first data line on) that skips the others unread."""
+    encoding = _line_encoding(fmt.encoding)
+    with reopen() as f:
         position = 1
         for start, span in zip(starts, spans, strict=True):
             deque(itertools.islice(f, start - position), maxlen=0)
@@ -487,9 +508,16 @@ class _CsvBody:
     """
 
     def __init__(
-        self, texts: list[str], bad: dict[int, Reject], header: list[str], delimiter: str, complete: bool
+        self,
+        texts: list[str],
+        bad: dict[int, Reject],
+        header: list[str],
+        delimiter: str,
+        complete: bool,
+        offset: int = 0,
     ) -> None:
         self.texts = texts
+        self.offset = offset  # the data line number of texts[0], minus one
         self.bad = bad
         self.header = header
         self.width = len(header)
@@ -501,13 +529,18 @@ class _CsvBody:
         self._scanned = 0  # every line in [.., _scanned) was examined and found inside an open value
         self._stop = -1  # the first line at or after the last look-ahead where an open value stops
 
-    def read(self) -> None:
+    def read(self, stop: int | None = None) -> int:
+        """Read records starting before line ``stop`` (default: all); return the line after the last one
+        read, which is past ``stop`` when a record goes on over it."""
         n = len(self.texts)
+        stop = n if stop is None else min(stop, n)
         feed = _Feed(self.texts)
-        while feed.pos < n:
+        while feed.pos < stop:
             reader = csv.reader(feed, delimiter=self.delimiter)
             while True:
                 first = feed.pos
+                if first >= stop:
+                    break
                 try:
                     fields = next(reader)
                 except StopIteration:
@@ -519,6 +552,7 @@ class _CsvBody:
                     feed.pos = self._line(first)
                     break
                 self._record(first, fields)
+        return feed.pos
 
     def _record(self, k: int, fields: list[str]) -> None:
         """A record the reader split from line ``k`` alone."""
@@ -533,21 +567,22 @@ class _CsvBody:
 
     def _keep(self, k: int, fields: list[str]) -> None:
         self.good.append(fields)
-        self.numbers.append(k + 1)
+        self.numbers.append(self.offset + k + 1)
 
     def _reject_count(self, k: int, fields: list[str]) -> None:
+        row = self.offset + k + 1
         if k == len(self.texts) - 1 and not self.complete and len(fields) < self.width:
-            self.rejects.append(_truncated(k + 1, self.header, len(fields), _json(fields)))
+            self.rejects.append(_truncated(row, self.header, len(fields), _json(fields)))
         else:
             message = f"the row has {len(fields)} fields, the header {self.width}"
-            self.rejects.append(Reject(k + 1, "field_count", message, _json(fields)))
+            self.rejects.append(Reject(row, "field_count", message, _json(fields)))
 
     def _line(self, k: int) -> int:
         """Read the record starting on line ``k`` with care; return the line after it."""
         if k in self.bad:
             self.rejects.append(self.bad[k])
             return k + 1
-        row, header, delimiter = k + 1, self.header, self.delimiter
+        row, header, delimiter = self.offset + k + 1, self.header, self.delimiter
         is_last = k == len(self.texts) - 1 and not self.complete
         line = self.texts[k].removesuffix("\r")
         try:
@@ -641,11 +676,22 @@ class _CsvBody:
         return self._stop
 
 
+#: Lines per block of the exact path: blocks that Arrow reads cleanly keep Arrow's speed, and only the
+#: blocks holding a damaged line go through Python, line by line.
+_BLOCK_LINES = 1 << 16
+
+
 def _read_csv_lines(path: Path, relative: str, fmt: CsvFormat, header: list[str] | None) -> RawFile:
-    """The exact path: physical lines, each bad line its own reject (see the module docstring)."""
+    """The exact path: physical lines, each bad line its own reject (see the module docstring).
+
+    The body is cut into blocks of `_BLOCK_LINES` lines. Each block is first given to Arrow under the fast
+    path's checks; a block that fails them (and the file's last block when its last line has no line end)
+    is read line by line, on through the next block while a record goes on over the boundary.
+    """
     data = _read_bytes(path)
     encoding, delimiter = fmt.encoding, fmt.delimiter
-    bad: dict[int, Reject] = {}
+    parts: list[tuple[pa.Table, pa.Array]] = []
+    rejects: list[Reject] = []
     if header is None:  # an encoding whose line ends are not single bytes (UTF-16): decode the whole file
         try:
             decoded = data.decode(encoding)
@@ -663,64 +709,50 @@ def _read_csv_lines(path: Path, relative: str, fmt: CsvFormat, header: list[str]
         header = _names(head, relative, delimiter)
         complete = body_text.endswith("\n") or not body_text
         texts = body_text.split("\n")
+        if complete:
+            texts.pop()  # what follows the last line end
+        n = len(texts)
+        _read_lines(
+            texts, _nul_lines(texts, 0, header, delimiter), header, delimiter, complete, 0, n, parts, rejects
+        )
     else:
         end = data.find(b"\n")
         body = b"" if end < 0 else data[end + 1 :]
+        del data
         complete = body.endswith(b"\n") or not body
-        line_encoding = "utf-8" if encoding.replace("-", "").lower() == "utf8sig" else encoding
-        try:
-            texts = body.decode(line_encoding).split("\n")
-        except UnicodeDecodeError:
-            pieces = body.split(b"\n")
-            texts = []
-            for k, piece in enumerate(pieces):
-                try:
-                    texts.append(piece.decode(line_encoding))
-                except UnicodeDecodeError:
-                    bad[k] = _undecodable(piece, k + 1, encoding, delimiter, header)
-                    texts.append("")
-    if complete:
-        texts.pop()  # what follows the last line end
-    undecodable = len(bad)
-    if any("\x00" in t for t in texts):
-        for k, t in enumerate(texts):
-            if "\x00" in t:
-                line = t.removesuffix("\r")
-                bad[k] = Reject(
-                    k + 1,
-                    "nul_byte",
-                    "the line holds a NUL byte (binary data, or a file in UTF-16); re-export the file",
-                    _json(line),
-                    _field_at(line, line.index("\x00"), delimiter, header),
-                )
-                texts[k] = ""
-    body_reader = _CsvBody(texts, bad, header, delimiter, complete)
-    # A million rows make a million lists, which set off the cyclic garbage collector again and again (it
-    # then walks every list made so far): that doubled the time. None of them can be part of a cycle.
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        body_reader.read()
-    finally:
-        if collecting:
-            gc.enable()
-    good = body_reader.good
-    columns = pa.table(
-        {
-            name: pa.array(values, type=pa.string())
-            for name, values in zip(
-                header, zip(*good, strict=True) if good else [()] * len(header), strict=True
-            )
-        }
-    )
+        ends = np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == ord("\n"))
+        n = len(ends) + (0 if complete else 1)
+
+        def start_of(line: int) -> int:
+            return 0 if line == 0 else (int(ends[line - 1]) + 1 if line - 1 < len(ends) else len(body))
+
+        k = 0
+        while k < n:
+            stop = min(n, (k // _BLOCK_LINES + 1) * _BLOCK_LINES)
+            if k % _BLOCK_LINES == 0 and (stop < n or complete):
+                block = body[start_of(k) : start_of(stop)]
+                table = None if b"\x00" in block else _read_csv_arrow(pa.BufferReader(block), fmt, header, 0)
+                rows = None
+                if table is not None:
+                    rows = _arrow_row_numbers(table, stop - k, fmt, functools.partial(io.BytesIO, block))
+                if table is not None and rows is not None:
+                    parts.append((table, pc.add(rows, k)))
+                    k = stop
+                    continue
+            ahead = min(n, stop + MAX_RECORD_LINES)
+            texts, bad = _decode_lines(body[start_of(k) : start_of(ahead)], k, fmt, header)
+            k = _read_lines(texts, bad, header, delimiter, complete or ahead < n, k, stop, parts, rejects)
+    tables = [t for t, _ in parts]
+    columns = pa.concat_tables(tables) if tables else _empty(header)
+    rows = pa.concat_arrays([r.cast(pa.int64()) for _, r in parts]) if parts else pa.array([], pa.int64())
     raw = RawFile(
-        columns=columns,
-        rows=pa.array(body_reader.numbers, type=pa.int64()),
-        rows_read=len(good) + len(body_reader.rejects),
+        columns=columns.combine_chunks(),
+        rows=rows,
+        rows_read=columns.num_rows + len(rejects),
         header=header,
-        rejects=body_reader.rejects,
+        rejects=rejects,
     )
-    if texts and undecodable == len(texts):
+    if n and sum(r.rule == "encoding" for r in rejects) == n:
         message = (
             f"no data line is valid {encoding}: the file is probably in another encoding than the spec "
             "declares; fix the spec's encoding or re-export the file"
@@ -728,6 +760,88 @@ def _read_csv_lines(path: Path, relative: str, fmt: CsvFormat, header: list[str]
         raw.notes.append(message)
         raw.unreadable = UnreadableFileError(message, file=relative, rule="encoding")
     return raw
+
+
+def _empty(header: list[str]) -> pa.Table:
+    return pa.table({name: pa.array([], type=pa.string()) for name in header})
+
+
+def _decode_lines(
+    chunk: bytes, offset: int, fmt: CsvFormat, header: list[str]
+) -> tuple[list[str], dict[int, Reject]]:
+    """The lines of ``chunk`` (whole lines, the first being data line ``offset + 1``) as text, with the
+    lines rejected before parsing (undecodable, NUL), which are left as empty text."""
+    encoding = _line_encoding(fmt.encoding)
+    bad: dict[int, Reject] = {}
+    try:
+        texts = chunk.decode(encoding).split("\n")
+    except UnicodeDecodeError:
+        texts = []
+        for k, piece in enumerate(chunk.split(b"\n")):
+            try:
+                texts.append(piece.decode(encoding))
+            except UnicodeDecodeError:
+                bad[k] = _undecodable(piece, offset + k + 1, fmt.encoding, fmt.delimiter, header)
+                texts.append("")
+    if chunk.endswith(b"\n"):
+        texts.pop()  # what follows the last line end
+    bad.update(_nul_lines(texts, offset, header, fmt.delimiter))
+    return texts, bad
+
+
+def _nul_lines(texts: list[str], offset: int, header: list[str], delimiter: str) -> dict[int, Reject]:
+    """Lines holding a NUL character, as rejects; their text is emptied so that no parser sees them."""
+    bad: dict[int, Reject] = {}
+    if not any("\x00" in t for t in texts):
+        return bad
+    for k, t in enumerate(texts):
+        if "\x00" in t:
+            line = t.removesuffix("\r")
+            bad[k] = Reject(
+                offset + k + 1,
+                "nul_byte",
+                "the line holds a NUL byte (binary data, or a file in UTF-16); re-export the file",
+                _json(line),
+                _field_at(line, line.index("\x00"), delimiter, header),
+            )
+            texts[k] = ""
+    return bad
+
+
+def _read_lines(
+    texts: list[str],
+    bad: dict[int, Reject],
+    header: list[str],
+    delimiter: str,
+    complete: bool,
+    offset: int,
+    stop: int,
+    parts: list[tuple[pa.Table, pa.Array]],
+    rejects: list[Reject],
+) -> int:
+    """Read the records of ``texts`` (data lines ``offset + 1`` on) that start before line ``stop``, line by
+    line, into ``parts`` and ``rejects``; return the (0-based) line after the last record read."""
+    body = _CsvBody(texts, bad, header, delimiter, complete, offset)
+    # A million rows make a million lists, which set off the cyclic garbage collector again and again (it
+    # then walks every list made so far): that doubled the time. None of them can be part of a cycle.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        end = offset + body.read(stop - offset)
+    finally:
+        if collecting:
+            gc.enable()
+    good = body.good
+    if good:
+        columns = pa.table(
+            {
+                name: pa.array(values, type=pa.string())
+                for name, values in zip(header, zip(*good, strict=True), strict=True)
+            }
+        )
+        parts.append((columns, pa.array(body.numbers, type=pa.int64())))
+    rejects.extend(body.rejects)
+    return end
 
 
 def _undecodable(piece: bytes | str, row: int, encoding: str, delimiter: str, header: list[str]) -> Reject:

@@ -400,8 +400,10 @@ def test_messages_hold_no_values(tmp_path: Path) -> None:
         assert "Secret" in reject.raw
 
 
-def test_the_line_by_line_reader_reads_a_clean_file_as_arrow_does(tmp_path: Path) -> None:
-    from medspace.sources._readers import _read_csv_lines
+def test_the_line_by_line_reader_reads_a_clean_file_as_arrow_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from medspace.sources import _readers
 
     lines = [row(i) for i in range(1, 31)]
     lines[3] = 'P00004,"Wang\nover two lines",1980-01-04,63.5\n'
@@ -412,8 +414,36 @@ def test_the_line_by_line_reader_reads_a_clean_file_as_arrow_does(tmp_path: Path
     data = ("PATIENT_ID,NAME,BIRTH_DATE,WEIGHT\n" + "".join(lines)).encode()
     path, relative = write(tmp_path, data)
     fast = read_file(path, relative, csv_table())
-    slow = _read_csv_lines(path, relative, CsvFormat(), HEADER)
+    monkeypatch.setattr(_readers, "_read_csv_arrow", lambda *args: None)  # no block goes through Arrow
+    slow = _readers._read_csv_lines(path, relative, CsvFormat(), HEADER)
     assert fast.rejects == slow.rejects == []
     assert fast.rows.to_pylist() == slow.rows.to_pylist() == [*range(1, 5), *range(6, 32)]
     assert fast.columns.equals(slow.columns)
     assert fast.rows_read == slow.rows_read == data_lines(data) - 1
+
+
+def test_damage_in_some_blocks_of_a_long_file_leaves_the_other_blocks_to_arrow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from medspace.sources import _readers
+
+    monkeypatch.setattr(_readers, "_BLOCK_LINES", 4)  # blocks of lines 1-4, 5-8, 9-12, ...
+    lines = [row(i) for i in range(1, 41)]
+    lines[6] = 'P00007,"Wang\nover\nthree lines",1980-01-07,66.5\n'  # lines 7-9, over a block boundary
+    lines[13] = lines[13].replace("Li", "L\x00i")  # data line 16 (two lines more before it)
+    lines[20] = 'P00021,"Zhao,1980-01-21,60.5\n'  # data line 23
+    lines[25] = "P00026,Li\r26,1980-01-26,65.5\n"  # data line 28
+    data = ("PATIENT_ID,NAME,BIRTH_DATE,WEIGHT\n" + "".join(lines)).encode()
+    path, relative = write(tmp_path, data)
+    raw = _readers._read_csv_lines(path, relative, CsvFormat(), HEADER)
+    assert [(r.row, r.rule) for r in raw.rejects] == [
+        (16, "nul_byte"),
+        (23, "unbalanced_quote"),
+        (28, "stray_carriage_return"),
+    ]
+    assert raw.rows_read == data_lines(data) - 2  # lines 7-9 are one record
+    kept = [n for n in range(1, data_lines(data) + 1) if n not in (8, 9, 16, 23, 28)]
+    assert raw.rows.to_pylist() == kept
+    ids = [f"P{i:05d}" for i in range(1, 41) if i not in (14, 21, 26)]
+    assert raw.columns.column("PATIENT_ID").to_pylist() == ids
+    assert raw.columns.column("NAME")[6].as_py() == "Wang\nover\nthree lines"
