@@ -717,20 +717,19 @@ def _read_csv_lines(path: Path, relative: str, fmt: CsvFormat, header: list[str]
         )
     else:
         end = data.find(b"\n")
-        body = b"" if end < 0 else data[end + 1 :]
-        del data
-        complete = body.endswith(b"\n") or not body
-        ends = np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == ord("\n"))
+        base = len(data) if end < 0 else end + 1  # where the first data line starts
+        complete = base == len(data) or data.endswith(b"\n")
+        ends = _line_ends(data, base)
         n = len(ends) + (0 if complete else 1)
 
         def start_of(line: int) -> int:
-            return 0 if line == 0 else (int(ends[line - 1]) + 1 if line - 1 < len(ends) else len(body))
+            return base if line == 0 else (int(ends[line - 1]) + 1 if line - 1 < len(ends) else len(data))
 
         k = 0
         while k < n:
             stop = min(n, (k // _BLOCK_LINES + 1) * _BLOCK_LINES)
             if k % _BLOCK_LINES == 0 and (stop < n or complete):
-                block = body[start_of(k) : start_of(stop)]
+                block = data[start_of(k) : start_of(stop)]
                 table = None if b"\x00" in block else _read_csv_arrow(pa.BufferReader(block), fmt, header, 0)
                 rows = None
                 if table is not None:
@@ -740,7 +739,7 @@ def _read_csv_lines(path: Path, relative: str, fmt: CsvFormat, header: list[str]
                     k = stop
                     continue
             ahead = min(n, stop + MAX_RECORD_LINES)
-            texts, bad = _decode_lines(body[start_of(k) : start_of(ahead)], k, fmt, header)
+            texts, bad = _decode_lines(data[start_of(k) : start_of(ahead)], k, fmt, header)
             k = _read_lines(texts, bad, header, delimiter, complete or ahead < n, k, stop, parts, rejects)
     tables = [t for t, _ in parts]
     columns = pa.concat_tables(tables) if tables else _empty(header)
@@ -760,6 +759,16 @@ def _read_csv_lines(path: Path, relative: str, fmt: CsvFormat, header: list[str]
         raw.notes.append(message)
         raw.unreadable = UnreadableFileError(message, file=relative, rule="encoding")
     return raw
+
+
+def _line_ends(data: bytes, start: int) -> np.ndarray[Any, np.dtype[np.int64]]:
+    """The offsets of every ``\\n`` in ``data`` from ``start`` on, found a chunk at a time (a whole-file
+    comparison would hold a byte of mask per byte of file)."""
+    found = [
+        np.flatnonzero(np.frombuffer(data, np.uint8, min(_CHUNK, len(data) - at), at) == ord("\n")) + at
+        for at in range(start, len(data), _CHUNK)
+    ]
+    return np.concatenate(found).astype(np.int64) if found else np.empty(0, dtype=np.int64)
 
 
 def _empty(header: list[str]) -> pa.Table:
