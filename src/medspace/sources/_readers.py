@@ -75,6 +75,7 @@ from medspace.sources._spec import CsvFormat, NdjsonFormat, TableSpec, XlsxForma
 MAX_RECORD_LINES = 1000
 
 _CHUNK = 1 << 24
+_MAX_FIELD_CHARS = 1 << 26
 
 
 class UnreadableFileError(InputError):
@@ -377,7 +378,7 @@ def _arrow_row_numbers(
     n = table.num_rows
     if n == lines:
         return pa.array(np.arange(1, n + 1, dtype=np.int64))
-    if n > lines:
+    if n > lines or n == 0:
         return None  # Arrow took something else (a stray carriage return) for a line end
     spans = np.ones(n, dtype=np.int64)
     for column in table.columns:
@@ -831,6 +832,10 @@ def _read_lines(
     """Read the records of ``texts`` (data lines ``offset + 1`` on) that start before line ``stop``, line by
     line, into ``parts`` and ``rejects``; return the (0-based) line after the last record read."""
     body = _CsvBody(texts, bad, header, delimiter, complete, offset)
+    # Python's csv module refuses a field over 131,072 characters, a limit Arrow does not have (a long
+    # clinical note on one line); raising the process-wide limit, never lowering it, is safe in threads.
+    if csv.field_size_limit() < _MAX_FIELD_CHARS:
+        csv.field_size_limit(_MAX_FIELD_CHARS)
     # A million rows make a million lists, which set off the cyclic garbage collector again and again (it
     # then walks every list made so far): that doubled the time. None of them can be part of a cycle.
     collecting = gc.isenabled()

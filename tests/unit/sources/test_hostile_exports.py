@@ -411,6 +411,7 @@ def test_the_line_by_line_reader_reads_a_clean_file_as_arrow_does(
     lines[9] = 'P00010,"Wang ""Jr""",1980-01-10,61.5\r\n'
     lines[12] = 'P00013,Li "13",1980-01-13,62.5\n'  # a quote inside an unquoted field is kept
     lines[15] = 'P00016,"Li"16,1980-01-16,62.5\n'  # text after a closing quote is kept, as Arrow does
+    lines[18] = f"P00019,{'x' * 200_000},1980-01-19,62.5\n"  # over Python csv's default field limit
     data = ("PATIENT_ID,NAME,BIRTH_DATE,WEIGHT\n" + "".join(lines)).encode()
     path, relative = write(tmp_path, data)
     fast = read_file(path, relative, csv_table())
