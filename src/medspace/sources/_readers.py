@@ -17,11 +17,13 @@ its row and, where one can be told, its field. The rules:
 - ``stray_carriage_return``: a carriage return inside an unquoted CSV field (inside a quoted one it is part
   of the value, as RFC 4180 allows).
 - ``unbalanced_quote``: a quoted CSV field opens and does not close on its line, and joining the following
-  lines (at most ``MAX_RECORD_LINES``) gives no well-formed record of the header's width. Only that line is
+  lines (at most `MAX_RECORD_LINES`) gives no strict RFC 4180 record of the header's width. Only that line is
   quarantined; reading resumes on the next line, so one stray quote costs one row, never the rest of the file.
 - ``field_count``: the row has more or fewer fields than the header (CSV) or values beyond the header (XLSX).
 - ``truncated_row``: the file's last line has no line end and may be cut off (see below).
-- ``bad_json``: an NDJSON line that is not a JSON object.
+- ``bad_json``: an NDJSON line that is not a JSON object (or is empty).
+
+An empty CSV line is a row of empty values (as Arrow reads it), left to the mapping's required columns.
 
 Truncation rule (CSV): a file whose last line has no line end was probably cut off. Every other line of the
 file ends with one, so the last line is staged only when it proves itself whole: the header's number of
@@ -36,11 +38,15 @@ as one failed file. Files ending in ``.gz`` are read through gzip.
 
 This module reads identifiable rows; it never logs them and its messages hold no values.
 
-CSV takes a fast path (Arrow's multi-threaded parser) and falls back to a line-by-line reader for a file the
-fast path cannot prove right. Arrow's invalid-row handler cannot report row numbers when it parses in
-parallel, and Arrow takes a stray carriage return for a line end and accepts NUL bytes, so its result is
-only used when one streaming pass over the bytes agrees with it: no NUL byte, and Arrow's records account
-for exactly the file's physical lines (one each, plus the line ends inside their values).
+CSV takes a fast path (Arrow's multi-threaded parser) and falls back to an exact reader for a file the fast
+path cannot prove right. Arrow's invalid-row handler cannot report row numbers when it parses in parallel,
+Arrow takes a stray carriage return for a line end, accepts NUL bytes, and reads a stray quote leniently
+(it closes at the next line's first quote, folding that row into this one with the right width). So its
+result is used only when one streaming pass over the bytes agrees with it: no NUL byte, Arrow's records
+account for exactly the file's physical lines (one each, plus the line ends inside their values), and each
+record over several lines is strict RFC 4180. The exact reader cuts the file into blocks of 65,536 lines:
+a block that passes the same checks under Arrow keeps Arrow's speed, and only a damaged block is read line
+by line in Python. Both paths read every file the same way; a test holds them to it.
 """
 
 from __future__ import annotations
