@@ -195,6 +195,17 @@ def test_a_last_line_without_line_end_is_staged_when_its_last_value_is_quoted_an
     raw = read_file(path, relative, csv_table())
     check_accounting(raw, data_lines(data))
     assert raw.rejects == [] and raw.columns.column("WEIGHT").to_pylist() == ["60.5", "61.5"]
+    # The same over two lines: the quoted value closes on the last line (staged), never closes (its first
+    # line is an unbalanced quote, the cut line truncated), or is unquoted (two lines, the second cut).
+    for last, rows, rejected in (
+        ('"61\n.5"', [1, 2], []),
+        ('"61\n.5', [1], [(2, "unbalanced_quote"), (3, "truncated_row")]),
+        ("61\n.5", [1, 2], [(3, "truncated_row")]),
+    ):
+        data = f"PATIENT_ID,NAME,BIRTH_DATE,WEIGHT\n{row(1)}P00002,Li,1980-01-01,{last}".encode()
+        path, relative = write(tmp_path, data)
+        raw = read_file(path, relative, csv_table())
+        assert raw.rows.to_pylist() == rows and [(r.row, r.rule) for r in raw.rejects] == rejected
 
 
 def test_a_stray_carriage_return_costs_its_row_and_shifts_no_number(tmp_path: Path) -> None:
