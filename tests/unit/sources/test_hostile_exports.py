@@ -459,3 +459,20 @@ def test_damage_in_some_blocks_of_a_long_file_leaves_the_other_blocks_to_arrow(
     ids = [f"P{i:05d}" for i in range(1, 41) if i not in (14, 21, 26)]
     assert raw.columns.column("PATIENT_ID").to_pylist() == ids
     assert raw.columns.column("NAME")[6].as_py() == "Wang\nover\nthree lines"
+
+
+def test_a_file_without_read_permission_is_one_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Tests may run as root, who reads any file: the refusal is simulated where the reader opens files.
+    from medspace.sources import _readers
+
+    def refuse(path: Path) -> None:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    path, relative = write(tmp_path, ("PATIENT_ID,NAME,BIRTH_DATE,WEIGHT\n" + row(1)).encode())
+    monkeypatch.setattr(_readers, "_open", refuse)
+    with pytest.raises(UnreadableFileError) as caught:
+        read_file(path, relative, csv_table())
+    assert caught.value.rule == "unreadable_file" and "Permission denied" in str(caught.value)
+    assert str(caught.value).startswith(f"{relative}: ")
