@@ -62,6 +62,7 @@ import json
 import zlib
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, cast
@@ -316,11 +317,15 @@ def _names(text: str, relative: str, delimiter: str) -> list[str]:
 def _read_csv(path: Path, relative: str, fmt: CsvFormat) -> RawFile:
     if not _ascii_compatible(fmt.encoding):
         return _read_csv_lines(path, relative, fmt, None)
-    scan = _scan(path)
-    header = _header(scan.header_line, relative, fmt)
+    with _open(path) as f:
+        header = _header(f.readline(), relative, fmt)
+    # Arrow parses in its own threads without the GIL while this one scans the bytes: the check is free.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        parsed = pool.submit(_read_csv_arrow, path, fmt, header)
+        scan = _scan(path)
+        table = parsed.result()
     if scan.nul:
         return _read_csv_lines(path, relative, fmt, header)
-    table = _read_csv_arrow(path, fmt, header)
     rows = None if table is None else _arrow_row_numbers(table, scan.lines, fmt, lambda: _data_lines(path))
     if table is None or rows is None:
         return _read_csv_lines(path, relative, fmt, header)
