@@ -39,14 +39,14 @@ as one failed file. Files ending in ``.gz`` are read through gzip.
 This module reads identifiable rows; it never logs them and its messages hold no values.
 
 CSV takes a fast path (Arrow's multi-threaded parser) and falls back to an exact reader for a file the fast
-path cannot prove right. Arrow's invalid-row handler cannot report row numbers when it parses in parallel,
-Arrow takes a stray carriage return for a line end, accepts NUL bytes, and reads a stray quote leniently
-(it closes at the next line's first quote, folding that row into this one with the right width). So its
-result is used only when one streaming pass over the bytes agrees with it: no NUL byte, Arrow's records
-account for exactly the file's physical lines (one each, plus the line ends inside their values), and each
-record over several lines is strict RFC 4180. The exact reader cuts the file into blocks of 65,536 lines:
-a block that passes the same checks under Arrow keeps Arrow's speed, and only a damaged block is read line
-by line in Python. Both paths read every file the same way; a test holds them to it.
+path cannot prove right. Arrow reports no row numbers when it parses in parallel, takes a stray carriage
+return for a line end, accepts NUL bytes, and reads a stray quote leniently (it closes at the next line's
+first quote, folding that row into this one with the right width). So its result is used only when one
+streaming pass over the bytes agrees with it: no NUL byte, no carriage return but in a CRLF line end,
+Arrow's records account for exactly the file's physical lines (one each, plus the line ends inside their
+values), and each record over several lines is strict RFC 4180. The exact reader cuts the file into blocks
+of 65,536 lines: a block that passes the same checks under Arrow keeps Arrow's speed, and only a damaged
+block is read line by line in Python. Both paths read every file the same way; tests hold them to it.
 """
 
 from __future__ import annotations
@@ -250,6 +250,7 @@ class _Scan:
     header_line: bytes  # with its line end
     lines: int  # physical data lines
     nul: bool
+    bare_cr: bool  # a carriage return not followed by a line feed
     complete: bool  # the last data line has its line end (or there is none)
     last_line: bytes  # the last physical line without its line end (up to _CHUNK bytes)
 
@@ -259,17 +260,30 @@ def _scan(path: Path) -> _Scan:
         header = f.readline()
         newlines = 0
         nul = False
+        bare_cr = 0
         last = b""
         ended = True
         while chunk := f.read(_CHUNK):
             newlines += chunk.count(b"\n")
             nul = nul or b"\x00" in chunk
+            if last.endswith(b"\r") and chunk.startswith(b"\n"):
+                bare_cr -= 1  # a CRLF across two chunks
+            bare_cr += _bare_carriage_returns(chunk)
             cut = chunk.rfind(b"\n")
             last = (last + chunk)[-_CHUNK:] if cut < 0 else chunk[cut + 1 :]
             ended = chunk.endswith(b"\n")
     if not ended:
-        return _Scan(header, newlines + 1, nul, False, last)
-    return _Scan(header, newlines, nul, True, b"")
+        return _Scan(header, newlines + 1, nul, bare_cr > 0, False, last)
+    return _Scan(header, newlines, nul, bare_cr > 0, True, b"")
+
+
+def _bare_carriage_returns(chunk: bytes) -> int:
+    """Carriage returns not followed by a line feed. Arrow takes each for a line end (a line of its own,
+    read as a row of empty values, when it starts or ends a line), so where there is one, Arrow's records
+    no longer match the physical lines, even when their count does."""
+    if b"\r" not in chunk:
+        return 0
+    return chunk.count(b"\r") - chunk.count(b"\r\n")
 
 
 def _header(first: bytes, relative: str, fmt: CsvFormat) -> list[str]:
@@ -324,7 +338,7 @@ def _read_csv(path: Path, relative: str, fmt: CsvFormat) -> RawFile:
         parsed = pool.submit(_read_csv_arrow, path, fmt, header)
         scan = _scan(path)
         table = parsed.result()
-    if scan.nul:
+    if scan.nul or scan.bare_cr:
         return _read_csv_lines(path, relative, fmt, header)
     rows = None if table is None else _arrow_row_numbers(table, scan.lines, fmt, lambda: _data_lines(path))
     if table is None or rows is None:
@@ -347,12 +361,6 @@ def _read_csv_arrow(
 ) -> pa.Table | None:
     """The file (or a block of its lines) through Arrow's parser, or None when a row is ragged or a byte is
     undecodable."""
-    invalid: list[object] = []
-
-    def on_invalid(row: object) -> str:
-        invalid.append(row)
-        return "skip"
-
     encoding = "utf8" if fmt.encoding.replace("-", "").lower() in ("utf8", "utf8sig") else fmt.encoding
     try:
         table = pacsv.read_csv(
@@ -364,7 +372,6 @@ def _read_csv_arrow(
                 delimiter=fmt.delimiter,
                 newlines_in_values=True,
                 ignore_empty_lines=False,
-                invalid_row_handler=on_invalid,
             ),
             convert_options=pacsv.ConvertOptions(
                 column_types=dict.fromkeys(header, pa.string()),
@@ -375,8 +382,8 @@ def _read_csv_arrow(
             ),
         )
     except (pa.ArrowInvalid, UnicodeDecodeError, OSError):
-        return None
-    if invalid:
+        # A ragged row or a bad byte. Arrow's invalid-row handler was the first design: it decodes the row
+        # as UTF-8 before calling it, and a row in another encoding then printed a traceback to stderr.
         return None
     return table.combine_chunks()
 
@@ -387,7 +394,12 @@ def _arrow_row_numbers(
     """Each Arrow record's physical data line, or None when the records do not account for every line or a
     record over several lines is not strict (`_strict_record`): then the line-by-line reader must decide."""
     n = table.num_rows
-    if n == lines:
+    # One record per line, unless a value holds a line end: Arrow closes a quote left open at the end of the
+    # input with the rest in the value, and with a single column a stray carriage return can split one line
+    # into two records while a multi-line value joins two; only then are the spans counted.
+    if n == lines == 0:
+        return pa.array([], type=pa.int64())
+    if n == lines and table.num_columns > 1 and not _holds_line_end(table.slice(n - 1)):
         return pa.array(np.arange(1, n + 1, dtype=np.int64))
     if n > lines or n == 0:
         return None  # Arrow took something else (a stray carriage return) for a line end
@@ -401,6 +413,10 @@ def _arrow_row_numbers(
     if not _strict_records(reopen, starts[multi].tolist(), spans[multi].tolist(), fmt, table.num_columns):
         return None
     return pa.array(starts)
+
+
+def _holds_line_end(table: pa.Table) -> bool:
+    return any(pc.any(pc.match_substring(column, "\n")).as_py() for column in table.columns)
 
 
 def _strict_records(
@@ -742,7 +758,8 @@ def _read_csv_lines(path: Path, relative: str, fmt: CsvFormat, header: list[str]
             stop = min(n, (k // _BLOCK_LINES + 1) * _BLOCK_LINES)
             if k % _BLOCK_LINES == 0 and (stop < n or complete):
                 block = data[start_of(k) : start_of(stop)]
-                table = None if b"\x00" in block else _read_csv_arrow(pa.BufferReader(block), fmt, header, 0)
+                damaged = b"\x00" in block or _bare_carriage_returns(block) > 0
+                table = None if damaged else _read_csv_arrow(pa.BufferReader(block), fmt, header, 0)
                 rows = None
                 if table is not None:
                     rows = _arrow_row_numbers(table, stop - k, fmt, functools.partial(io.BytesIO, block))

@@ -222,6 +222,31 @@ def test_a_stray_carriage_return_costs_its_row_and_shifts_no_number(tmp_path: Pa
     assert raw.columns.column("NAME")[raw.rows.to_pylist().index(6)].as_py() == "Wang\r6"
 
 
+def test_a_carriage_return_at_the_start_of_a_line_makes_no_extra_row(tmp_path: Path) -> None:
+    # Arrow reads it as an empty line of its own (a row of empty values) and a multi-line value elsewhere
+    # gives the count back: the counts agree, the rows do not.
+    lines = [row(i) for i in range(1, 11)]
+    lines[1] = "\r" + lines[1]
+    lines[6] = 'P00007,"Wang\nover two lines",1980-01-07,66.5\n'
+    data = ("PATIENT_ID,NAME,BIRTH_DATE,WEIGHT\n" + "".join(lines)).encode()
+    path, relative = write(tmp_path, data)
+    raw = read_file(path, relative, csv_table())
+    assert [(r.row, r.rule, r.field) for r in raw.rejects] == [(2, "stray_carriage_return", "PATIENT_ID")]
+    assert raw.rows.to_pylist() == [1, 3, 4, 5, 6, 7, 9, 10, 11]
+    assert raw.rows_read == data_lines(data) - 1
+
+
+def test_a_quote_left_open_on_the_last_line_is_not_staged(tmp_path: Path) -> None:
+    # Arrow closes the quote at the end of the file and keeps the line end in the value.
+    data = (
+        "PATIENT_ID,NAME,BIRTH_DATE,WEIGHT\n" + row(1) + row(2) + 'P00003,"Li 3,1980-01-03,62.5\n'
+    ).encode()
+    path, relative = write(tmp_path, data)
+    raw = read_file(path, relative, csv_table())
+    check_accounting(raw, data_lines(data))
+    assert [(r.row, r.rule, r.field) for r in raw.rejects] == [(3, "unbalanced_quote", "NAME")]
+
+
 def test_crlf_line_ends_count_one_line_each(tmp_path: Path) -> None:
     lines = [row(i).replace("\n", "\r\n") for i in range(1, 21)]
     lines[3] = 'P00004,"Wang\r\nsecond",1980-01-04,63.5\r\n'  # a value over two lines: lines 4-5
