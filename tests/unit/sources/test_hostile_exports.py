@@ -501,3 +501,64 @@ def test_a_file_without_read_permission_is_one_clear_error(
         read_file(path, relative, csv_table())
     assert caught.value.rule == "unreadable_file" and "Permission denied" in str(caught.value)
     assert str(caught.value).startswith(f"{relative}: ")
+
+
+def test_random_damage_reads_the_same_on_every_path_and_accounts_for_every_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Arrow's fast path, the exact path in blocks (of 1 to 3 lines, so that records cross them) and line by
+    line must agree on every file, damaged or not, and account for every physical line."""
+    import random
+
+    from medspace.sources import _readers
+
+    pieces = [
+        "P1",
+        "Li",
+        '"Wang, x"',
+        '"a""b"',
+        '"two\nlines"',
+        "",
+        '"',
+        "\r",
+        "\x00",
+        "\n",
+        ",",
+        '"x"y',
+        "王",
+    ]
+    rng = random.Random(7)
+    arrow = _readers._read_csv_arrow
+    path = tmp_path / "his" / "p.csv"
+    path.parent.mkdir()
+    for _ in range(300):
+        lines = []
+        for _ in range(rng.randint(0, 10)):
+            line = ",".join(rng.choice(pieces[:6]) for _ in range(4))
+            if rng.random() < 0.3:
+                at = rng.randint(0, len(line))
+                line = line[:at] + rng.choice(pieces) + line[at:]
+            lines.append(line + ("\r\n" if rng.random() < 0.1 else "\n"))
+        text = "PATIENT_ID,NAME,BIRTH_DATE,WEIGHT\n" + "".join(lines)
+        if rng.random() < 0.3:
+            text = text[: rng.randint(35, max(35, len(text)))]
+        data = text.encode()
+        if rng.random() < 0.1:
+            data = data.replace("王".encode(), "王".encode("gbk"))
+        path.write_bytes(data)
+        results = []
+        for blocks, through_arrow in ((1 << 16, True), (rng.randint(1, 3), True), (1 << 16, False)):
+            monkeypatch.setattr(_readers, "_BLOCK_LINES", blocks)
+            monkeypatch.setattr(_readers, "_read_csv_arrow", arrow if through_arrow else lambda *a: None)
+            raw = (
+                read_file(path, "his/p.csv", csv_table())
+                if not results
+                else _readers._read_csv_lines(path, "his/p.csv", CsvFormat(), HEADER)
+            )
+            numbers = raw.rows.to_pylist() + [r.row for r in raw.rejects]
+            assert raw.rows_read == raw.columns.num_rows + len(raw.rejects) == len(set(numbers))
+            assert all(1 <= n <= data_lines(data) for n in numbers), data
+            results.append(
+                (raw.rows.to_pylist(), raw.columns.to_pylist(), [(r.row, r.rule) for r in raw.rejects])
+            )
+        assert results[0] == results[1] == results[2], data
