@@ -886,10 +886,11 @@ def _read_lines(
     return end
 
 
-def _undecodable(piece: bytes | str, row: int, encoding: str, delimiter: str, header: list[str]) -> Reject:
-    assert isinstance(piece, bytes)
+def _undecodable(piece: bytes, row: int, encoding: str, delimiter: str, header: list[str]) -> Reject:
+    """The reject of a line that does not decode, naming the field the first bad byte is in."""
+    # surrogateescape maps each undecodable byte to a lone surrogate U+DC80..U+DCFF.
     escaped = piece.decode(encoding, "surrogateescape").removesuffix("\r")
-    position = next(i for i, ch in enumerate(escaped) if "\udc80" <= ch <= "\udcff")
+    position = next((i for i, ch in enumerate(escaped) if "\udc80" <= ch <= "\udcff"), 0)
     shown = piece.decode(encoding, "backslashreplace").removesuffix("\r")
     try:
         fields, _ = _parse(shown, delimiter)
