@@ -53,7 +53,10 @@ def stage_delimited(
         [str(path), delimiter, quote, quote, spec],
     )
     rows = con.execute(
-        f"SELECT line, column_name, error_type, error_message, csv_line FROM {name}_rejects ORDER BY line"
+        # DuckDB writes one reject per missing column of a short line; the line is one quarantined row.
+        "SELECT line, arg_min(column_name, column_idx), arg_min(error_type, column_idx), "
+        f"arg_min(error_message, column_idx), any_value(csv_line) FROM {name}_rejects "
+        "GROUP BY line ORDER BY line"
     ).fetchall()
     return [
         RejectedLine(
