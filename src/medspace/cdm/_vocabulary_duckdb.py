@@ -176,31 +176,34 @@ def map_codes(con: duckdb.DuckDBPyConnection, codes: pa.Table) -> tuple[pa.Table
     """
     con.register("codes_in", codes)
     try:
+        # The targets are computed once and read twice: the first for each input row, then all of them.
+        for table, cte in (("mapped_targets", "targets"), ("mapped_sources", "source")):
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {_MAPPING_SQL} SELECT * FROM {cte}")
         rows = con.sql(
-            _MAPPING_SQL
-            + """
-            SELECT input.i, input.vocabulary_id, input.source_code,
+            """
+            SELECT c.i, c.vocabulary_id, c.source_code,
                 coalesce(s.source_concept_id, t.source_concept_id, 0)::BIGINT AS source_concept_id,
                 s.source_match,
                 coalesce(t.target_concept_id, 0)::BIGINT AS concept_id,
                 t.mapped_by,
                 coalesce(t.target_count, 0)::BIGINT AS target_count
-            FROM input
-            LEFT JOIN source s ON s.vocabulary_id = input.vocabulary_id AND s.code = input.code
-            LEFT JOIN targets t
-                ON t.vocabulary_id = input.vocabulary_id AND t.source_code = input.code AND t.target_rank = 1
-            ORDER BY input.i
+            FROM (SELECT *, nullif(trim(source_code), '') AS code FROM codes_in) c
+            LEFT JOIN mapped_sources s ON s.vocabulary_id = c.vocabulary_id AND s.code = c.code
+            LEFT JOIN mapped_targets t
+                ON t.vocabulary_id = c.vocabulary_id AND t.source_code = c.code AND t.target_rank = 1
+            ORDER BY c.i
             """
         ).to_arrow_table()
         targets = con.sql(
-            _MAPPING_SQL
-            + """
+            """
             SELECT vocabulary_id, source_code, source_concept_id::BIGINT AS source_concept_id,
                 target_concept_id::BIGINT AS target_concept_id, target_domain_id, target_vocabulary_id,
                 mapped_by, target_rank::BIGINT AS target_rank
-            FROM targets ORDER BY vocabulary_id, source_code, target_rank
+            FROM mapped_targets ORDER BY vocabulary_id, source_code, target_rank
             """
         ).to_arrow_table()
     finally:
+        con.execute("DROP TABLE IF EXISTS mapped_targets")
+        con.execute("DROP TABLE IF EXISTS mapped_sources")
         con.unregister("codes_in")
     return rows, targets
