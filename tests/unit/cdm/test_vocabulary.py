@@ -204,6 +204,15 @@ def test_a_missing_concept_file_is_a_named_error(tmp_path: Path) -> None:
     assert not (tmp_path / "ws" / "vocab").exists()
 
 
+def test_a_symlink_is_listed_never_followed(tmp_path: Path) -> None:
+    outside = _tiny_vocabulary(tmp_path / "outside", [(1, "Condition", "ICD10CM", None, "E11.9")], [])
+    folder = tmp_path / "download"
+    folder.mkdir()
+    (folder / "CONCEPT.csv").symlink_to(outside / "CONCEPT.csv")
+    with pytest.raises(InputError, match="no CONCEPT file"):
+        load_vocabulary(folder, tmp_path / "ws")
+
+
 def test_a_failed_load_leaves_the_previous_vocabulary(tmp_path: Path) -> None:
     folder = _tiny_vocabulary(tmp_path / "v", concepts=[(1, "Condition", "ICD10CM", None, "E11.9")], maps=[])
     workspace = tmp_path / "ws"
@@ -323,7 +332,10 @@ def test_synthea_source_values_map_to_the_concepts_ohdsis_etl_wrote(
 
 
 def test_dropping_the_relationship_row_unmaps_the_code(
-    synthea_zip: Path, synthea_csv: dict[str, list[dict[str, str]]], tmp_path: Path
+    synthea_zip: Path,
+    synthea_vocab: tuple[VocabularyReport, Path],
+    synthea_csv: dict[str, list[dict[str, str]]],
+    tmp_path: Path,
 ) -> None:
     # Otitis media (SNOMED 65363002, concept 372328), the first condition of the Synthea data, is standard and
     # Maps to itself; its one Maps to row is taken from the file itself.
@@ -339,7 +351,7 @@ def test_dropping_the_relationship_row_unmaps_the_code(
     with zipfile.ZipFile(synthea_zip) as z:
         z.extract("CONCEPT.csv", folder)
         text = z.read("CONCEPT_RELATIONSHIP.csv").decode("utf-8")
-    intact = map_source_codes(_load(folder, text, tmp_path / "intact"), codes)
+    intact = map_source_codes(synthea_vocab[1], codes)
     assert intact.rows.column("concept_id").to_pylist() == [int(row["concept_id_2"])] * 3
     line = ",".join(row.values())
     assert text.count(f"\n{line}\n") == 1
@@ -567,6 +579,28 @@ def test_an_approved_usagi_mapping_wins_over_athena(tmp_path: Path) -> None:
         (0, 100, "site"),
         (0, 0, "site"),
     ]
+
+
+def test_the_site_file_replaces_the_downloads_own_rows_for_its_codes(tmp_path: Path) -> None:
+    concepts: list[Concept] = [
+        (100, "Measurement", "LOINC", "S", "2345-7"),
+        (101, "Measurement", "LOINC", "S", "1"),
+    ]
+    folder = _tiny_vocabulary(tmp_path / "v", concepts, [])
+    header = (
+        "source_code,source_concept_id,source_vocabulary_id,source_code_description,target_concept_id,"
+        "target_vocabulary_id,valid_start_date,valid_end_date,invalid_reason\n"
+    )
+    (folder / "SOURCE_TO_CONCEPT_MAP.csv").write_text(
+        header + "GLU,0,HOSP_LAB,Glucose,101,LOINC,1970-01-01,2099-12-31,\n"
+        "NA,0,HOSP_LAB,Sodium,101,LOINC,1970-01-01,2099-12-31,\n"
+    )
+    usagi = _usagi(tmp_path / "usagi.csv", [("GLU", "APPROVED", "100", "MAPS_TO")])
+    report = load_vocabulary(folder, tmp_path / "ws", usagi=usagi, usagi_vocabulary_id="HOSP_LAB")
+    assert report.overlay is not None and report.overlay.rows_replaced == 1
+    mapped = _map(tmp_path / "ws", [("HOSP_LAB", "GLU"), ("HOSP_LAB", "NA")])
+    assert mapped.rows.column("concept_id").to_pylist() == [100, 101]
+    assert mapped.targets.num_rows == 2
 
 
 def test_a_usagi_export_needs_its_vocabulary(tmp_path: Path) -> None:
