@@ -513,6 +513,17 @@ class SourceCodeMapping:
         """Share of input rows mapped; None for no input."""
         return self.rows_mapped / self.rows.num_rows if self.rows.num_rows else None
 
+    @property
+    def codes(self) -> int:
+        """Distinct (vocabulary_id, source_code) pairs in the input, nulls included."""
+        return int(self.rows.group_by(["vocabulary_id", "source_code"]).aggregate([]).num_rows)
+
+    @property
+    def codes_mapped(self) -> int:
+        """Distinct input codes that map to a standard concept."""
+        mapped = self.rows.filter(pc.not_equal(self.rows.column("concept_id"), 0))
+        return int(mapped.group_by(["vocabulary_id", "source_code"]).aggregate([]).num_rows)
+
     def unmapped(self, limit: int | None = None) -> pa.Table:
         """Distinct unmapped (vocabulary_id, source_code) with their number of rows, most frequent first."""
         table = self.rows.filter(pc.equal(self.rows.column("concept_id"), 0))

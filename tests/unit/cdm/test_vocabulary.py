@@ -175,13 +175,18 @@ def test_bad_lines_are_quarantined_with_file_row_and_field(tmp_path: Path) -> No
         "4\tBad date\tDevice\tSNOMED\tPhysical Object\tS\t1004\t19700132\t20991231\t",  # row 4: no such day
         "5\tFine\tDevice\tSNOMED\tPhysical Object\t\t1005\t19700101\t20991231\tD",
         "6\t\tDevice\tSNOMED\tPhysical Object\t\t1006\t19700101\t20991231\t",  # row 6: required name empty
+        '7\t"Quoted" start\tDevice\tSNOMED\tPhysical Object\t\t1007\t19700101\t20991231\t',
     ]
     (athena / "CONCEPT.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     report = load_vocabulary(athena, tmp_path / "ws")
     concept = report.table("concept")
-    assert (concept.rows_read, concept.rows_loaded, concept.rows_quarantined) == (6, 2, 4)
+    assert (concept.rows_read, concept.rows_loaded, concept.rows_quarantined) == (7, 3, 4)
     loaded = pq.read_table(tmp_path / "ws" / "vocab" / "concept.parquet").to_pylist()
-    assert [(c["concept_id"], c["concept_name"]) for c in loaded] == [(1, '5" nail'), (5, "Fine")]
+    assert [(c["concept_id"], c["concept_name"]) for c in loaded] == [
+        (1, '5" nail'),
+        (5, "Fine"),
+        (7, '"Quoted" start'),
+    ]
     quarantine = pq.read_table(tmp_path / "ws" / "vocab" / "quarantine.parquet")
     assert quarantine.schema.equals(QUARANTINE_SCHEMA)
     found = {(q["file"], q["row"], q["field"], q["rule"]) for q in quarantine.to_pylist()}
@@ -275,6 +280,7 @@ def test_every_concept_code_maps_as_a_brute_force_join_says(
         targets[(t["vocabulary_id"], t["source_code"])].add(t["target_concept_id"])
     assert {k: v for k, v in targets.items()} == {k: e[2] for k, e in expected.items() if e[2]}
     assert mapped.rows_unmapped == sum(1 for e in expected.values() if e[1] == 0)
+    assert (mapped.codes, mapped.codes_mapped) == (len(codes), mapped.rows_mapped)
     # UCUM's updated (invalid_reason U) units map to their valid replacements, as Athena says.
     assert 2_200 < mapped.rows_mapped < len(codes)
 
