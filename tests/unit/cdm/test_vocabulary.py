@@ -51,7 +51,7 @@ VOCAB_FILES = (
 
 
 @pytest.fixture(scope="session")
-def synthea_zip() -> Path:
+def synthea_vocab_zip() -> Path:
     if not SYNTHEA_ZIP.exists():
         message = f"shared reference data (Synthea27Nj) is missing at {SYNTHEA_ZIP}"
         if os.environ.get("CI") == "true":
@@ -66,31 +66,31 @@ def _csv_rows(archive: Path, name: str) -> list[dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def synthea_csv(synthea_zip: Path) -> dict[str, list[dict[str, str]]]:
+def synthea_rows(synthea_vocab_zip: Path) -> dict[str, list[dict[str, str]]]:
     """The vocabulary and clinical CSVs the tests re-read, parsed by the csv module (not DuckDB)."""
     names = (*VOCAB_FILES, "CONDITION_OCCURRENCE.csv", "MEASUREMENT.csv", "DRUG_EXPOSURE.csv")
     names += ("PROCEDURE_OCCURRENCE.csv", "OBSERVATION.csv")
-    return {name: _csv_rows(synthea_zip, name) for name in names}
+    return {name: _csv_rows(synthea_vocab_zip, name) for name in names}
 
 
 @pytest.fixture(scope="module")
 def synthea_vocab(
-    synthea_zip: Path, tmp_path_factory: pytest.TempPathFactory
+    synthea_vocab_zip: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[VocabularyReport, Path]:
     workspace = tmp_path_factory.mktemp("vocab")
-    return load_vocabulary(synthea_zip, workspace), workspace
+    return load_vocabulary(synthea_vocab_zip, workspace), workspace
 
 
 # --- loading -----------------------------------------------------------------------------------------------
 
 
 def test_the_synthea_zip_loads_every_vocabulary_table(
-    synthea_vocab: tuple[VocabularyReport, Path], synthea_csv: dict[str, list[dict[str, str]]]
+    synthea_vocab: tuple[VocabularyReport, Path], synthea_rows: dict[str, list[dict[str, str]]]
 ) -> None:
     report, workspace = synthea_vocab
     for name in VOCAB_FILES:
         table = Path(name).stem.lower()
-        expected = len(synthea_csv[name])
+        expected = len(synthea_rows[name])
         counts = report.table(table)
         assert (counts.rows_read, counts.rows_loaded, counts.rows_quarantined) == (expected, expected, 0)
         assert counts.delimiter == "comma"
@@ -105,9 +105,9 @@ def test_the_synthea_zip_loads_every_vocabulary_table(
     concept = pq.read_table(workspace / "vocab" / "concept.parquet").to_pylist()
     assert [(c["concept_id"], c["concept_code"], c["standard_concept"]) for c in concept] == [
         (int(r["concept_id"]), r["concept_code"], r["standard_concept"] or None)
-        for r in synthea_csv["CONCEPT.csv"]
+        for r in synthea_rows["CONCEPT.csv"]
     ]
-    assert str(concept[0]["valid_start_date"]) == synthea_csv["CONCEPT.csv"][0]["valid_start_date"]
+    assert str(concept[0]["valid_start_date"]) == synthea_rows["CONCEPT.csv"][0]["valid_start_date"]
 
 
 def test_the_catalogue_gains_a_vocab_schema(synthea_vocab: tuple[VocabularyReport, Path]) -> None:
@@ -118,10 +118,10 @@ def test_the_catalogue_gains_a_vocab_schema(synthea_vocab: tuple[VocabularyRepor
 
 
 def test_an_extracted_folder_loads_as_the_zip_does(
-    synthea_zip: Path, synthea_vocab: tuple[VocabularyReport, Path], tmp_path: Path
+    synthea_vocab_zip: Path, synthea_vocab: tuple[VocabularyReport, Path], tmp_path: Path
 ) -> None:
     folder = tmp_path / "export"
-    with zipfile.ZipFile(synthea_zip) as z:
+    with zipfile.ZipFile(synthea_vocab_zip) as z:
         for name in ("CONCEPT.csv", "CONCEPT_RELATIONSHIP.csv", "VOCABULARY.csv"):
             z.extract(name, folder)
     report = load_vocabulary(folder, tmp_path / "ws")
@@ -141,13 +141,13 @@ def _athena_line(row: dict[str, str], columns: list[str]) -> str:
 
 def test_an_athena_download_is_tab_separated_unquoted_with_compact_dates(
     synthea_vocab: tuple[VocabularyReport, Path],
-    synthea_csv: dict[str, list[dict[str, str]]],
+    synthea_rows: dict[str, list[dict[str, str]]],
     tmp_path: Path,
 ) -> None:
     athena = tmp_path / "athena"
     athena.mkdir()
     for name in ("CONCEPT.csv", "CONCEPT_RELATIONSHIP.csv"):
-        rows = synthea_csv[name]
+        rows = synthea_rows[name]
         columns = list(rows[0])
         lines = ["\t".join(columns), *(_athena_line(r, columns) for r in rows)]
         (athena / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -261,11 +261,11 @@ def _brute_force(
 
 
 def test_every_concept_code_maps_as_a_brute_force_join_says(
-    synthea_vocab: tuple[VocabularyReport, Path], synthea_csv: dict[str, list[dict[str, str]]]
+    synthea_vocab: tuple[VocabularyReport, Path], synthea_rows: dict[str, list[dict[str, str]]]
 ) -> None:
-    codes = sorted({(r["vocabulary_id"], r["concept_code"]) for r in synthea_csv["CONCEPT.csv"]})
+    codes = sorted({(r["vocabulary_id"], r["concept_code"]) for r in synthea_rows["CONCEPT.csv"]})
     codes += [("SNOMED", "no-such-code"), ("ICD10CM", "E11.9")]
-    expected = _brute_force(synthea_csv, codes)
+    expected = _brute_force(synthea_rows, codes)
     with Vocabulary.open(synthea_vocab[1]) as vocabulary:
         mapped = vocabulary.map_source_codes(
             pa.table({"vocabulary_id": [c[0] for c in codes], "source_code": [c[1] for c in codes]})
@@ -317,14 +317,14 @@ def test_every_concept_code_maps_as_a_brute_force_join_says(
 )
 def test_synthea_source_values_map_to_the_concepts_ohdsis_etl_wrote(
     synthea_vocab: tuple[VocabularyReport, Path],
-    synthea_csv: dict[str, list[dict[str, str]]],
+    synthea_rows: dict[str, list[dict[str, str]]],
     table: str,
     source: str,
     source_concept: str,
     concept: str,
 ) -> None:
-    vocabulary_of = {r["concept_id"]: r["vocabulary_id"] for r in synthea_csv["CONCEPT.csv"]}
-    rows = synthea_csv[f"{table}.csv"]
+    vocabulary_of = {r["concept_id"]: r["vocabulary_id"] for r in synthea_rows["CONCEPT.csv"]}
+    rows = synthea_rows[f"{table}.csv"]
     codes = pa.table(
         {
             "vocabulary_id": [vocabulary_of.get(r[source_concept]) for r in rows],
@@ -338,23 +338,23 @@ def test_synthea_source_values_map_to_the_concepts_ohdsis_etl_wrote(
 
 
 def test_dropping_the_relationship_row_unmaps_the_code(
-    synthea_zip: Path,
+    synthea_vocab_zip: Path,
     synthea_vocab: tuple[VocabularyReport, Path],
-    synthea_csv: dict[str, list[dict[str, str]]],
+    synthea_rows: dict[str, list[dict[str, str]]],
     tmp_path: Path,
 ) -> None:
     # Otitis media (SNOMED 65363002, concept 372328), the first condition of the Synthea data, is standard and
     # Maps to itself; its one Maps to row is taken from the file itself.
-    concept = next(r for r in synthea_csv["CONCEPT.csv"] if r["concept_id"] == "372328")
+    concept = next(r for r in synthea_rows["CONCEPT.csv"] if r["concept_id"] == "372328")
     code = (concept["vocabulary_id"], concept["concept_code"])
     [row] = [
         r
-        for r in synthea_csv["CONCEPT_RELATIONSHIP.csv"]
+        for r in synthea_rows["CONCEPT_RELATIONSHIP.csv"]
         if r["concept_id_1"] == "372328" and r["relationship_id"] == "Maps to"
     ]
     codes = pa.table({"vocabulary_id": [code[0]] * 3, "source_code": [code[1]] * 3})
     folder = tmp_path / "export"
-    with zipfile.ZipFile(synthea_zip) as z:
+    with zipfile.ZipFile(synthea_vocab_zip) as z:
         z.extract("CONCEPT.csv", folder)
         text = z.read("CONCEPT_RELATIONSHIP.csv").decode("utf-8")
     intact = map_source_codes(synthea_vocab[1], codes)
@@ -646,10 +646,10 @@ def test_a_source_to_concept_map_csv_overlays_local_codes(tmp_path: Path) -> Non
 # --- command line ------------------------------------------------------------------------------------------
 
 
-def test_the_cli_loads_and_looks_up(synthea_zip: Path, tmp_path: Path) -> None:
+def test_the_cli_loads_and_looks_up(synthea_vocab_zip: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     workspace = tmp_path / "ws"
-    loaded = runner.invoke(app, ["vocab", "load", str(synthea_zip), "--workspace", str(workspace)])
+    loaded = runner.invoke(app, ["vocab", "load", str(synthea_vocab_zip), "--workspace", str(workspace)])
     assert loaded.exit_code == 0, loaded.output
     assert "concept_relationship" in loaded.output and "266,588" in loaded.output
     looked = runner.invoke(app, ["vocab", "map", "SNOMED", "65363002", "--workspace", str(workspace)])
