@@ -562,6 +562,10 @@ def vocab_map(
     [row] = mapped.rows.to_pylist()
     match = row["source_match"] or "no such code"
     out.print(f"{vocabulary_id} {code}: source concept {row['source_concept_id']} ({match})", markup=False)
+    if mapped.unknown_vocabularies:
+        out.print(
+            f"vocabulary {vocabulary_id!r} is not in the loaded vocabulary (check its name)", markup=False
+        )
     if not mapped.targets.num_rows:
         out.print("standard concept 0: no valid Maps to target", markup=False)
         return

@@ -496,6 +496,9 @@ class SourceCodeMapping:
 
     rows: pa.Table
     targets: pa.Table
+    #: vocabulary_ids of the input that the loaded vocabulary does not have (a site mapping naming ``ICD10``
+    #: for Athena's ``ICD10CM``, or a vocabulary left out of the Athena download): all their codes give 0.
+    unknown_vocabularies: tuple[str, ...] = ()
 
     @property
     def rows_mapped(self) -> int:
@@ -627,8 +630,8 @@ class Vocabulary:
                 "source_code": pc.cast(table.column("source_code"), pa.string()),
             }
         )
-        rows, targets = map_codes(self._con, prepared)
-        return SourceCodeMapping(rows=rows.drop_columns(["i"]), targets=targets)
+        rows, targets, unknown = map_codes(self._con, prepared)
+        return SourceCodeMapping(rows=rows.drop_columns(["i"]), targets=targets, unknown_vocabularies=unknown)
 
     def lookup(self, vocabulary_id: str, source_code: str) -> SourceCodeMapping:
         """Map one code (``medspace vocab map``)."""

@@ -167,12 +167,13 @@ targets AS (
 """
 
 
-def map_codes(con: duckdb.DuckDBPyConnection, codes: pa.Table) -> tuple[pa.Table, pa.Table]:
+def map_codes(con: duckdb.DuckDBPyConnection, codes: pa.Table) -> tuple[pa.Table, pa.Table, tuple[str, ...]]:
     """Map ``codes`` (columns ``i``, ``vocabulary_id``, ``source_code``) through the registered views.
 
     Returns:
         One row per input row, in input order (``i``, ``source_concept_id``, ``source_match``,
-        ``concept_id``, ``mapped_by``, ``target_count``), and every target of every distinct code.
+        ``concept_id``, ``mapped_by``, ``target_count``); every target of every distinct code; and the input's
+        vocabulary_ids that neither CONCEPT nor SOURCE_TO_CONCEPT_MAP knows.
     """
     con.register("codes_in", codes)
     try:
@@ -202,8 +203,14 @@ def map_codes(con: duckdb.DuckDBPyConnection, codes: pa.Table) -> tuple[pa.Table
             FROM mapped_targets ORDER BY vocabulary_id, source_code, target_rank
             """
         ).to_arrow_table()
+        unknown = con.sql(
+            "SELECT DISTINCT vocabulary_id FROM codes_in WHERE vocabulary_id IS NOT NULL "
+            "AND vocabulary_id NOT IN (SELECT vocabulary_id FROM concept) "
+            "AND vocabulary_id NOT IN (SELECT source_vocabulary_id FROM source_to_concept_map) "
+            "ORDER BY vocabulary_id"
+        ).fetchall()
     finally:
         con.execute("DROP TABLE IF EXISTS mapped_targets")
         con.execute("DROP TABLE IF EXISTS mapped_sources")
         con.unregister("codes_in")
-    return rows, targets
+    return rows, targets, tuple(str(v[0]) for v in unknown)

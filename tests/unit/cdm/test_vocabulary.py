@@ -496,6 +496,10 @@ def test_invalid_relationships_unknown_codes_and_nulls_give_zero(icd_workspace: 
         (0, 0, None),
     ]
     assert (mapped.rows_mapped, mapped.rows_unmapped, mapped.share_mapped) == (0, 4, 0.0)
+    assert mapped.unknown_vocabularies == ()
+    misnamed = _map(icd_workspace, [("ICD10", "E11.9"), ("ICD10CM", "E11.9")])
+    assert misnamed.rows.column("concept_id").to_pylist() == [0, 100]
+    assert misnamed.unknown_vocabularies == ("ICD10",)
 
 
 def test_ibis_tables_are_accepted(icd_workspace: Path) -> None:
