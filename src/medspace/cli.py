@@ -608,5 +608,100 @@ def deid(
         raise _fail(exc) from None
 
 
+# ------------------------------------------------------------------------------------- vocabularies
+vocab_app = typer.Typer(
+    help="Load OHDSI's standardised vocabularies (an Athena download) and map source codes through them.",
+    no_args_is_help=True,
+)
+app.add_typer(vocab_app, name="vocab")
+
+
+@vocab_app.command("load")
+def vocab_load(
+    source: Annotated[
+        Path, typer.Argument(help="Athena download or OMOP export: a folder or zip holding CONCEPT.csv, ...")
+    ],
+    workspace: WorkspaceOption = None,
+    usagi: Annotated[
+        Path | None,
+        typer.Option(
+            help="The site's mappings: Usagi's export or a SOURCE_TO_CONCEPT_MAP CSV (wins over Athena)."
+        ),
+    ] = None,
+    usagi_vocabulary: Annotated[
+        str | None, typer.Option(help="vocabulary_id of the codes in a Usagi export (e.g. ICD10CM).")
+    ] = None,
+) -> None:
+    """Load a vocabulary into <workspace>/vocab/ and print the rows of each table."""
+    from medspace.cdm import load_vocabulary
+
+    out = _console()
+    try:
+        ws = _workspace(workspace)
+        with out.status(f"vocab: loading the vocabulary at {source}"):
+            report = load_vocabulary(source, ws, usagi=usagi, usagi_vocabulary_id=usagi_vocabulary)
+    except MedspaceError as exc:
+        raise _fail(exc) from None
+    table = Table(title=f"vocab: OMOP CDM v5.4 vocabulary tables ({report.folder})")
+    for column in ("table", "file", "rows read", "loaded", "quarantined"):
+        table.add_column(column, justify="left" if column in ("table", "file") else "right")
+    for t in report.tables:
+        table.add_row(
+            t.table, t.file or "(absent)", f"{t.rows_read:,}", f"{t.rows_loaded:,}", f"{t.rows_quarantined:,}"
+        )
+    o = report.overlay
+    if o is not None:
+        excluded = sum(o.rows_excluded.values())
+        table.add_row(
+            "site mappings", o.file, f"{o.rows_read:,}", f"{o.rows_loaded:,}", f"{o.rows_quarantined:,}"
+        )
+        reasons = ", ".join(f"{rule} {n:,}" for rule, n in o.rows_excluded.items()) or "none"
+        out.print(table)
+        out.print(f"site mappings: {o.codes:,} codes, {excluded:,} rows excluded ({reasons})", markup=False)
+    else:
+        out.print(table)
+    out.print(f"{report.concepts:,} concepts; quarantine: {report.folder}/quarantine.parquet", markup=False)
+
+
+@vocab_app.command("map")
+def vocab_map(
+    vocabulary_id: Annotated[
+        str, typer.Argument(help="The code's vocabulary_id, e.g. ICD10CM, LOINC, SNOMED.")
+    ],
+    code: Annotated[str, typer.Argument(help="The source code, e.g. E11.9 or E119.")],
+    workspace: WorkspaceOption = None,
+) -> None:
+    """Look up one source code: its source concept and the standard concepts it maps to."""
+    from medspace.cdm import Vocabulary
+
+    out = _console()
+    try:
+        with Vocabulary.open(_workspace(workspace)) as vocabulary:
+            mapped = vocabulary.lookup(vocabulary_id, code)
+    except MedspaceError as exc:
+        raise _fail(exc) from None
+    [row] = mapped.rows.to_pylist()
+    match = row["source_match"] or "no such code"
+    out.print(f"{vocabulary_id} {code}: source concept {row['source_concept_id']} ({match})", markup=False)
+    if mapped.unknown_vocabularies:
+        out.print(
+            f"vocabulary {vocabulary_id!r} is not in the loaded vocabulary (check its name)", markup=False
+        )
+    if not mapped.targets.num_rows:
+        out.print("standard concept 0: no valid Maps to target", markup=False)
+        return
+    table = Table(title=f"standard concepts ({row['mapped_by']} mapping)")
+    for column in ("concept_id", "domain", "vocabulary", "chosen"):
+        table.add_column(column)
+    for t in mapped.targets.to_pylist():
+        table.add_row(
+            str(t["target_concept_id"]),
+            t["target_domain_id"] or "",
+            t["target_vocabulary_id"] or "",
+            "yes" if t["target_rank"] == 1 else "",
+        )
+    out.print(table)
+
+
 if __name__ == "__main__":
     app()

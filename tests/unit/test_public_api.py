@@ -126,6 +126,14 @@ API = {
         "to_canonical",
         "to_canonical_arrow",
         "to_canonical_ibis",
+        # open vocabularies
+        "OverlayLoad",
+        "SourceCodeMapping",
+        "Vocabulary",
+        "VocabularyReport",
+        "VocabularyTable",
+        "load_vocabulary",
+        "map_source_codes",
     ],
 }
 
@@ -245,6 +253,8 @@ SIGNATURES = {
     "medspace.link.match_records": "(records, spec='person_cn', *, connection=None)",
     "medspace.cdm.build_cdm": "(workspace, engine='duckdb', *, progress=None)",
     "medspace.cdm.import_omop": "(source, workspace)",
+    "medspace.cdm.load_vocabulary": "(source, workspace, *, usagi=None, usagi_vocabulary_id=None)",
+    "medspace.cdm.map_source_codes": "(workspace, codes)",
     "medspace.quality.run_quality": "(workspace, *, overrides=None, engine='duckdb')",
     "medspace.quality.run_checks": "(workspace, *, overrides=None, engine='duckdb')",
     "medspace.privacy.anonymise": (

@@ -22,6 +22,15 @@ from medspace.cdm._mappings import (
 )
 from medspace.cdm._schema import CDM_VERSION, CdmField, CdmSchema, CdmTable, CdmType, cdm_schema
 from medspace.cdm._units import normalise_unit, to_canonical, to_canonical_arrow, to_canonical_ibis
+from medspace.cdm._vocabulary import (
+    OverlayLoad,
+    SourceCodeMapping,
+    Vocabulary,
+    VocabularyReport,
+    VocabularyTable,
+    load_vocabulary,
+    map_source_codes,
+)
 
 __all__ = [
     "CDM_VERSION",
@@ -37,16 +46,23 @@ __all__ = [
     "ImportReport",
     "LabTestMapping",
     "Mappings",
+    "OverlayLoad",
     "ProcedureCode",
     "SexCode",
+    "SourceCodeMapping",
     "TableImport",
     "UnitConversion",
     "VisitType",
+    "Vocabulary",
+    "VocabularyReport",
+    "VocabularyTable",
     "build_cdm",
     "cdm_schema",
     "duckdb_ddl",
     "import_omop",
     "load_mappings",
+    "load_vocabulary",
+    "map_source_codes",
     "normalise_unit",
     "to_canonical",
     "to_canonical_arrow",

@@ -74,7 +74,7 @@ def replace_folder(target: Path) -> Iterator[Path]:
 
 
 CATALOG = "medspace.duckdb"
-CATALOG_SCHEMAS = ("staging", "link", "cdm", "quality", "deid")
+CATALOG_SCHEMAS = ("staging", "link", "cdm", "vocab", "quality", "deid")
 
 
 def refresh_catalog(workspace: Path) -> Path:
