@@ -226,6 +226,7 @@ def _generate_into(
         ),
         "row_numbering": (
             "row = 1-based data row: CSV line minus the header, NDJSON line, XLSX row minus the header"
+            + (", TSV line minus the header" if integrated else "")
         ),
         "files": [
             {
