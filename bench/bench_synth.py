@@ -4,7 +4,8 @@ Each run is a separate `medspace synth` process so its peak resident memory (inc
 processes) is measured by the kernel (``wait4``), not estimated. There is no peer tool that generates a
 Chinese hospital's exports, so the table compares sizes and worker counts with each other.
 
-Usage: python bench/bench_synth.py [--sizes 10000 100000] [--workers 1 2] [--out bench/results/synth.json]
+Usage: python bench/bench_synth.py [--sizes 10000 100000] [--workers 1 2] [--profile tertiary]
+    [--out bench/results/synth.json]
 """
 
 from __future__ import annotations
@@ -17,9 +18,19 @@ from pathlib import Path
 from benchkit import MEDSPACE, report, timed
 
 
-def run(patients: int, workers: int, seed: int, folder: Path) -> dict[str, float | int]:
+def run(patients: int, workers: int, seed: int, folder: Path, profile: str) -> dict[str, float | int]:
     out = folder / f"h{patients}-{workers}"
-    synth = ["synth", "--patients", str(patients), "--seed", str(seed), "--out", str(out)]
+    synth = [
+        "synth",
+        "--patients",
+        str(patients),
+        "--seed",
+        str(seed),
+        "--out",
+        str(out),
+        "--profile",
+        profile,
+    ]
     seconds, peak = timed([*MEDSPACE, *synth, "--workers", str(workers), "--quiet"])
     manifest = json.loads((out / "truth" / "manifest.json").read_text(encoding="utf-8"))
     rows = sum(f["rows"] for f in manifest["files"])
@@ -40,13 +51,14 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--profile", choices=["tertiary", "integrated"], default="tertiary")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "synth.json")
     args = parser.parse_args()
     results = []
     with tempfile.TemporaryDirectory(prefix="medspace-bench-") as tmp:
         for patients in args.sizes:
             for workers in args.workers:
-                results.append(run(patients, workers, args.seed, Path(tmp)))
+                results.append(run(patients, workers, args.seed, Path(tmp), args.profile))
     columns = {
         "patients": "patients",
         "workers": "workers",
@@ -56,7 +68,8 @@ def main() -> None:
         "peak_rss_mib": "peak RSS MiB",
         "export_mib": "exports MiB",
     }
-    report("synth", "medspace synth", columns, results, args.out)
+    title = "medspace synth" if args.profile == "tertiary" else f"medspace synth --profile {args.profile}"
+    report("synth", title, columns, results, args.out)
 
 
 if __name__ == "__main__":

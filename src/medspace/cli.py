@@ -69,8 +69,15 @@ def synth(
     years: Annotated[int, typer.Option(min=1, help="Years of activity to simulate.")] = 1,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes generating patients.")] = 1,
     quiet: Annotated[bool, typer.Option("--quiet", help="Do not show the progress bar.")] = False,
+    profile: Annotated[
+        str,
+        typer.Option(
+            help="Vendor profile: 'tertiary' (HIS, LIS, EMR, RIS/PACS, surgery, insurance) or 'integrated' "
+            "(one integrated HIS with the lab, and a regional platform's FHIR R4 export)."
+        ),
+    ] = "tertiary",
 ) -> None:
-    """Generate a synthetic tertiary hospital: every system's exports, with defects, and a ground truth."""
+    """Generate a synthetic hospital: every system's exports, with defects, and a ground truth."""
     # Imported here, not at module top: `medspace --help` must not pay for (or depend on) the generator.
     from pydantic import ValidationError
 
@@ -81,7 +88,10 @@ def synth(
     stderr = Console(stderr=True, highlight=False)
     try:
         try:
-            config = HospitalConfig(patients=patients, seed=seed, years=years, workers=workers)
+            # validated as the other options are (a dict: mypy cannot see str narrowed to the Literal)
+            config = HospitalConfig.model_validate(
+                {"patients": patients, "seed": seed, "years": years, "workers": workers, "profile": profile}
+            )
         except ValidationError as exc:
             # Translate at the boundary: the user gave options, not a pydantic model.
             problems = "; ".join(

@@ -38,3 +38,14 @@ def test_synth_writes_a_small_hospital(tmp_path: Path) -> None:
     assert "files written" in result.output
     assert "injected defects" in result.output
     assert any(out.rglob("*"))
+
+
+def test_synth_writes_the_integrated_profile_and_refuses_an_unknown_one(tmp_path: Path) -> None:
+    out = tmp_path / "integrated"
+    args = ["synth", "--patients", "30", "--seed", "1", "--out", str(out), "--quiet", "--profile"]
+    result = runner.invoke(app, [*args, "integrated"])
+    assert result.exit_code == 0, result.output
+    assert (out / "platform/Patient.ndjson").exists() and not (out / "lis").exists()
+    result = runner.invoke(app, [*args, "regional"])
+    assert result.exit_code != 0
+    assert "profile" in result.output

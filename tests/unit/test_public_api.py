@@ -40,6 +40,8 @@ API = {
         "ExportFile",
         "HospitalConfig",
         "HospitalSummary",
+        "IntegratedRates",
+        "Profile",
         "generate_hospital",
         "load_catalogue",
     ],

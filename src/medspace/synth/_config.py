@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+#: The vendor profiles the generator can write: the same simulated people and encounters, exported as two
+#: different hospitals (docs/synthetic-hospital.md).
+Profile = Literal["tertiary", "integrated"]
 
 
 class DefectRates(BaseModel):
@@ -48,6 +53,25 @@ class DefectRates(BaseModel):
     )
 
 
+class IntegratedRates(BaseModel):
+    """Rates of the integrated profile's own inconsistencies (beside the identity rates of `DefectRates`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    resident_id_missing: float = Field(
+        0.05, ge=0, le=1, description="HIS patient registered without a resident ID"
+    )
+    platform_share: float = Field(
+        0.6, ge=0, le=1, description="share of the hospital's local residents the regional platform holds"
+    )
+    platform_resident_id_missing: float = Field(
+        0.35, ge=0, le=1, description="platform Patient without a resident-ID identifier"
+    )
+    platform_upload_missing: float = Field(
+        0.02, ge=0, le=1, description="encounter of a platform patient never uploaded"
+    )
+
+
 class HospitalConfig(BaseModel):
     """What `medspace synth` generates.
 
@@ -65,6 +89,8 @@ class HospitalConfig(BaseModel):
     workers: int = Field(1, ge=1, le=64)
     chunk_patients: int = Field(5_000, ge=100, le=1_000_000)
     defects: DefectRates = DefectRates()
+    profile: Profile = "tertiary"
+    integrated: IntegratedRates = IntegratedRates()
 
     @property
     def end(self) -> dt.date:

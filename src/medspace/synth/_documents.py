@@ -200,7 +200,7 @@ def draw_notes(
     catalogue: Catalogue,
     pop: Population,
     stays: list[Stay],
-    hospital_numbers: dict[int, str],
+    hospital_numbers: dict[str, str],
     relatives: NDArray[np.str_],
     rng: np.random.Generator,
     doctors: NDArray[np.str_],
@@ -214,7 +214,7 @@ def draw_notes(
         doctor = str(rng.choice(doctors))
         senior = str(rng.choice(doctors))
         admit_d, discharge_d = to_date(s.admit), to_date(s.discharge)
-        name, zyh = str(pop.name[p]), hospital_numbers[p]
+        name, zyh = str(pop.name[p]), hospital_numbers[s.serial]
         age = (admit_d - dt.date(1970, 1, 1)).days - int(pop.birth_day[p])
         sex = "男" if pop.sex[p] == "M" else "女"
         # First course note (首次病程记录)

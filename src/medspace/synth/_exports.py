@@ -7,6 +7,9 @@ defects) is recorded beside; this module adds the true visits and the KPI counts
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 import pyarrow as pa
 from numpy.typing import NDArray
@@ -14,7 +17,7 @@ from numpy.typing import NDArray
 from ._catalogue import Catalogue
 from ._chunk import KIND_NAME, ChunkState
 from ._config import HospitalConfig
-from ._documents import draw_exams, draw_notes
+from ._documents import ExamEvent, Note, draw_exams, draw_notes
 from ._emr_export import write_emr
 from ._encounters import (
     STATUS_DONE,
@@ -30,11 +33,61 @@ from ._encounters import (
 from ._his_export import write_his
 from ._imaging_export import write_ris_pacs
 from ._insurance_export import write_insurance
-from ._lab import draw_lab
+from ._lab import LabWork, draw_lab
 from ._lis_export import write_lis
 from ._population import Population
 from ._sink import ChunkOutput
 from ._surgery_export import write_surgery
+
+
+@dataclass
+class ChunkEvents:
+    """One chunk's true events, before any system exports them."""
+
+    visits: Visits
+    stays: list[Stay]
+    lab: LabWork
+    exams: list[ExamEvent]
+    notes: list[Note]
+
+
+# Gives the simulated visits and stays the visit numbers of the exporting hospital (the tertiary hospital
+# keeps the integration platform's serials).
+Renumber = Callable[[Visits, list[Stay]], tuple[Visits, list[Stay]]]
+
+
+def simulate_chunk(
+    c: ChunkState,
+    doctors: NDArray[np.str_],
+    hospital_number: Callable[[Stay], str],
+    renumber: Renumber | None = None,
+) -> ChunkEvents:
+    """The chunk's true events, drawn from its random stream in a fixed order whatever the profile, so every
+    profile exports the same people, visits, stays, lab work, exams and notes.
+
+    Args:
+        hospital_number: the inpatient number the notes write for a stay.
+        renumber: replaces the visit serials before anything refers to them; numbers never feed a draw.
+    """
+    pop, index, catalogue, config = c.pop, c.index, c.cat, c.config
+    visits = draw_visits(catalogue, config, pop, c.rng, index, doctors)
+    stays = draw_stays(catalogue, config, pop, c.rng, index, doctors)
+    visits = without_visits_after_death(visits, stays)
+    if renumber is not None:
+        visits, stays = renumber(visits, stays)
+    lab = draw_lab(catalogue, pop, visits, stays, c.rng, config.defects.branch_lab_share)
+    exams = draw_exams(catalogue, pop, visits, stays, c.rng)
+    relatives = np.char.add(
+        c.rng.choice(c.pools.surnames, len(pop), p=c.pools.surname_p),
+        c.rng.choice(c.pools.given_female, len(pop)),
+    )
+    notes = draw_notes(
+        catalogue, pop, stays, {s.serial: hospital_number(s) for s in stays}, relatives, c.rng, doctors
+    )
+    c.visit_person = {str(v): int(p) for v, p in zip(visits.serial, visits.person, strict=True)}
+    c.visit_person.update({s.serial: s.person for s in stays})
+    c.stay_times = {s.serial: s.times for s in stays}
+    return ChunkEvents(visits, stays, lab, exams, notes)
 
 
 def build_chunk(
@@ -46,39 +99,23 @@ def build_chunk(
     doctors: NDArray[np.str_],
 ) -> ChunkOutput:
     c = ChunkState(catalogue, config, pop, index, first_person, doctors)
-    visits = draw_visits(catalogue, config, pop, c.rng, index, doctors)
-    stays = draw_stays(catalogue, config, pop, c.rng, index, doctors)
-    visits = without_visits_after_death(visits, stays)
-    lab = draw_lab(catalogue, pop, visits, stays, c.rng, config.defects.branch_lab_share)
-    exams = draw_exams(catalogue, pop, visits, stays, c.rng)
-    relatives = np.char.add(
-        c.rng.choice(c.pools.surnames, len(pop), p=c.pools.surname_p),
-        c.rng.choice(c.pools.given_female, len(pop)),
-    )
-    notes = draw_notes(
-        catalogue,
-        pop,
-        stays,
-        {int(s.person): str(c.inpatient_no[s.person]) for s in stays},
-        relatives,
-        c.rng,
-        doctors,
-    )
+    if config.profile == "integrated":
+        from ._integrated import write_integrated
 
-    c.visit_person = {str(v): int(p) for v, p in zip(visits.serial, visits.person, strict=True)}
-    c.visit_person.update({s.serial: s.person for s in stays})
-    c.stay_times = {s.serial: s.times for s in stays}
-    write_his(c, visits, stays, lab, exams)
-    write_lis(c, lab)
-    write_emr(c, stays, notes)
-    write_ris_pacs(c, exams)
-    write_surgery(c, stays)
-    write_insurance(c, stays)
-    _truth_visits(c, visits, stays)
+        write_integrated(c, doctors)
+        return c.out
+    e = simulate_chunk(c, doctors, lambda s: str(c.inpatient_no[s.person]))
+    write_his(c, e.visits, e.stays, e.lab, e.exams)
+    write_lis(c, e.lab)
+    write_emr(c, e.stays, e.notes)
+    write_ris_pacs(c, e.exams)
+    write_surgery(c, e.stays)
+    write_insurance(c, e.stays)
+    truth_visits(c, e.visits, e.stays)
     return c.out
 
 
-def _truth_visits(c: ChunkState, visits: Visits, stays: list[Stay]) -> None:
+def truth_visits(c: ChunkState, visits: Visits, stays: list[Stay]) -> None:
     """The true visits and stays, with what each KPI needs (never read by the pipeline)."""
     kpi = c.out.kpi
     # The KPIs cover the reporting period, which closes at the HIS export's sync cut-off: the statistics

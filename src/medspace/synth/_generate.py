@@ -216,11 +216,17 @@ def _generate_into(
         json.dumps(kpis, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
     )
     files = writers.summary()
+    integrated = config.profile == "integrated"
+    reporting_end = config.end - dt.timedelta(days=0 if integrated else config.defects.sync_lag_days)
     manifest = {
         "generator": "medspace synth",
-        "config": config.model_dump(mode="json", exclude={"workers"}),  # workers do not change the output
+        # workers do not change the output; the tertiary profile's manifest stays as it was before profiles
+        "config": config.model_dump(
+            mode="json", exclude={"workers"} if integrated else {"workers", "profile", "integrated"}
+        ),
         "row_numbering": (
             "row = 1-based data row: CSV line minus the header, NDJSON line, XLSX row minus the header"
+            + (", TSV line minus the header" if integrated else "")
         ),
         "files": [
             {
@@ -235,11 +241,20 @@ def _generate_into(
         ],
         "defects": dict(sorted(defect_counts.items())),
         "eligible": dict(sorted(eligible.items())),
-        "inpatient_number_scheme": "per patient (住院号 kept across admissions; 住院次数 counts them)",
+        "inpatient_number_scheme": (
+            "per admission (admission_no: a new 住院号 for every stay)"
+            if integrated
+            else "per patient (住院号 kept across admissions; 住院次数 counts them)"
+        ),
         "reporting_period": {
             "start": config.start.isoformat(),
-            "end": (config.end - dt.timedelta(days=config.defects.sync_lag_days)).isoformat(),
-            "note": "kpis.json counts this period (end exclusive); it closes at the HIS sync cut-off",
+            "end": reporting_end.isoformat(),
+            "note": "kpis.json counts this period (end exclusive); "
+            + (
+                "the integrated HIS exports from its own database, so nothing lags"
+                if integrated
+                else "it closes at the HIS sync cut-off"
+            ),
         },
     }
     (out / TRUTH / "manifest.json").write_text(

@@ -25,6 +25,10 @@ _SCHEMES = {
     "pacs": ("PA", 39373, 3141593),
     "emr": ("E", 44497, 2718281),
     "surgery": ("S", 83857, 1618033),
+    # the integrated profile: its HIS (one vendor, lab included) and the regional health platform
+    "integrated": ("7", 27733, 4242421),
+    "integrated_duplicate": ("8", 52711, 1212121),
+    "platform": ("RP", 33331, 8675309),
 }
 
 

@@ -48,6 +48,17 @@ class ExportWriters:
             with target.open("a", encoding="utf-8", newline="\n") as f:
                 for line in table.column("json").to_pylist():
                     f.write(line + "\n")
+        elif path.endswith(".tsv"):
+            # A database dump: tab-separated, never quoted; the writer of the rows escaped what needs it.
+            self.formats[path] = "tsv"
+            header = path not in self._headers_written
+            self._headers_written.add(path)
+            with target.open("a", encoding="utf-8", newline="\n") as f:
+                if header:
+                    f.write("\t".join(table.column_names) + "\n")
+                columns = [table.column(name).to_pylist() for name in table.column_names]
+                for row in zip(*columns, strict=True):
+                    f.write("\t".join("" if v is None else str(v) for v in row) + "\n")
         elif path.endswith(".xlsx"):
             self.formats[path] = "xlsx"
             self._append_xlsx(path, table)
