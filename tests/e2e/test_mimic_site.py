@@ -1,0 +1,213 @@
+"""The MIMIC-III demo, a real hospital's export nobody here wrote, onboarded by its site mapping alone.
+
+The pipeline (ingest -> link -> cdm -> quality -> deid) runs once on ``../shared/data/mimic-iii-demo``; the
+tests then recount the CDM against the raw gzipped CSV files with plain SQL (DuckDB's own ``read_csv``, not
+medspace's reader), and check that every raw row is staged, quarantined or excluded with a reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+from typer.testing import CliRunner
+
+from medspace.cli import app
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared"
+MIMIC = SHARED / "data" / "mimic-iii-demo"
+SITE_FILE = Path(__file__).resolve().parents[2] / "src/medspace/sources/data/sites/mimic-iii.yaml"
+KEY_ENV = {"MEDSPACE_PRODUCT_KEY": "5a" * 32}
+SYSTEM = "mimic"
+
+#: The raw tables the mapping must account for, row by row (file stem -> the mapping's table name).
+RAW_TABLES = {
+    "PATIENTS": "patients",
+    "ADMISSIONS": "admissions",
+    "ICUSTAYS": "icustays",
+    "TRANSFERS": "transfers",
+    "DIAGNOSES_ICD": "diagnoses_icd",
+    "PROCEDURES_ICD": "procedures_icd",
+    "PRESCRIPTIONS": "prescriptions",
+    "LABEVENTS": "labevents",
+    "MICROBIOLOGYEVENTS": "microbiologyevents",
+}
+
+
+@pytest.fixture(scope="module")
+def mimic() -> Path:
+    """The demo's folder; missing data fails in CI (it must be there) and skips on a developer's machine."""
+    if not (MIMIC / "PATIENTS.csv.gz").exists():
+        message = f"the MIMIC-III demo is not at {MIMIC} (see ../shared/data/mimic-iii-demo/README.md)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return MIMIC
+
+
+@pytest.fixture(scope="module")
+def raw(mimic: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """DuckDB views over the raw files, every field read as text (ICD-9 codes keep their leading zeros)."""
+    con = duckdb.connect()
+    for stem in [*RAW_TABLES, "D_LABITEMS"]:
+        path = str(mimic / f"{stem}.csv.gz")
+        con.read_csv(path, all_varchar=True, header=True).create_view(stem.lower())
+    yield con
+    con.close()
+
+
+def _invoke(args: list[str]) -> str:
+    result = CliRunner().invoke(app, args, env=KEY_ENV)
+    assert result.exit_code == 0, f"medspace {' '.join(args)}:\n{result.output}"
+    assert "Traceback" not in result.output
+    return result.output
+
+
+@pytest.fixture(scope="module")
+def workspace(mimic: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One workspace built from the demo by the shipped site mapping, through every stage."""
+    ws = tmp_path_factory.mktemp("mimic") / "ws"
+    _invoke(["ingest", "--site", "mimic-iii", str(mimic), "--workspace", str(ws)])
+    for stage in ("link", "cdm", "quality"):
+        _invoke([stage, "--workspace", str(ws)])
+    _invoke(["deid", "--workspace", str(ws)])
+    return ws
+
+
+def _scalar(con: duckdb.DuckDBPyConnection, sql: str, *params: Any) -> Any:
+    row = con.execute(sql, list(params)).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def _cdm_rows(ws: Path, table: str) -> int:
+    return int(
+        _scalar(
+            duckdb.connect(), "select count(*) from read_parquet(?)", str(ws / "cdm" / f"{table}.parquet")
+        )
+    )
+
+
+def _manifest(ws: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((ws / "staging" / "manifest.json").read_text(encoding="utf-8"))
+    return data
+
+
+def test_the_site_file_is_under_300_lines() -> None:
+    assert len(SITE_FILE.read_text(encoding="utf-8").splitlines()) < 300
+
+
+def test_site_check_reads_the_real_files_and_reports_what_maps(mimic: Path) -> None:
+    result = CliRunner().invoke(app, ["site", "check", "mimic-iii", str(mimic)])
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    for table in ("labevents", "diagnoses_icd", "lab_result", "diagnosis"):
+        assert table in result.output
+    assert "imaging_exam" in result.output  # a canonical table this site leaves empty is named
+
+
+def test_every_raw_row_is_staged_quarantined_or_excluded(
+    workspace: Path, raw: duckdb.DuckDBPyConnection
+) -> None:
+    manifest = _manifest(workspace)
+    quarantine = str(workspace / "staging" / "quarantine.parquet")
+    raw_tables = manifest["raw_tables"]
+    for stem, name in RAW_TABLES.items():
+        rows = _scalar(raw, f"select count(*) from {stem.lower()}")
+        entry = raw_tables[f"{SYSTEM}.{name}"]
+        quarantined = _scalar(
+            raw,
+            'select count(*) from read_parquet(?) where system = ? and "table" = ?',
+            quarantine,
+            SYSTEM,
+            name,
+        )
+        assert entry["rows_read"] == rows, stem
+        assert entry["quarantined"] == quarantined, stem
+        assert entry["staged"] + entry["quarantined"] == rows, stem
+    for entry in manifest["maps"]:
+        staged = raw_tables[entry["from"]]["staged"]
+        accounted = entry["written"] + entry["quarantined"] + entry["excluded"] + entry["empty_slots"]
+        assert accounted == staged, entry
+        if entry["excluded"]:
+            assert entry.get("excluded_because"), entry
+
+
+def test_transfers_keep_the_moves_and_exclude_the_stays_start_and_end(
+    workspace: Path, raw: duckdb.DuckDBPyConnection
+) -> None:
+    (transfer_map,) = [m for m in _manifest(workspace)["maps"] if m["from"] == f"{SYSTEM}.transfers"]
+    moves = _scalar(raw, "select count(*) from transfers where eventtype = 'transfer'")
+    others = _scalar(raw, "select count(*) from transfers where eventtype <> 'transfer'")
+    assert transfer_map["written"] == moves
+    assert transfer_map["excluded"] == others
+
+
+def test_diagnoses_without_a_code_are_quarantined_by_the_required_rule(
+    workspace: Path, raw: duckdb.DuckDBPyConnection
+) -> None:
+    uncoded = _scalar(
+        raw, "select count(*) from diagnoses_icd where icd9_code is null or trim(icd9_code) = ''"
+    )
+    quarantined = _scalar(
+        raw,
+        "select count(*) from read_parquet(?) where \"table\" = 'diagnosis' and rule = 'required' "
+        "and field = 'code'",
+        str(workspace / "staging" / "quarantine.parquet"),
+    )
+    assert quarantined == uncoded
+
+
+def test_cdm_counts_equal_a_recount_of_the_raw_files(workspace: Path, raw: duckdb.DuckDBPyConnection) -> None:
+    def count(sql: str) -> int:
+        return int(_scalar(raw, sql))
+
+    assert _cdm_rows(workspace, "person") == count("select count(distinct subject_id) from patients") == 100
+    assert _cdm_rows(workspace, "visit_occurrence") == count("select count(*) from admissions")
+    assert _cdm_rows(workspace, "visit_detail") >= count("select count(*) from icustays")
+    assert _cdm_rows(workspace, "condition_occurrence") == count(
+        "select count(*) from diagnoses_icd where nullif(trim(icd9_code), '') is not null"
+    )
+    assert _cdm_rows(workspace, "procedure_occurrence") == count("select count(*) from procedures_icd")
+    assert _cdm_rows(workspace, "drug_exposure") == count("select count(*) from prescriptions")
+    assert _cdm_rows(workspace, "death") == count("select count(*) from patients where dod is not null")
+    # Lab events and microbiology results both become measurements.
+    assert _cdm_rows(workspace, "measurement") == count("select count(*) from labevents") + count(
+        "select count(*) from microbiologyevents"
+    )
+
+
+def test_lab_values_reach_the_cdm_unchanged(workspace: Path, raw: duckdb.DuckDBPyConnection) -> None:
+    """Per lab item: the same number of results, the same number of numeric values, the same sum."""
+    expected = {
+        item: (n, numeric, total)
+        for item, n, numeric, total in raw.execute(
+            "select itemid, count(*), count(valuenum), sum(cast(valuenum as double)) "
+            "from labevents group by itemid"
+        ).fetchall()
+    }
+    found = {
+        item: (n, numeric, total)
+        for item, n, numeric, total in duckdb.connect()
+        .execute(
+            "select measurement_source_value, count(*), count(try_cast(value_source_value as double)), "
+            "sum(try_cast(value_source_value as double)) from read_parquet(?) "
+            "where measurement_source_value in (select unnest(?)) group by 1",
+            [str(workspace / "cdm" / "measurement.parquet"), list(expected)],
+        )
+        .fetchall()
+    }
+    assert set(found) == set(expected)
+    for item, (n, numeric, total) in expected.items():
+        assert found[item][:2] == (n, numeric), item
+        if total is not None:
+            assert found[item][2] == pytest.approx(total, rel=1e-9), item
+
+
+def test_the_release_is_written(workspace: Path) -> None:
+    assert list((workspace / "deid").glob("*/deid_report.html"))
