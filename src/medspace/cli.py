@@ -212,23 +212,74 @@ def _progress(description: str, unit: str) -> Iterator[Callable[[int, int], None
         yield report
 
 
-def _ingest(exports: Path, workspace: Path, out: Console) -> None:
-    from medspace.sources import stage_exports
+SiteOption = Annotated[
+    str,
+    typer.Option(help="Site mapping: a shipped site's name or a site YAML file."),
+]
+MaxQuarantineOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Fail when more than this share of rows is quarantined, overall or in any raw table (1%, 0.01)."
+    ),
+]
 
-    with _progress("ingest: staging every system's exports", "tables") as progress:
-        report = stage_exports(exports, workspace, progress=progress)
-    table = Table(title=f"ingest: staged tables ({workspace / 'staging'})")
-    for column in ("table", "files", "rows read", "staged", "quarantined"):
-        table.add_column(column, justify="left" if column == "table" else "right")
+
+def _share(text: str | None) -> float | None:
+    """``1%`` or ``0.01`` as a share; None stays None."""
+    if text is None:
+        return None
+    try:
+        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise ConfigError(f"--max-quarantine {text!r} is not a share; write e.g. 1% or 0.01") from None
+    if not 0 <= value <= 1:
+        raise ConfigError(f"--max-quarantine {text!r} must be between 0% and 100%")
+    return value
+
+
+def _ingest(exports: Path, workspace: Path, site: str, max_quarantine: float | None, out: Console) -> None:
+    from medspace.core import InputError
+    from medspace.sources import stage_site
+
+    with _progress(f"ingest: staging the exports by site {site}", "steps") as progress:
+        report = stage_site(site, exports, workspace, progress=progress)
+    table = Table(title=f"ingest: raw tables read (site {report.site})")
+    for column in ("raw table", "files", "rows read", "staged", "quarantined"):
+        table.add_column(column, justify="left" if column == "raw table" else "right")
     for t in report.tables:
         table.add_row(
-            f"{t.system}/{t.table}", str(t.files), f"{t.rows_read:,}", f"{t.staged:,}", f"{t.quarantined:,}"
+            f"{t.system}.{t.table}", str(t.files), f"{t.rows_read:,}", f"{t.staged:,}", f"{t.quarantined:,}"
         )
     out.print(table)
+    canonical = Table(title=f"ingest: canonical tables ({workspace / 'staging'})")
+    for column in ("table", "rows", "from"):
+        canonical.add_column(column, justify="right" if column == "rows" else "left")
+    for c in report.canonical:
+        sources = ", ".join(dict.fromkeys(report.maps[i].source for i in c.maps)) or "(not mapped)"
+        canonical.add_row(c.table, f"{c.rows:,}", sources)
+    out.print(canonical)
     rules = ", ".join(f"{rule} {n:,}" for rule, n in sorted(report.rules.items())) or "none"
     out.print(f"quarantined by rule: {rules}", markup=False)
+    excluded = [m for m in report.maps if m.excluded]
+    for m in excluded:
+        out.print(f"excluded {m.excluded:,} rows of {m.source} -> {m.to}: {m.excluded_because}", markup=False)
     for problem in report.problems:
         out.print(f"problem: {problem.to_error()}", markup=False)
+    failed = report.failed_files
+    if failed:
+        raise InputError(
+            f"{len(failed)} file(s) could not be read at all ({', '.join(f.file for f in failed)}); "
+            "see the problems above",
+            rule="unreadable_file",
+        )
+    if max_quarantine is not None:
+        over = report.over_quarantine(max_quarantine)
+        if over:
+            raise InputError(
+                f"more than {max_quarantine:.2%} of the rows were quarantined in: {', '.join(over)}; "
+                "see staging/quarantine.parquet",
+                rule="max_quarantine",
+            )
 
 
 def _link(workspace: Path, engine: EngineName, out: Console) -> None:
@@ -306,12 +357,64 @@ def ingest(
         Path, typer.Argument(help="Folder of the hospital's exports, one sub-folder per system.")
     ],
     workspace: WorkspaceOption = None,
+    site: SiteOption = "synthetic-hospital",
+    max_quarantine: MaxQuarantineOption = None,
 ) -> None:
-    """Read every system's exports by its mapping spec into staging tables; quarantine bad rows."""
+    """Read a site's exports by its site mapping into the canonical tables; quarantine bad rows."""
     try:
-        _ingest(exports, _workspace(workspace), _console())
+        _ingest(exports, _workspace(workspace), site, _share(max_quarantine), _console())
     except MedspaceError as exc:
         raise _fail(exc) from None
+
+
+site_app = typer.Typer(help="Site mappings: check one against a site's real files.", no_args_is_help=True)
+app.add_typer(site_app, name="site")
+
+
+@site_app.command("check")
+def site_check(
+    site: Annotated[str, typer.Argument(help="A shipped site's name or a site YAML file.")],
+    exports: Annotated[Path, typer.Argument(help="The site's export folder.")],
+) -> None:
+    """Check a site mapping against the export folder (headers only): what maps, what is missing or empty."""
+    from medspace.sources import check_site
+
+    out = _console()
+    try:
+        check = check_site(site, exports)
+    except MedspaceError as exc:
+        raise _fail(exc) from None
+    raw = Table(title=f"site {check.site}: raw tables in {exports}")
+    for column in ("raw table", "files", "missing columns", "unused columns", "fields no map reads"):
+        raw.add_column(column, overflow="fold")
+    for t in check.raw_tables:
+        files = ", ".join(f.file for f in t.found) or f"NONE match {t.files}"
+        unused = sorted({c for f in t.found for c in f.unused})
+        raw.add_row(
+            f"{t.system}.{t.table}" + ("" if t.mapped else " (not mapped)"),
+            files,
+            ", ".join(t.missing_columns) or "-",
+            ", ".join(unused) or "-",
+            ", ".join(t.unmapped_fields) or "-",
+        )
+    out.print(raw)
+    model = Table(title="canonical tables")
+    for column in ("table", "fed by", "unmapped columns", "if empty"):
+        model.add_column(column, overflow="fold")
+    for m in check.model_tables:
+        model.add_row(
+            m.table,
+            ", ".join(m.maps) or "-",
+            ", ".join(m.unmapped_columns) or "-",
+            ("EMPTY: " + (m.disables or "")) if m.empty else "",
+        )
+    out.print(model)
+    errors = check.errors
+    for error in errors:
+        Console(stderr=True, highlight=False).print(f"error: {error}", markup=False, soft_wrap=True)
+    if errors:
+        raise typer.Exit(code=1)
+    out.print("the site mapping fits the files", markup=False)
 
 
 @app.command()
@@ -363,13 +466,15 @@ def run(
     engine: EngineOption = "duckdb",
     profile: ProfileOption = "gbt39725-level3",
     key_file: KeyFileOption = None,
+    site: SiteOption = "synthetic-hospital",
+    max_quarantine: MaxQuarantineOption = None,
 ) -> None:
     """Run ingest, link, cdm, quality and deid in order."""
     out = _console()
     try:
         ws = _workspace(workspace)
         chosen = _engine(engine)
-        _ingest(exports, ws, out)
+        _ingest(exports, ws, site, _share(max_quarantine), out)
         _link(ws, chosen, out)
         _cdm(ws, chosen, None, out)
         _quality(ws, chosen, None, out)

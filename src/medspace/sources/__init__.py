@@ -1,50 +1,92 @@
-"""The sources stage: read each hospital system's exports by a declarative mapping spec into staging tables.
+"""The sources stage: read a site's raw exports, by its site mapping, into the canonical hospital model.
 
-A mapping spec (YAML, one per source system, shipped under ``data/specs/``) names a system's tables, their
-files and formats, primary keys and, per canonical column, where its value comes from and how it is parsed.
-`stage_exports` applies the specs to an export folder and writes ``<workspace>/staging/``: one Parquet file
-per table with lineage columns, a quarantine table holding every row that was not staged and why, and a
-manifest of counts. Nothing is dropped silently.
+The canonical hospital model (`load_model`) is fixed and versioned: the pre-linkage facts every hospital has
+(patients as each system knows them, encounters, diagnoses, procedures, lab orders and results, imaging,
+medication, charges, settlements, notes, deaths). A site mapping (`load_site`: YAML, shipped under
+``data/sites/`` or given as a file) names the site's systems and raw tables and maps them onto the model.
+`check_site` compares a mapping with the real files before anything runs; `stage_site` writes
+``<workspace>/staging/``: one Parquet file per canonical table with lineage, a quarantine table holding every
+row that was not staged and why, ``site.json`` (read back by `read_site`) and a manifest of counts. Nothing
+is dropped silently.
 
 Example:
-    >>> specs = load_specs()
-    >>> specs[1].system, specs[1].table("patients").primary_key
-    ('his', ['his_patient_id'])
+    >>> site = load_site(DEFAULT_SITE)
+    >>> site.patient_index, sorted({m.to for m in site.maps})[:3]
+    ('his', ['charge', 'death', 'diagnosis'])
 """
 
+from medspace.sources._check import ColumnCheck, ModelTableCheck, RawTableCheck, SiteCheck, check_site
 from medspace.sources._convert import ARROW_TYPES
-from medspace.sources._report import FileReport, Problem, StagingReport, TableReport
-from medspace.sources._spec import (
-    CODE_SYSTEMS,
-    ColumnSpec,
-    CsvFormat,
-    NdjsonFormat,
-    SourceSpec,
-    TableSpec,
-    XlsxFormat,
-    load_spec,
-    load_specs,
-    parse_spec,
+from medspace.sources._maps import QUARANTINE
+from medspace.sources._model import (
+    LINEAGE,
+    HospitalModel,
+    ModelColumn,
+    ModelTable,
+    load_model,
+    model_markdown,
 )
-from medspace.sources._stage import LINEAGE, QUARANTINE, stage_exports
+from medspace.sources._report import (
+    CanonicalReport,
+    FileReport,
+    MapReport,
+    Problem,
+    StagingReport,
+    TableReport,
+)
+from medspace.sources._site import (
+    DEFAULT_SITE,
+    CodeSystem,
+    Identifiers,
+    Lookup,
+    MapSpec,
+    Site,
+    SiteDeclarations,
+    SystemInfo,
+    SystemSpec,
+    load_site,
+    parse_site,
+    read_site,
+)
+from medspace.sources._spec import ColumnSpec, CsvFormat, NdjsonFormat, TableSpec, XlsxFormat
+from medspace.sources._stage import stage_site
 
 __all__ = [
     "ARROW_TYPES",
-    "CODE_SYSTEMS",
+    "DEFAULT_SITE",
     "LINEAGE",
     "QUARANTINE",
+    "CanonicalReport",
+    "CodeSystem",
+    "ColumnCheck",
     "ColumnSpec",
     "CsvFormat",
     "FileReport",
+    "HospitalModel",
+    "Identifiers",
+    "Lookup",
+    "MapReport",
+    "MapSpec",
+    "ModelColumn",
+    "ModelTable",
+    "ModelTableCheck",
     "NdjsonFormat",
     "Problem",
-    "SourceSpec",
+    "RawTableCheck",
+    "Site",
+    "SiteCheck",
+    "SiteDeclarations",
     "StagingReport",
+    "SystemInfo",
+    "SystemSpec",
     "TableReport",
     "TableSpec",
     "XlsxFormat",
-    "load_spec",
-    "load_specs",
-    "parse_spec",
-    "stage_exports",
+    "check_site",
+    "load_model",
+    "load_site",
+    "model_markdown",
+    "parse_site",
+    "read_site",
+    "stage_site",
 ]

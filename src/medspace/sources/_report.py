@@ -1,4 +1,5 @@
-"""The staging report: what was read, staged and quarantined, per file and table, and the problems found.
+"""The staging report: what was read, staged, mapped, quarantined and excluded, per file, raw table, map and
+canonical table, and the problems found.
 
 It is also written as ``staging/manifest.json``. It holds counts, rule names and messages, never values
 from the rows.
@@ -32,7 +33,7 @@ class Problem(_Model):
         return cls(message=str(error), file=error.file, row=error.row, field=error.field, rule=error.rule)
 
     def to_error(self) -> InputError:
-        """The problem as the error a caller may raise (e.g. the CLI with ``--strict``)."""
+        """The problem as the error a caller may raise (e.g. the CLI)."""
         return InputError(self.message, file=self.file, row=self.row, field=self.field, rule=self.rule)
 
 
@@ -51,33 +52,64 @@ class FileReport(_Model):
     quarantined: int
     failed: bool = False
     rules: dict[str, int]
-    #: For date columns whose spec accepts several formats: the values each format parsed, so mixed
-    #: formats in one column show (domain.md §1.4). Columns with a single accepted format are left out.
+    #: For date fields that accept several formats: the values each format parsed, so mixed formats show
+    #: (domain.md §1.4). Fields with a single accepted format are left out.
     date_formats: dict[str, dict[str, int]] = {}
 
 
 class TableReport(_Model):
-    """One staging table: its Parquet file (relative to the workspace) and totals over its files."""
+    """One raw table: totals over its files (phase 1: read into typed fields)."""
 
     system: str
     table: str
-    path: str
     files: int
     rows_read: int
     staged: int
     quarantined: int
 
 
-class StagingReport(_Model):
-    """The result of `stage_exports`.
+class MapReport(_Model):
+    """One map of the site (phase 2): where the staged rows of its raw table went.
 
-    Every row read is staged or quarantined: ``rows_read == staged + quarantined`` per file, table and in
-    total. Files that could not be read at all are listed with ``failed`` and in ``problems``.
+    ``rows * slots == written + quarantined + excluded + empty_slots`` (``slots`` is 1 without unpivot).
     """
 
+    index: int
+    source: str
+    to: str
+    rows: int
+    slots: int
+    written: int
+    quarantined: int
+    excluded: int
+    empty_slots: int
+    excluded_because: str | None = None
+    rules: dict[str, int] = {}
+
+
+class CanonicalReport(_Model):
+    """One canonical table: its Parquet file (relative to the workspace), rows and the maps feeding it."""
+
+    table: str
+    path: str
+    rows: int
+    maps: list[int]
+
+
+class StagingReport(_Model):
+    """The result of `stage_site`.
+
+    Every row read is staged or quarantined (per file and raw table), and every staged row of a map's raw
+    table is written, quarantined, excluded or an empty slot. Files that could not be read at all are
+    listed with ``failed`` and in ``problems``.
+    """
+
+    site: str
     staging: Path
     files: list[FileReport]
     tables: list[TableReport]
+    maps: list[MapReport]
+    canonical: list[CanonicalReport]
     rules: dict[str, int]
     problems: list[Problem]
 
@@ -91,10 +123,21 @@ class StagingReport(_Model):
 
     @property
     def quarantined(self) -> int:
-        return sum(t.quarantined for t in self.tables)
+        """Rows quarantined while reading (phase 1) plus output rows quarantined by the maps (phase 2)."""
+        return sum(t.quarantined for t in self.tables) + sum(m.quarantined for m in self.maps)
+
+    @property
+    def empty_tables(self) -> list[str]:
+        """Canonical tables nothing was written to."""
+        return [c.table for c in self.canonical if c.rows == 0]
+
+    @property
+    def failed_files(self) -> list[FileReport]:
+        """Files that could not be read at all."""
+        return [f for f in self.files if f.failed]
 
     def table(self, system: str, table: str) -> TableReport:
-        """The report of one table."""
+        """The report of one raw table."""
         for t in self.tables:
             if t.system == system and t.table == table:
                 return t
@@ -107,12 +150,41 @@ class StagingReport(_Model):
                 return f
         raise KeyError(relative)
 
+    def canonical_table(self, name: str) -> CanonicalReport:
+        """The report of one canonical table."""
+        for c in self.canonical:
+            if c.table == name:
+                return c
+        raise KeyError(name)
+
+    def over_quarantine(self, limit: float) -> list[str]:
+        """What quarantined more than ``limit`` (a share, 0.01 = 1%) of its rows: ``"overall"`` and raw
+        tables as ``system.table`` (their own phase-1 rows plus the phase-2 rows of maps reading them).
+
+        Example:
+            >>> report.over_quarantine(0.01)  # doctest: +SKIP
+            ['lis.results']
+        """
+        over = []
+        total_in = self.rows_read + sum(m.rows * m.slots for m in self.maps)
+        if total_in and self.quarantined / total_in > limit:
+            over.append("overall")
+        for t in self.tables:
+            maps = [m for m in self.maps if m.source == f"{t.system}.{t.table}"]
+            rows = t.rows_read + sum(m.rows * m.slots for m in maps)
+            bad = t.quarantined + sum(m.quarantined for m in maps)
+            failed = any(f.failed for f in self.files if f.system == t.system and f.table == t.table)
+            if failed or (rows and bad / rows > limit):
+                over.append(f"{t.system}.{t.table}")
+        return over
+
     def manifest_json(self) -> str:
         """The report as the text of ``staging/manifest.json`` (stable: no paths or times)."""
         data = self.model_dump(mode="json", exclude={"staging"})
         data = {
-            "version": 1,
+            "version": 2,
             "totals": {"rows_read": self.rows_read, "staged": self.staged, "quarantined": self.quarantined},
+            "empty_tables": self.empty_tables,
             **data,
         }
         return json.dumps(data, ensure_ascii=False, indent=2) + "\n"

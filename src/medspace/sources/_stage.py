@@ -1,18 +1,24 @@
-"""Staging: read every source system's exports by its mapping spec into the workspace, losing nothing.
+"""Staging: a site's raw exports into the canonical hospital model, by its site mapping, losing nothing.
+
+Two phases. Phase 1 reads every raw table of the site (`_readers`) and converts its text into typed fields
+(`_convert`); a row that cannot be split, parsed or keyed is quarantined with its rule, file, row and field,
+and a repeated key keeps the first row. Phase 2 (`_maps`) evaluates every map of the site with DuckDB over
+the phase-1 tables and writes the canonical tables.
 
 Output, under ``<workspace>/staging/`` (a contract later stages code against):
 
-- ``<system>/<table>.parquet``: the spec's canonical columns plus lineage: ``_source_system``,
-  ``_source_file`` (relative to the export folder) and ``_source_row`` (1-based data row, numbered as the
-  synthetic hospital's ground truth numbers it);
-- ``quarantine.parquet``: every source row not staged, with the rule it broke and the raw row as JSON text
-  (``row`` is null when a whole file could not be read);
-- ``manifest.json``: rows read, staged and quarantined per file and per table, and counts per rule.
+- ``<canonical table>.parquet`` for every table of the model (empty with its schema when nothing maps to
+  it): the model's columns in model order, then ``system``, ``_source_table``, ``_source_file`` and
+  ``_source_row`` (the physical data line);
+- ``quarantine.parquet``: every raw row not staged and every mapped row not written, with the rule, the
+  raw row (phase 1) or the mapped row (phase 2) as JSON text, and the row's raw key when it could be read;
+- ``site.json``: the site's declarations (`SiteDeclarations`), the only place later stages read them;
+- ``manifest.json``: the `StagingReport` (counts per file, raw table, map and canonical table).
 
-Every row read is either staged or quarantined. The folder is replaced as a whole only when staging
-succeeds, and the same exports always give byte-identical Parquet files.
+The folder is replaced as a whole only when staging succeeds, and the same exports always give
+byte-identical files.
 
-This module handles identifiable rows; quarantine entries keep the raw row (it stays in the workspace), but
+This module handles identifiable rows; quarantine entries keep them (they stay in the workspace), but
 messages and the manifest never hold values.
 """
 
@@ -21,8 +27,8 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,68 +40,23 @@ import pyarrow.parquet as pq
 
 from medspace.core import InputError, Workspace, refresh_catalog, replace_folder
 from medspace.sources._convert import Converted, convert, schema
+from medspace.sources._maps import QUARANTINE, Quarantine, run_maps
+from medspace.sources._model import HospitalModel, load_model
 from medspace.sources._readers import RawFile, read_file
 from medspace.sources._report import FileReport, Problem, StagingReport, TableReport
-from medspace.sources._spec import SourceSpec, TableSpec, load_specs
+from medspace.sources._site import Site, load_site
+from medspace.sources._spec import TableSpec
 
-LINEAGE = pa.schema(
+#: The lineage columns of a phase-1 table (typed fields first); ``_key`` is the raw key text.
+RAW_LINEAGE = pa.schema(
     [
-        pa.field("_source_system", pa.string()),
         pa.field("_source_file", pa.string()),
         pa.field("_source_row", pa.int64()),
+        pa.field("_key", pa.string()),
     ]
 )
-
-QUARANTINE = pa.schema(
-    [
-        pa.field("system", pa.string()),
-        pa.field("table", pa.string()),
-        pa.field("file", pa.string()),
-        pa.field("row", pa.int64()),
-        pa.field("field", pa.string()),
-        pa.field("rule", pa.string()),
-        pa.field("reason", pa.string()),
-        pa.field("raw", pa.string()),
-    ]
-)
-
-
-@dataclass
-class _Quarantine:
-    """Quarantine entries of one table, collected column-wise."""
-
-    system: str
-    table: str
-    file: list[str] = field(default_factory=list)
-    row: list[int | None] = field(default_factory=list)
-    fields: list[str | None] = field(default_factory=list)
-    rule: list[str] = field(default_factory=list)
-    reason: list[str] = field(default_factory=list)
-    raw: list[str | None] = field(default_factory=list)
-
-    def add(self, error: InputError, raw: str | None) -> None:
-        self.file.append(error.file or "")
-        self.row.append(error.row)
-        self.fields.append(error.field)
-        self.rule.append(error.rule or "")
-        self.reason.append(str(error))
-        self.raw.append(raw)
-
-    def to_table(self) -> pa.Table:
-        n = len(self.file)
-        return pa.table(
-            {
-                "system": [self.system] * n,
-                "table": [self.table] * n,
-                "file": self.file,
-                "row": self.row,
-                "field": self.fields,
-                "rule": self.rule,
-                "reason": self.reason,
-                "raw": self.raw,
-            },
-            schema=QUARANTINE,
-        )
+#: How the fields of a composite key are joined in the quarantine's ``key`` column.
+KEY_SEPARATOR = "-"
 
 
 @dataclass
@@ -112,7 +73,7 @@ class _FileResult:
     rows_read: int = 0
     #: The whole file could not be read: one quarantine entry with a null row, no rows counted.
     failed: bool = False
-    #: Per date or timestamp column, the values each accepted format parsed.
+    #: Per date or timestamp field, the values each accepted format parsed.
     date_formats: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def raw_row(self, index: int) -> str:
@@ -122,33 +83,47 @@ class _FileResult:
         return json.dumps(self.raw.columns.slice(index, 1).to_pylist()[0], ensure_ascii=False)
 
 
-def stage_exports(
+@dataclass
+class RawStaged:
+    """One raw table after phase 1: typed fields plus `RAW_LINEAGE`, and what happened per file."""
+
+    system: str
+    spec: TableSpec
+    data: pa.Table
+    results: list[_FileResult]
+    quarantine: Quarantine
+
+
+def stage_site(
+    site: Site | str | Path | None,
     exports: Path,
     workspace: Path,
-    specs: Sequence[SourceSpec] | None = None,
     *,
+    model: HospitalModel | None = None,
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> StagingReport:
-    """Stage the exports of every system in ``specs`` into ``<workspace>/staging``.
+    """Stage a site's exports into ``<workspace>/staging`` by its site mapping.
 
     Args:
-        exports: The folder holding each system's exports (``his/patients.csv``, ``lis/results.csv``, ...).
+        site: The site mapping, a shipped site's name or a site file; ``None``: `DEFAULT_SITE`.
+        exports: The folder holding the site's exports (``his/patients.csv``, ...).
         workspace: The workspace root; the output goes to its ``staging`` folder, replaced as a whole.
-        specs: The mapping specs to apply; ``None`` uses every spec shipped with medspace.
-        progress: Called as ``progress(tables_done, tables_total)`` each time a table is staged.
-        workers: Tables staged at the same time (threads); default: 2, or 1 on a single core.
+        model: The canonical model (default: the shipped one).
+        workers: Raw tables read at the same time (threads); default: 2, or 1 on a single core.
+        progress: Called as ``progress(done, total)`` as raw tables are read and maps evaluated.
 
     Returns:
-        What was read, staged and quarantined, per file and table, with the problems found.
+        What was read, staged, written, quarantined and excluded, per file, raw table, map and table.
 
     Raises:
-        InputError: ``exports`` is not a folder. Problems inside files never raise: they are quarantined
-            and reported.
+        InputError: ``exports`` is not a folder, or a map's expression fails in the engine. Problems
+            inside files never raise: they are quarantined and reported.
+        SpecError: the site mapping is invalid.
 
     Example:
-        >>> report = stage_exports(Path("hospital"), Path("medspace-data"))  # doctest: +SKIP
-        >>> report.quarantined <= report.rows_read  # doctest: +SKIP
+        >>> report = stage_site("synthetic-hospital", Path("hospital"), Path("ws"))  # doctest: +SKIP
+        >>> report.canonical_table("patient").rows > 0  # doctest: +SKIP
         True
     """
     exports = Path(exports)
@@ -158,94 +133,110 @@ def stage_exports(
             file=str(exports),
             rule="missing_folder",
         )
-    specs = load_specs() if specs is None else list(specs)
+    site = site if isinstance(site, Site) else load_site(site if site is not None else "synthetic-hospital")
+    model = model or load_model()
     workers = workers if workers is not None else min(2, os.cpu_count() or 1)
+    jobs = list(site.raw_tables())
+    total = len(jobs) + len(site.maps)
+    done = 0
     target = Workspace(Path(workspace)).stage("staging")
-    files: list[FileReport] = []
-    tables: list[TableReport] = []
-    problems: list[Problem] = []
-    quarantines: list[pa.Table] = []
+    quarantine = Quarantine()
     with replace_folder(target) as tmp:
-        for spec in specs:
-            (tmp / spec.system).mkdir()
-        jobs = [(spec, table) for spec in specs for table in spec.tables]
-
-        def run(job: tuple[SourceSpec, TableSpec]) -> tuple[_Quarantine, list[_FileResult]]:
-            spec, table = job
-            staged, quarantine, results = _stage_table(exports, spec, table)
-            path = tmp / spec.system / f"{table.name}.parquet"
-            pq.write_table(staged, path, compression="zstd", use_dictionary=True, write_statistics=True)
-            for r in results:  # keep the counts, free the rows
-                r.rows_read = r.raw.rows_read if r.raw is not None else 0
-                r.raw = None
-                r.staged = None
-            return quarantine, results
-
-        # Two tables at a time: Arrow's kernels and the Parquet writer release the GIL, so the second core
-        # works while the first parses. The largest exports start first; results are taken in spec order,
-        # so the output does not depend on which table finished first.
+        # Two tables at a time: Arrow's kernels release the GIL, so the second core works while the first
+        # parses. The largest exports start first; results are taken in site order, so the output does not
+        # depend on which table finished first.
         with ThreadPoolExecutor(max_workers=workers) as pool:
             order = sorted(range(len(jobs)), key=lambda i: -_export_bytes(exports, jobs[i][1]))
-            futures = {i: pool.submit(run, jobs[i]) for i in order}
+            futures = {i: pool.submit(_stage_raw_table, exports, *jobs[i]) for i in order}
+            raw: list[RawStaged] = []
+            for i in range(len(jobs)):
+                raw.append(futures[i].result())
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+        files, tables, problems = _phase1_report(raw, quarantine)
+
+        def mapped(_: int) -> None:
+            nonlocal done
+            done += 1
             if progress is not None:
-                for done, _ in enumerate(as_completed(futures.values()), 1):
-                    progress(done, len(jobs))
-            outcomes = [futures[i].result() for i in range(len(jobs))]
-        for (spec, table), (quarantine, results) in zip(jobs, outcomes, strict=True):
-            quarantines.append(quarantine.to_table())
-            table_files = [
-                FileReport(
-                    system=spec.system,
-                    table=table.name,
-                    file=r.relative,
-                    rows_read=r.rows_read,
-                    staged=r.staged_rows,
-                    quarantined=r.quarantined,
-                    failed=r.failed,
-                    rules=dict(sorted(r.rules.items())),
-                    date_formats={c: dict(f) for c, f in sorted(r.date_formats.items()) if len(f) > 1},
-                )
-                for r in results
-            ]
-            for r in results:
-                problems.extend(r.problems)
-            files.extend(table_files)
-            tables.append(
-                TableReport(
-                    system=spec.system,
-                    table=table.name,
-                    path=f"staging/{spec.system}/{table.name}.parquet",
-                    files=len(table_files),
-                    rows_read=sum(f.rows_read for f in table_files),
-                    staged=sum(f.staged for f in table_files),
-                    quarantined=sum(f.quarantined for f in table_files),
-                )
-            )
-        quarantine_table = pa.concat_tables(quarantines) if quarantines else QUARANTINE.empty_table()
-        pq.write_table(quarantine_table, tmp / "quarantine.parquet", compression="zstd")
+                progress(done, total)
+
+        frames = {f"{r.system}.{r.spec.name}": r.data for r in raw}
+        del raw  # run_maps frees each phase-1 table once no later map reads it
+        outcome = run_maps(site, model, frames, quarantine, mapped)
+        for name, table in outcome.tables.items():
+            pq.write_table(table, tmp / f"{name}.parquet", compression="zstd", write_statistics=True)
+        pq.write_table(quarantine.to_table(), tmp / "quarantine.parquet", compression="zstd")
         rules: Counter[str] = Counter()
         for f in files:
             rules.update(f.rules)
+        for m in outcome.maps:
+            rules.update(m.rules)
         report = StagingReport(
+            site=site.site,
             staging=target,
             files=files,
             tables=tables,
+            maps=outcome.maps,
+            canonical=outcome.canonical,
             rules=dict(sorted(rules.items())),
             problems=problems,
+        )
+        declarations = site.declarations().model_dump(mode="json")
+        (tmp / "site.json").write_text(
+            json.dumps(declarations, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
         )
         (tmp / "manifest.json").write_text(report.manifest_json(), encoding="utf-8")
     refresh_catalog(Path(workspace))
     return report
 
 
+def _phase1_report(
+    raw: list[RawStaged], quarantine: Quarantine
+) -> tuple[list[FileReport], list[TableReport], list[Problem]]:
+    files: list[FileReport] = []
+    tables: list[TableReport] = []
+    problems: list[Problem] = []
+    for r in raw:
+        quarantine.extend(r.quarantine)
+        table_files = [
+            FileReport(
+                system=r.system,
+                table=r.spec.name,
+                file=f.relative,
+                rows_read=f.rows_read,
+                staged=f.staged_rows,
+                quarantined=f.quarantined,
+                failed=f.failed,
+                rules=dict(sorted(f.rules.items())),
+                date_formats={c: dict(x) for c, x in sorted(f.date_formats.items()) if len(x) > 1},
+            )
+            for f in r.results
+            if f.raw is not None or f.failed or f.rows_read
+        ]
+        for f in r.results:
+            problems.extend(f.problems)
+        files.extend(table_files)
+        tables.append(
+            TableReport(
+                system=r.system,
+                table=r.spec.name,
+                files=len(table_files),
+                rows_read=sum(f.rows_read for f in table_files),
+                staged=sum(f.staged for f in table_files),
+                quarantined=sum(f.quarantined for f in table_files),
+            )
+        )
+    return files, tables, problems
+
+
 def _export_bytes(exports: Path, table: TableSpec) -> int:
     return sum(p.stat().st_size for p in exports.glob(table.files) if p.is_file())
 
 
-def _stage_table(
-    exports: Path, spec: SourceSpec, table: TableSpec
-) -> tuple[pa.Table, _Quarantine, list[_FileResult]]:
-    quarantine = _Quarantine(spec.system, table.name)
+def _stage_raw_table(exports: Path, system: str, table: TableSpec) -> RawStaged:
+    quarantine = Quarantine()
     paths = sorted(p for p in exports.glob(table.files) if p.is_file())
     results: list[_FileResult] = []
     problems: list[Problem] = []
@@ -253,44 +244,67 @@ def _stage_table(
         problems.append(
             Problem.from_error(
                 InputError(
-                    f"no export file matches {table.files!r} for table {spec.system}.{table.name}; "
+                    f"no export file matches {table.files!r} for table {system}.{table.name}; "
                     "the table is staged empty",
+                    file=table.files,
                     rule="missing_file",
                 )
             )
         )
     for path in paths:
         relative = path.relative_to(exports).as_posix()
-        results.append(_stage_file(path, relative, spec, table, quarantine))
-    staged = _concat(spec, table, results)
-    staged = _drop_duplicates(staged, table, results, quarantine)
+        results.append(_stage_file(path, relative, system, table, quarantine))
+    staged = _concat(table, results)
+    staged = _drop_duplicates(staged, system, table, results, quarantine)
+    for r in results:  # keep the counts, free the rows
+        r.rows_read = r.raw.rows_read if r.raw is not None else 0
+        r.raw = None
+        r.staged = None
     if results:
         results[0].problems[:0] = problems
     else:
         # A table without files still reports its problem, on a pseudo file entry of zero rows.
         results.append(_FileResult(relative=table.files, raw=None, problems=problems))
-    return staged, quarantine, results
+    return RawStaged(system, table, staged, results, quarantine)
 
 
-def _failed_file(relative: str, error: InputError, quarantine: _Quarantine) -> _FileResult:
+def _failed_file(
+    relative: str, system: str, table: TableSpec, error: InputError, quarantine: Quarantine
+) -> _FileResult:
     """A file that could not be read at all: one quarantine entry without a row, and a problem."""
     result = _FileResult(relative=relative, raw=None, failed=True)
     result.problems.append(Problem.from_error(error))
-    quarantine.add(error, None)
+    quarantine.add(system, table.name, error, None, None)
     result.rules[error.rule or "unreadable_file"] += 1
     return result
 
 
+def _raw_keys(raw: pa.Table, table: TableSpec) -> pa.Array | None:
+    """The raw text of each row's key (fields joined by `KEY_SEPARATOR`), or None if a source is absent."""
+    parts = []
+    for name in table.primary_key:
+        column = table.column(name)
+        if any(s not in raw.column_names for s in column.sources):
+            return None
+        sources = [pc.fill_null(raw.column(s).combine_chunks(), "") for s in column.sources]
+        parts.append(
+            sources[0] if len(sources) == 1 else pc.binary_join_element_wise(*sources, column.separator)
+        )
+    if len(parts) == 1:
+        return parts[0]
+    return pc.binary_join_element_wise(*parts, KEY_SEPARATOR)
+
+
 def _stage_file(
-    path: Path, relative: str, spec: SourceSpec, table: TableSpec, quarantine: _Quarantine
+    path: Path, relative: str, system: str, table: TableSpec, quarantine: Quarantine
 ) -> _FileResult:
     try:
         raw = read_file(path, relative, table)
     except InputError as exc:
-        return _failed_file(relative, exc, quarantine)
+        return _failed_file(relative, system, table, exc, quarantine)
     except OSError as exc:
         failure = InputError(f"cannot read the file: {exc.strerror}", file=relative, rule="unreadable_file")
-        return _failed_file(relative, failure, quarantine)
+        return _failed_file(relative, system, table, failure, quarantine)
     result = _FileResult(relative=relative, raw=raw)
     for note in raw.notes:
         result.problems.append(Problem.from_error(InputError(note, file=relative, rule="encoding")))
@@ -298,53 +312,65 @@ def _stage_file(
         rejected = InputError(
             reject.reason, file=relative, row=reject.row, field=reject.field, rule=reject.rule
         )
-        quarantine.add(rejected, reject.raw)
+        quarantine.add(system, table.name, rejected, reject.raw, None)
         result.rules[reject.rule] += 1
         result.quarantined += 1
+    keys = _raw_keys(raw.columns, table)
     missing = [s for c in table.columns for s in c.sources if s not in raw.columns.column_names]
     missing = list(dict.fromkeys(missing))
     if missing:
         message = (
-            f"the file lacks the column(s) {', '.join(missing)} that the {spec.system} spec maps; all its "
-            "rows "
-            "are quarantined; re-export with the expected columns or update the spec"
+            f"the file lacks the column(s) {', '.join(missing)} that the site mapping reads for "
+            f"{system}.{table.name}; all its rows are quarantined; re-export with the expected columns or "
+            "update the site mapping"
         )
         result.problems.append(
             Problem.from_error(InputError(message, file=relative, field=missing[0], rule="missing_column"))
         )
         rows = raw.rows.to_pylist()
+        key_list = keys.to_pylist() if keys is not None else [None] * len(rows)
         for index, row in enumerate(rows):
             error = InputError(message, file=relative, row=row, field=missing[0], rule="missing_column")
-            quarantine.add(error, result.raw_row(index))
+            quarantine.add(system, table.name, error, result.raw_row(index), key_list[index])
         result.rules["missing_column"] += len(rows)
         result.quarantined += len(rows)
-        result.staged = None
         return result
+    assert keys is not None
     converted = convert(raw.columns, table)
     result.date_formats = converted.date_formats
     ok = pc.is_null(converted.failure)
-    bad_index = np.flatnonzero(~ok.to_numpy(zero_copy_only=False))
+    ok_numpy = ok.to_numpy(zero_copy_only=False)
+    bad_index = np.flatnonzero(~ok_numpy)
     if len(bad_index):
-        _quarantine_failures(result, converted, bad_index, quarantine)
-    keep = np.flatnonzero(ok.to_numpy(zero_copy_only=False))
+        _quarantine_failures(result, system, table, converted, bad_index, keys, quarantine)
+    keep = np.flatnonzero(ok_numpy)
     result.raw_index = keep.astype(np.int64)
-    staged = converted.table.filter(ok) if len(bad_index) else converted.table
+    filtered = len(bad_index) > 0
+    staged = converted.table.filter(ok) if filtered else converted.table
     n = staged.num_rows
-    staged = staged.append_column(LINEAGE.field(0), pa.array([spec.system] * n, type=pa.string()))
-    staged = staged.append_column(LINEAGE.field(1), pa.array([relative] * n, type=pa.string()))
-    staged = staged.append_column(LINEAGE.field(2), pc.filter(raw.rows, ok) if len(bad_index) else raw.rows)
+    staged = staged.append_column(RAW_LINEAGE.field(0), pa.array([relative] * n, type=pa.string()))
+    staged = staged.append_column(RAW_LINEAGE.field(1), pc.filter(raw.rows, ok) if filtered else raw.rows)
+    staged = staged.append_column(RAW_LINEAGE.field(2), pc.filter(keys, ok) if filtered else keys)
     result.staged = staged
     result.staged_rows = n
     return result
 
 
 def _quarantine_failures(
-    result: _FileResult, converted: Converted, bad_index: np.ndarray[Any, Any], quarantine: _Quarantine
+    result: _FileResult,
+    system: str,
+    table: TableSpec,
+    converted: Converted,
+    bad_index: np.ndarray[Any, Any],
+    keys: pa.Array,
+    quarantine: Quarantine,
 ) -> None:
     assert result.raw is not None
-    codes = converted.failure.take(pa.array(bad_index)).to_pylist()
-    rows = result.raw.rows.take(pa.array(bad_index)).to_pylist()
-    for index, code, row in zip(bad_index.tolist(), codes, rows, strict=True):
+    taken = pa.array(bad_index)
+    codes = converted.failure.take(taken).to_pylist()
+    rows = result.raw.rows.take(taken).to_pylist()
+    key_list = keys.take(taken).to_pylist()
+    for index, code, row, key in zip(bad_index.tolist(), codes, rows, key_list, strict=True):
         failure = converted.failures[code]
         error = InputError(
             f"{failure.column.name}: {failure.message}",
@@ -353,24 +379,23 @@ def _quarantine_failures(
             field=failure.column.field,
             rule=failure.rule,
         )
-        quarantine.add(error, result.raw_row(index))
+        quarantine.add(system, table.name, error, result.raw_row(index), key)
         result.rules[failure.rule] += 1
         result.quarantined += 1
 
 
-def _concat(spec: SourceSpec, table: TableSpec, results: list[_FileResult]) -> pa.Table:
-    full = pa.unify_schemas([schema(table), LINEAGE])
+def _concat(table: TableSpec, results: list[_FileResult]) -> pa.Table:
     parts = [r.staged for r in results if r.staged is not None]
     if not parts:
-        return full.empty_table()
+        return pa.unify_schemas([schema(table), RAW_LINEAGE]).empty_table()
     return pa.concat_tables(parts).combine_chunks()
 
 
 def _drop_duplicates(
-    staged: pa.Table, table: TableSpec, results: list[_FileResult], quarantine: _Quarantine
+    staged: pa.Table, system: str, table: TableSpec, results: list[_FileResult], quarantine: Quarantine
 ) -> pa.Table:
-    """Keep the first row of each primary key; quarantine the others (``duplicate_key`` when the whole raw
-    row repeats, as when an interface re-sends a record, ``conflicting_key`` when it differs)."""
+    """Keep the first row of each key; quarantine the others (``duplicate_key`` when the whole raw row
+    repeats, as when an interface re-sends a record, ``conflicting_key`` when it differs)."""
     n = staged.num_rows
     if n == 0:
         return staged
@@ -399,6 +424,7 @@ def _drop_duplicates(
         return owner, int(owner.raw_index[i - start])
 
     key_text = ", ".join(table.primary_key)
+    raw_keys = staged.column("_key")
     for i, first in zip(pairs.column("_i").to_pylist(), pairs.column("_i_min").to_pylist(), strict=True):
         owner, index = locate(i)
         first_owner, first_index = locate(first)
@@ -407,22 +433,22 @@ def _drop_duplicates(
         first_row = first_owner.raw.rows[first_index].as_py()
         where = f"row {first_row}" + ("" if first_owner is owner else f" of {first_owner.relative}")
         if raw == first_owner.raw_row(first_index):
-            rule, message = (
-                "duplicate_key",
-                f"an exact copy of {where} (primary key {key_text}); the first is kept",
-            )
+            rule, message = "duplicate_key", f"an exact copy of {where} (key {key_text}); the first is kept"
         else:
             rule, message = (
                 "conflicting_key",
-                f"primary key ({key_text}) repeats {where} with other values; the first is kept",
+                f"the key ({key_text}) repeats {where} with other values; the first is kept",
             )
         error = InputError(
             message, file=owner.relative, row=owner.raw.rows[index].as_py(), field=key_text, rule=rule
         )
-        quarantine.add(error, raw)
+        quarantine.add(system, table.name, error, raw, raw_keys[i].as_py())
         owner.rules[rule] += 1
         owner.quarantined += 1
     deduplicated = staged.filter(pa.array(keep))
     for r, start in owners:
         r.staged_rows = int(keep[start : start + r.staged_rows].sum())
     return deduplicated
+
+
+__all__ = ["QUARANTINE", "RAW_LINEAGE", "RawStaged", "stage_site"]

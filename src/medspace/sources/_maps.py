@@ -1,0 +1,355 @@
+"""Phase 2 of staging: evaluate a site's maps with DuckDB over the phase-1 tables into canonical tables.
+
+Each map becomes one SQL query over its raw table (alias ``t``) LEFT JOINed to its lookups (each on the
+lookup table's whole key, so a join never multiplies rows): one SELECT per unpivot slot, combined with
+UNION ALL. Per output row the query says whether the slot is empty (``skip_if_null``), whether the row is
+excluded (``where``; a condition that is NULL excludes), the mapped value of every column, the value cast
+to the model's type (TRY_CAST) and the first check it breaks, in model column order: ``bad_type`` (a
+value the type cannot hold), ``required`` (a required column left empty), ``bad_value`` (a value outside
+the column's values). Rows breaking one are quarantined with the canonical column as the field; the rest
+are written. A (system, record_key) that repeats in a canonical table keeps its first row (map order, then
+file and row) and quarantines the others as ``duplicate_record_key``.
+
+The SQL text holds only names the site mapping's load-time checks admitted (snake_case fields, aliases and
+model columns) and the mapping's own expressions, parsed and re-printed by sqlglot; no value from the data
+and no path is ever interpolated, and the connection has external access switched off, so an expression
+cannot read a file.
+
+This module handles identifiable rows; quarantine entries keep the mapped row, messages never hold values.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from medspace.core import InputError
+from medspace.sources._model import HospitalModel, ModelTable
+from medspace.sources._report import CanonicalReport, MapReport
+from medspace.sources._site import BASE_ALIAS, MapSpec, Site, qualified
+
+QUARANTINE = pa.schema(
+    [
+        pa.field("system", pa.string()),
+        pa.field("table", pa.string()),
+        pa.field("file", pa.string()),
+        pa.field("row", pa.int64()),
+        pa.field("field", pa.string()),
+        pa.field("rule", pa.string()),
+        pa.field("reason", pa.string()),
+        pa.field("raw", pa.string()),
+        pa.field("key", pa.string()),
+    ]
+)
+
+_DUCKDB_TYPES = {
+    "string": "VARCHAR",
+    "int": "BIGINT",
+    "float": "DOUBLE",
+    "bool": "BOOLEAN",
+    "date": "DATE",
+    "timestamp": "TIMESTAMP",
+}
+
+
+@dataclass
+class Quarantine:
+    """Quarantine entries, collected column-wise in the order they are found."""
+
+    columns: dict[str, list[Any]] = field(default_factory=lambda: {name: [] for name in QUARANTINE.names})
+
+    def add(self, system: str, table: str, error: InputError, raw: str | None, key: str | None) -> None:
+        values = (
+            system,
+            table,
+            error.file or "",
+            error.row,
+            error.field,
+            error.rule or "",
+            str(error),
+            raw,
+            key,
+        )
+        for name, value in zip(QUARANTINE.names, values, strict=True):
+            self.columns[name].append(value)
+
+    def extend(self, other: Quarantine) -> None:
+        for name in QUARANTINE.names:
+            self.columns[name].extend(other.columns[name])
+
+    def __len__(self) -> int:
+        return len(self.columns["system"])
+
+    def to_table(self) -> pa.Table:
+        return pa.table(self.columns, schema=QUARANTINE)
+
+
+@dataclass
+class MapOutcome:
+    """The canonical tables (every model table, in model order) and the per-map and per-table counts."""
+
+    tables: dict[str, pa.Table]
+    maps: list[MapReport]
+    canonical: list[CanonicalReport]
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _slot_select(mapping: MapSpec, slot: int | None, view: str, lookup_views: dict[str, str]) -> str:
+    aliases = {lookup.alias for lookup in mapping.lookups}
+
+    def sql(text: str) -> str:
+        return qualified(mapping.expression(text, slot), aliases)
+
+    empty = f"({sql(mapping.skip_if_null)}) IS NULL" if mapping.skip_if_null else "FALSE"
+    excluded = f"NOT coalesce(({sql(mapping.where)}), FALSE)" if mapping.where else "FALSE"
+    columns = ", ".join(f'({sql(text)}) AS "m__{name}"' for name, text in mapping.columns.items())
+    joins = "".join(
+        f' LEFT JOIN "{lookup_views[lookup.table]}" AS "{lookup.alias}" ON '
+        + " AND ".join(
+            f'{BASE_ALIAS}."{mine}" = "{lookup.alias}"."{theirs}"' for mine, theirs in lookup.on.items()
+        )
+        for lookup in mapping.lookups
+    )
+    return (
+        f"SELECT {slot if slot is not None else 0} AS _slot, {BASE_ALIAS}._source_file, "
+        f"{BASE_ALIAS}._source_row, {BASE_ALIAS}._key, {empty} AS _empty, {excluded} AS _excluded, {columns} "
+        f'FROM "{view}" AS {BASE_ALIAS}{joins}'
+    )
+
+
+def map_sql(mapping: MapSpec, table: ModelTable, views: dict[str, str]) -> str:
+    """The DuckDB query of one map (``views``: raw table ``system.table`` -> registered view name)."""
+    union = " UNION ALL ".join(
+        _slot_select(mapping, slot, views[mapping.source], views) for slot in mapping.slots
+    )
+    casts = ", ".join(
+        f'TRY_CAST("m__{name}" AS {_DUCKDB_TYPES[table.columns[name].type]}) AS "{name}"'
+        for name in mapping.columns
+    )
+    checks: list[str] = []
+    for name, column in table.columns.items():
+        if name in mapping.columns:
+            checks.append(f"""WHEN "m__{name}" IS NOT NULL AND "{name}" IS NULL THEN 'bad_type:{name}'""")
+        if column.required:
+            checks.append(f"""WHEN "{name}" IS NULL THEN 'required:{name}'""")
+        if column.values is not None and name in mapping.columns:
+            values = ", ".join(_literal(v) for v in column.values)
+            checks.append(f"""WHEN "{name}" NOT IN ({values}) THEN 'bad_value:{name}'""")
+    failure = f"CASE {' '.join(checks)} END" if checks else "NULL"
+    raw_columns = ", ".join(f'"m__{name}"' for name in mapping.columns)
+    return (
+        f"SELECT *, {failure} AS _failure FROM ("
+        f"SELECT _slot, _source_file, _source_row, _key, _empty, _excluded, {raw_columns}, {casts} "
+        f"FROM ({union})) ORDER BY _source_file, _source_row, _slot"
+    )
+
+
+_MESSAGES = {
+    "bad_type": "the mapped value cannot be read as the model's {type}",
+    "required": "the model requires a value and the map gives none",
+    "bad_value": "the mapped value is not one of the column's values ({values})",
+}
+
+
+def run_maps(
+    site: Site,
+    model: HospitalModel,
+    raw: dict[str, pa.Table],
+    quarantine: Quarantine,
+    on_map: Callable[[int], None] | None = None,
+) -> MapOutcome:
+    """Evaluate every map of ``site`` over the phase-1 tables ``raw`` (keyed ``system.table``).
+
+    ``raw`` is emptied as tables stop being needed, so memory holds only the tables later maps read.
+
+    Raises:
+        InputError: a map's expression fails in the engine (for example a CAST of text that is not a
+            number; use TRY_CAST).
+    """
+    last_use: dict[str, int] = {}
+    for index, mapping in enumerate(site.maps):
+        for name in [mapping.source, *(lookup.table for lookup in mapping.lookups)]:
+            last_use[name] = index
+    con = duckdb.connect()
+    views: dict[str, str] = {}
+    for i, name in enumerate(raw):
+        views[name] = f"raw_{i}"
+        con.register(views[name], raw[name])
+    con.execute("SET enable_external_access = false")
+    parts: dict[str, list[pa.Table]] = {name: [] for name in model.tables}
+    reports: list[dict[str, Any]] = []
+    try:
+        for index, mapping in enumerate(site.maps):
+            table = model.tables[mapping.to]
+            rows = raw[mapping.source].num_rows
+            try:
+                result = con.sql(map_sql(mapping, table, views)).to_arrow_table()
+            except duckdb.Error as exc:
+                # DuckDB's message may quote a value from the data; name the map and the error kind only.
+                raise InputError(
+                    f"map {index} ({mapping.source} -> {mapping.to}) failed in the engine "
+                    f"({type(exc).__name__}); check its expressions (TRY_CAST instead of CAST for text that "
+                    "may not convert)",
+                    rule="map_error",
+                ) from None
+            written, report = _split(site, mapping, index, table, result, quarantine)
+            parts[mapping.to].append(written)
+            reports.append({**report, "rows": rows})
+            for name in [mapping.source, *(lookup.table for lookup in mapping.lookups)]:
+                if last_use.get(name) == index and name in raw:
+                    con.unregister(views[name])
+                    del raw[name]
+            if on_map is not None:
+                on_map(index)
+    finally:
+        con.close()
+    tables: dict[str, pa.Table] = {}
+    canonical: list[CanonicalReport] = []
+    for name, table in model.tables.items():
+        full = _deduplicate(name, parts[name], reports, quarantine, table.arrow_schema())
+        tables[name] = full
+        feeding = [i for i, m in enumerate(site.maps) if m.to == name]
+        canonical.append(
+            CanonicalReport(table=name, path=f"staging/{name}.parquet", rows=full.num_rows, maps=feeding)
+        )
+    maps = [
+        MapReport(
+            index=i,
+            source=m.source,
+            to=m.to,
+            rows=r["rows"],
+            slots=len(m.slots),
+            written=r["written"],
+            quarantined=r["quarantined"],
+            excluded=r["excluded"],
+            empty_slots=r["empty_slots"],
+            excluded_because=m.excluded_because,
+            rules=dict(sorted(r["rules"].items())),
+        )
+        for i, (m, r) in enumerate(zip(site.maps, reports, strict=True))
+    ]
+    return MapOutcome(tables, maps, canonical)
+
+
+def _split(
+    site: Site, mapping: MapSpec, index: int, table: ModelTable, result: pa.Table, quarantine: Quarantine
+) -> tuple[pa.Table, dict[str, Any]]:
+    """Count and separate one map's output: written rows (model schema + lineage), quarantined ones."""
+    empty = pc.fill_null(result.column("_empty"), False)
+    excluded = pc.and_(pc.invert(empty), pc.fill_null(result.column("_excluded"), False))
+    live = pc.and_(pc.invert(empty), pc.invert(excluded))
+    failure = result.column("_failure")
+    bad = pc.and_(live, pc.is_valid(failure))
+    good = pc.and_(live, pc.is_null(failure))
+    rules: Counter[str] = Counter()
+    quarantined = int(pc.sum(bad).as_py() or 0)
+    if quarantined:
+        rejected = result.filter(bad)
+        raw_names = [f"m__{name}" for name in mapping.columns]
+        for row in rejected.select(
+            ["_source_file", "_source_row", "_key", "_failure", *raw_names]
+        ).to_pylist():
+            rule, column = str(row["_failure"]).split(":", 1)
+            spec = table.columns[column]
+            message = _MESSAGES[rule].format(type=spec.type, values=", ".join(spec.values or []))
+            error = InputError(
+                f"{mapping.to}.{column} (map {index}, from {mapping.source}): {message}",
+                file=row["_source_file"],
+                row=row["_source_row"],
+                field=column,
+                rule=rule,
+            )
+            mapped = {name: row[f"m__{name}"] for name in mapping.columns}
+            quarantine.add(
+                mapping.system,
+                mapping.to,
+                error,
+                json.dumps(mapped, ensure_ascii=False, default=str),
+                row["_key"],
+            )
+            rules[rule] += 1
+    kept = result.filter(good)
+    n = kept.num_rows
+    schema = table.arrow_schema()
+    columns: list[pa.Array | pa.ChunkedArray] = []
+    for name, column in table.columns.items():
+        target = schema.field(name).type
+        if name in mapping.columns:
+            # DuckDB gives microsecond timestamps; the model keeps seconds (sub-second parts are dropped).
+            columns.append(pc.cast(kept.column(name), target, safe=column.type != "timestamp"))
+        else:
+            columns.append(pa.nulls(n, target))
+    columns += [
+        pa.array([mapping.system] * n, pa.string()),
+        pa.array([mapping.table] * n, pa.string()),
+        kept.column("_source_file"),
+        kept.column("_source_row"),
+    ]
+    written = pa.Table.from_arrays(columns, schema=schema)
+    written = written.append_column("_map", pa.array(np.full(n, index, dtype=np.int64)))
+    written = written.append_column("_key", kept.column("_key"))
+    counts = {
+        "written": n,
+        "quarantined": quarantined,
+        "excluded": int(pc.sum(excluded).as_py() or 0),
+        "empty_slots": int(pc.sum(empty).as_py() or 0),
+        "rules": rules,
+    }
+    return written, counts
+
+
+def _deduplicate(
+    name: str, parts: list[pa.Table], reports: list[dict[str, Any]], quarantine: Quarantine, schema: pa.Schema
+) -> pa.Table:
+    """One canonical table from its maps' rows; a repeated (system, record_key) keeps the first."""
+    if not parts:
+        return schema.empty_table()
+    table = pa.concat_tables(parts).combine_chunks()
+    n = table.num_rows
+    if n:
+        keys = table.select(["system", "record_key"]).append_column(
+            "_i", pa.array(np.arange(n, dtype=np.int64))
+        )
+        firsts = keys.group_by(["system", "record_key"], use_threads=False).aggregate([("_i", "min")])
+        if firsts.num_rows < n:
+            keep = np.zeros(n, dtype=bool)
+            keep[firsts.column("_i_min").to_numpy()] = True
+            pairs = keys.filter(pa.array(~keep)).join(firsts, keys=["system", "record_key"]).sort_by("_i")
+            for i, first in zip(
+                pairs.column("_i").to_pylist(), pairs.column("_i_min").to_pylist(), strict=True
+            ):
+                row = table.slice(i, 1).to_pylist()[0]
+                origin = table.slice(first, 1).select(["_source_file", "_source_row", "_map"]).to_pylist()[0]
+                error = InputError(
+                    f"{name}.record_key repeats row {origin['_source_row']} of {origin['_source_file']} "
+                    f"(map {origin['_map']}) in system {row['system']}; the first is kept",
+                    file=row["_source_file"],
+                    row=row["_source_row"],
+                    field="record_key",
+                    rule="duplicate_record_key",
+                )
+                values = {k: v for k, v in row.items() if not k.startswith("_") and k != "system"}
+                quarantine.add(
+                    row["system"],
+                    name,
+                    error,
+                    json.dumps(values, ensure_ascii=False, default=str),
+                    row["_key"],
+                )
+                report = reports[row["_map"]]
+                report["written"] -= 1
+                report["quarantined"] += 1
+                report["rules"]["duplicate_record_key"] += 1
+            table = table.filter(pa.array(keep))
+    return table.drop_columns(["_map", "_key"])
