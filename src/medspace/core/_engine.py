@@ -129,7 +129,9 @@ def write_parquet(con: BaseBackend, expr: Any, path: Path) -> int:
     whatever the engine, so on Spark the rows stream through Arrow batches into one file.
     """
     if con.name == "duckdb":
-        con.to_parquet(expr, path)
+        # The path goes to DuckDB as an argument, not spliced into a COPY statement (Ibis's `to_parquet`
+        # does that, and a path holding both ' and " then breaks the SQL).
+        con.con.sql(con.compile(expr)).write_parquet(str(path))
         return int(pq.read_metadata(path).num_rows)
     rows = 0
     batches = con.to_pyarrow_batches(expr)

@@ -1,12 +1,24 @@
-"""Event linkage: every staged record reaches its visit and its person, or is reported as an orphan.
+"""Event linkage: every staged row of every canonical table reaches its person and visit, or is an orphan.
 
-Lab results reach their request by request number, requests and exams reach a visit by the visit serial
-(就诊流水号) they carry, operations, notes and orders reach a stay by inpatient number and admission count,
-settlements by inpatient number and admission date. A carried visit serial is checked against the time of
-the event: when the visit happened on another day (a request filed against the patient's other visit), the
-event is re-linked to the person's visit at that time, and the change is explained. A record whose parent is
-missing from its parent export is an orphan; when another path still finds its visit (an inpatient request
-carries the inpatient number too), it is linked and still reported as an orphan of that export.
+A row finds its visit by the first reference it carries, in this order:
+
+1. its parent record (a specimen or lab result its lab order, a result its specimen, an image study its
+   imaging exam by accession number, a dispensing its medication order): it inherits the parent's person,
+   visit and status. A parent missing from every export makes the row an orphan of that export; when one of
+   the paths below still finds its visit, it is *recovered*;
+2. its visit serial (就诊流水号), checked against the row's event time (the table's ``event_time`` in the
+   model) and against the kind of visit the row says it was made in (``encounter_type``). When the visit does
+   not cover the event (a request filed against the patient's other visit), the row is *relinked* to the
+   person's visit at that time, and the change is explained;
+3. its inpatient number and admission count (住院号, 住院次数), or, without a count, its inpatient number
+   and event time (a settlement list);
+4. its patient alone (a lab result taken outside any visit): linked to the person with no visit.
+
+A row's parent visit is looked for among its own system's encounters when that system exports encounters
+(an order of a stay the system lost is an orphan of that export even when another system kept the stay: it
+is *recovered* there), and among every system's otherwise. A row whose patient, visit or order was
+quarantined by staging is an orphan with the quarantined row's file, row and rule. Statuses: linked,
+relinked, recovered, orphan; ``parent_missing`` marks rows whose parent no export holds.
 """
 
 from __future__ import annotations
@@ -16,357 +28,462 @@ from typing import Any
 
 import ibis
 
+from medspace.core import materialise
+
+from ._persons import record_id
 from ._staged import StagedTables
+from ._visits import STAY_TYPES, VisitIndex, stay_label
 
-HOUR = 3600
 # How far an event may lie from its visit: outpatient work happens the same day or, for emergencies
-# late at night, early the next; inpatient work between admission and discharge.
+# late at night, early the next; work of a stay between admission and discharge.
 OUTPATIENT_WINDOW = (ibis.interval(hours=-1), ibis.interval(hours=26))
-INPATIENT_WINDOW = (ibis.interval(days=-1), ibis.interval(days=1))
-
-
-def event_rows(
-    t: Any,
-    system: str,
-    table: str,
-    *,
-    key: Any,
-    person: Any,
-    visit: Any,
-    status: Any,
-    missing: Any,
-    reason: Any,
-) -> Any:
-    """The rows of ``events.parquet`` for one staged table: what each row is, where it came from (lineage),
-    which person and visit it reached, how, and why."""
-    return t.select(
-        system=ibis.literal(system),
-        table=ibis.literal(table),
-        record_key=key.cast("string"),
-        source_file=t._source_file,
-        source_row=t._source_row,
-        person_id=person,
-        visit_id=visit,
-        status=status,
-        parent_missing=missing,
-        reason=reason,
-    )
+STAY_WINDOW = (ibis.interval(days=-1), ibis.interval(days=1))
 
 
 @dataclass(frozen=True)
-class SerialChild:
-    """A table whose rows carry a visit serial."""
+class ParentReference:
+    """A column naming the record a row belongs to, in another canonical table."""
 
-    system: str
-    table: str
-    key: str
-    serial: str
-    time: str
-    identity: str  # prefix + column giving the row's identity record, e.g. "lis:" + lis_patient_id
-    identity_column: str
-    inpatient_no: str | None = None  # a second path to the stay for inpatient rows
-    patient_type: str | None = None  # the kind of visit the row says it belongs to (LIS: 门诊/急诊/体检/住院)
+    column: str
+    parent: str  # the parent's canonical table
+    parent_column: str  # the parent's column the reference names
+    what: str  # how a reason names the parent
+    same_system: bool  # order and specimen keys are system-local; accession numbers hospital-wide
 
 
-# How LIS writes the kind of visit a request was made in, as the visit types of the visit index.
-PATIENT_TYPES = {"门诊": "outpatient", "急诊": "emergency", "体检": "checkup", "住院": "inpatient"}
-
-
-def _type_agrees(visit_type: Any, patient_type: Any) -> Any:
-    """Whether a visit's type is the one the row names (true when the row names none)."""
-    named = ibis.cases(*((patient_type == k, v) for k, v in PATIENT_TYPES.items()), else_=ibis.null("string"))
-    return named.isnull() | (named == visit_type)
-
-
-SERIAL_CHILDREN = (
-    SerialChild(
-        "lis",
-        "requests",
-        "request_no",
-        "visit_serial",
-        "ordered_at",
-        "lis:",
-        "lis_patient_id",
-        "inpatient_no",
-        "patient_type",
+PARENTS: dict[str, tuple[ParentReference, ...]] = {
+    "specimen": (ParentReference("order_key", "lab_order", "record_key", "lab order", True),),
+    "lab_result": (
+        ParentReference("order_key", "lab_order", "record_key", "lab order", True),
+        ParentReference("specimen_key", "specimen", "record_key", "specimen", True),
     ),
-    SerialChild("ris", "exams", "accession_no", "visit_serial", "requested_at", "ris:", "accession_no"),
-    SerialChild(
-        "his", "prescriptions", "prescription_id", "visit_serial", "prescribed_at", "his:", "his_patient_id"
+    "imaging_study": (
+        ParentReference("accession_no", "imaging_exam", "accession_no", "imaging exam", False),
     ),
-    SerialChild("his", "bills", "bill_id", "visit_serial", "charged_at", "his:", "his_patient_id"),
-)
+    "medication_dispense": (
+        ParentReference("order_key", "medication_order", "record_key", "medication order", True),
+    ),
+}
 
 
-def visit_index(st: StagedTables, persons: Any) -> Any:
-    """All visits: HIS registrations and every stay (front sheets, with the HIS visit serial where known).
+def event_order(tables: tuple[str, ...]) -> list[str]:
+    """Tables in an order where every parent comes before its children."""
+    done: list[str] = []
 
-    Columns: visit_id, his_visit_serial, person_id, visit_type, status, start, end, department_code,
-    diagnosis_code, inpatient_no, admission_count.
-    """
-    his_person = persons.filter(persons.source == "his").select(
-        his_record=persons.record_id, person_id=persons.person_id
-    )
-    emr_person = persons.filter(persons.source == "emr").select(
-        emr_record=persons.record_id, person_id=persons.person_id
-    )
-    reg = st.table("his", "registrations")
-    reg = reg.mutate(his_record="his:" + reg.his_patient_id)
-    reg = reg.left_join(his_person, "his_record")
-    outpatient = reg.select(
-        visit_id=reg.visit_serial,
-        his_visit_serial=reg.visit_serial,
-        person_id=reg.person_id,
-        visit_type=reg.visit_type,
-        status=reg.status,
-        start=reg.registered_at.cast("timestamp"),
-        end=reg.registered_at.cast("timestamp"),
-        department_code=reg.department_code,
-        diagnosis_code=reg.diagnosis_code,
-        inpatient_no=ibis.null("string"),
-        admission_count=ibis.null("int64"),
-    )
-    fs = st.table("emr", "front_sheets")
-    adm = st.table("his", "admissions")
-    first_rows = (
-        adm.filter(~adm.recalled.fill_null(False))
-        .select(adm_ino=adm.inpatient_no, adm_count=adm.admission_count, his_visit_serial=adm.visit_serial)
-        .distinct(on=("adm_ino", "adm_count"), keep="first")
-    )
-    fs = fs.left_join(
-        first_rows, [fs.inpatient_no == first_rows.adm_ino, fs.admission_count == first_rows.adm_count]
-    )
-    fs = fs.mutate(emr_record="emr:" + fs.inpatient_no)
-    fs = fs.left_join(emr_person, "emr_record")
-    stays = fs.select(
-        visit_id=ibis.coalesce(
-            fs.his_visit_serial, "FS:" + fs.inpatient_no + "-" + fs.admission_count.cast("string")
-        ),
-        his_visit_serial=fs.his_visit_serial,
-        person_id=fs.person_id,
-        visit_type=ibis.literal("inpatient"),
-        status=ibis.literal("done"),
-        start=fs.admitted_at.cast("timestamp"),
-        end=fs.discharged_at.cast("timestamp"),
-        department_code=fs.admit_department_code,
-        diagnosis_code=fs.main_diagnosis_code,
-        inpatient_no=fs.inpatient_no,
-        admission_count=fs.admission_count.cast("int64"),
-    ).distinct(on="visit_id", keep="first")
-    return ibis.union(outpatient, stays, distinct=False)
+    def visit(table: str) -> None:
+        if table in done:
+            return
+        for ref in PARENTS.get(table, ()):
+            if ref.parent in tables:
+                visit(ref.parent)
+        done.append(table)
+
+    for table in tables:
+        visit(table)
+    return done
 
 
 def _within(visit_type: Any, start: Any, end: Any, at: Any) -> Any:
     """Whether an event at ``at`` falls in the window of a visit of that type, start and end."""
-    inpatient = visit_type == "inpatient"
-    lo = ibis.cases((inpatient, start + INPATIENT_WINDOW[0]), else_=start + OUTPATIENT_WINDOW[0])
-    hi = ibis.cases((inpatient, end + INPATIENT_WINDOW[1]), else_=end + OUTPATIENT_WINDOW[1])
+    stay = visit_type.isin(STAY_TYPES)
+    # a stay without a discharge is still going on; a visit without an end ended the day it began
+    lo = ibis.cases((stay, start + STAY_WINDOW[0]), else_=start + OUTPATIENT_WINDOW[0])
+    far = start + ibis.interval(days=36_500)
+    hi = ibis.cases(
+        (stay, ibis.coalesce(end, far) + STAY_WINDOW[1]),
+        else_=ibis.coalesce(end, start) + OUTPATIENT_WINDOW[1],
+    )
     return (at >= lo) & (at <= hi)
 
 
-def serial_events(st: StagedTables, child: SerialChild, visits: Any, persons: Any) -> Any:
-    """Link one serial-carrying table to visits; one row per staged row with the outcome and its reason."""
-    t = st.table(child.system, child.table)
-    record_person = persons.select(identity=persons.record_id, row_person=persons.person_id)
-    ptype = t[child.patient_type] if child.patient_type is not None else ibis.null("string")
-    t = t.mutate(
-        identity=child.identity + t[child.identity_column], at=t[child.time].cast("timestamp"), ptype=ptype
-    )
-    t = t.left_join(record_person, "identity")
-    # every HIS serial, including a recalled stay's continuation row (serial + "R"), leads to its visit
-    adm = st.table("his", "admissions")
-    serials = ibis.union(
-        visits.filter(visits.his_visit_serial.notnull()).select(
-            serial=visits.his_visit_serial, visit_id=visits.visit_id
-        ),
-        st.table("his", "registrations").select(serial="visit_serial", visit_id="visit_serial"),
-        adm.select(serial=adm.visit_serial, visit_id=adm.visit_serial.re_replace("R$", "")),
-        distinct=True,
-    )
-    parents = serials.select("serial").distinct()
-    t = t.left_join(parents.mutate(parent_found=ibis.literal(True)), t[child.serial] == parents.serial)
-    t = t.mutate(parent_missing=t.parent_found.isnull()).drop("parent_found", "serial")
-    carried = t.left_join(serials, t[child.serial] == serials.serial).drop("serial")
-    v = visits.select(
-        vid=visits.visit_id,
-        vperson=visits.person_id,
-        vtype=visits.visit_type,
-        start=visits.start,
-        end=visits.end,
-        vino=visits.inpatient_no,
-    )
-    carried = carried.left_join(v, carried.visit_id == v.vid)
-    carried = carried.mutate(
-        consistent=(
-            carried.vid.notnull()
-            & _within(carried.vtype, carried.start, carried.end, carried.at)
-            & _type_agrees(carried.vtype, carried.ptype)
-        ).fill_null(False)
-    )
-    carried = carried.drop("vid", "vperson", "vtype", "start", "end", "vino")
-
-    # Re-link: the person's visit whose window holds the event (nearest start first); for inpatient rows
-    # also the stay their inpatient number names.
-    cols = [child.key, "at", "ptype", "vid", "vperson", "vtype", "start", "end"]
-    need = carried.filter(~carried.consistent)
-    by_person = need.select(child.key, "at", "ptype", p=need.row_person)
-    by_person = by_person.join(v, by_person.p == v.vperson)
-    cand = by_person.filter(_within(by_person.vtype, by_person.start, by_person.end, by_person.at)).select(
-        *cols
-    )
-    if child.inpatient_no is not None:
-        by_ino = need.select(child.key, "at", "ptype", ino=need[child.inpatient_no])
-        by_ino = by_ino.join(v, by_ino.ino == v.vino)
-        by_ino = by_ino.filter(_within(by_ino.vtype, by_ino.start, by_ino.end, by_ino.at)).select(*cols)
-        cand = ibis.union(cand, by_ino, distinct=True)
-    # the visit of the kind the row names comes first, then the one that started nearest the event
-    cand = cand.mutate(
-        gap=(cand.at.epoch_seconds() - cand.start.epoch_seconds()).abs(),
-        mismatch=ibis.cases((_type_agrees(cand.vtype, cand.ptype), 0), else_=1),
-    )
-    order = [cand.mismatch, cand.gap, cand.vid]
-    cand = cand.mutate(rank=ibis.row_number().over(group_by=child.key, order_by=order))
-    best = cand.filter(cand.rank == 0).select(
-        best_key=cand[child.key], best_visit=cand.vid, best_person=cand.vperson
-    )
-    out = carried.left_join(best, carried[child.key] == best.best_key)
-    status = ibis.cases(
-        (out.consistent & ~out.parent_missing, "linked"),
-        (out.best_visit.notnull() & ~out.parent_missing, "relinked"),
-        (out.best_visit.notnull() & out.parent_missing, "recovered"),
-        else_="orphan",
-    )
-    reason = ibis.cases(
-        (out.consistent & ~out.parent_missing, "visit serial found; event time within the visit"),
-        (
-            out.best_visit.notnull() & ~out.parent_missing,
-            "carried visit serial belongs to another visit of the "
-            "person (event time outside it); re-linked to the person's visit at the event time",
-        ),
-        (
-            out.best_visit.notnull() & out.parent_missing,
-            "visit serial not in the HIS export; stay found by inpatient number and event time",
-        ),
-        (
-            out.visit_id.notnull(),
-            "carried visit does not cover the event time and no other visit of the person does",
-        ),
-        else_="visit serial not in the HIS export (row lost, or after the export's sync cut-off)",
-    )
-    return event_rows(
-        out,
-        child.system,
-        child.table,
-        key=out[child.key],
-        person=ibis.coalesce(out.best_person, out.row_person),
-        visit=ibis.cases((out.consistent, out.visit_id), else_=out.best_visit),
-        status=status,
-        missing=out.parent_missing,
-        reason=reason,
-    )
+def _type_agrees(visit_type: Any, hint: Any) -> Any:
+    """Whether a visit's type is the one the row names (true when the row names none)."""
+    return hint.isnull() | (hint == visit_type)
 
 
-@dataclass(frozen=True)
-class StayChild:
-    """A table whose rows name a stay by inpatient number and admission count (or admission date)."""
+class EventLinker:
+    """Links the rows of each staged table, table by table (parents first)."""
 
-    system: str
-    table: str
-    key: str | tuple[str, ...]
-    parent: str  # "his_admissions": the HIS export must hold the stay; "front_sheets": the EMR must
-    identity: str | None = None  # identity record prefix and column, when the table has its own patients
-    identity_column: str | None = None
+    def __init__(self, st: StagedTables, persons: Any, index: VisitIndex, quarantined: Any | None) -> None:
+        self.st = st
+        self.con = st.con
+        self.index = index
+        self.quarantined = quarantined
+        self.who = persons.select(_rid=persons.record_id, row_person=persons.person_id)
+        v = index.visits
+        self.visits = v.select(
+            vid=v.visit_id,
+            vperson=v.person_id,
+            vtype=v.visit_type,
+            vstart=v.start,
+            vend=v.end,
+            vino=v.inpatient_no,
+            vsub=v.parent_visit_id.notnull(),
+        )
+        self.done: dict[str, Any] = {}
 
+    def all_events(self) -> Any:
+        parts = []
+        for table in event_order(self.st.tables):
+            if not self.st.rows(table):
+                continue  # a table the site does not fill contributes nothing
+            events = materialise(self.con, self.table_events(table), f"link_events_{table}")
+            self.done[table] = events
+            parts.append(events)
+        return ibis.union(*parts, distinct=False)
 
-STAY_CHILDREN = (
-    StayChild("his", "orders", "order_id", "his_admissions"),
-    StayChild("his", "transfers", "transfer_id", "his_admissions"),
-    StayChild("surgery", "operations", "operation_id", "front_sheets", "surgery:", "surgery_patient_id"),
-    StayChild("emr", "notes", "note_id", "front_sheets", "emr_notes:", "emr_patient_id"),
-    StayChild("insurance", "settlements", "settlement_id", "front_sheets", "insurance:", "insured_id"),
-)
+    def _prepared(self, table: str) -> Any:
+        st = self.st
+        t = st.table(table)
+        cols = st.columns(table)
 
+        def col(name: str, kind: str = "string") -> Any:
+            return t[name].cast(kind) if name in cols else ibis.null(kind)
 
-def _stay_key(t: Any, child: StayChild) -> tuple[Any, Any]:
-    """(inpatient number, admission count or None) of each row."""
-    if child.table == "notes":
-        parts = t.encounter_ref.split("-")
-        return parts[0], parts[1].cast("int64")
-    if child.table == "settlements":
-        return t.inpatient_no, None
-    return t.inpatient_no, t.admission_count.cast("int64")
+        at = st.event_times.get(table)
+        t = t.mutate(
+            _ek=t.system + "|" + t.record_key,
+            _rid=record_id(t.system, col("patient_key")),
+            _pkey=col("patient_key"),
+            _at=col(at, "timestamp") if at else ibis.null("timestamp"),
+            _hint=col("encounter_type") if table != "encounter" else ibis.null("string"),
+            _serial=col("visit_serial") if table != "encounter" else ibis.null("string"),
+            _ino=col("inpatient_no"),
+            _count=col("admission_count", "int64"),
+            _stay=stay_label(
+                col("inpatient_no"), col("admission_count", "int64"), st.site.inpatient_no == "per_admission"
+            ),
+            _has_enc=t.system.isin(sorted(self.index.systems)) if self.index.systems else ibis.literal(False),
+        )
+        return t.left_join(self.who, "_rid")
 
+    def table_events(self, table: str) -> Any:
+        t = self._prepared(table)
+        if table == "patient":
+            return self._rows(
+                t,
+                table,
+                t.row_person,
+                ibis.null("string"),
+                ibis.literal("linked"),
+                ibis.literal(False),
+                ibis.literal("a patient record of its system"),
+            )
+        if table == "encounter":
+            return self._encounter_events(t)
+        t = self._parent(t, table)
+        t = self._by_serial(t)
+        t = self._relink(t)
+        t = self._by_stay(t)
+        t = self._by_inpatient_no_and_time(t)
+        return self._outcome(t, table)
 
-def stay_events(st: StagedTables, child: StayChild, visits: Any, persons: Any) -> Any:
-    t = st.table(child.system, child.table)
-    ino, count = _stay_key(t, child)
-    t = t.mutate(_ino=ino, _count=count if count is not None else ibis.null("int64"))
-    if child.identity is not None and child.identity_column is not None:
-        own = persons.select(identity=persons.record_id, row_person=persons.person_id)
-        t = t.mutate(identity=child.identity + t[child.identity_column]).left_join(own, "identity")
-    else:
-        t = t.mutate(row_person=ibis.null("string"))
-    stays = visits.filter(visits.visit_type == "inpatient").select(
-        vid=visits.visit_id,
-        vperson=visits.person_id,
-        vino=visits.inpatient_no,
-        vcount=visits.admission_count,
-        vday=visits.start.date(),
-    )
-    if child.table == "settlements":
-        # the settlement list has no admission count: the stay is the one admitted on that day
-        cond = [t._ino == stays.vino, t.admitted_at.cast("timestamp").date() == stays.vday]
-    else:
-        cond = [t._ino == stays.vino, t._count == stays.vcount]
-    j = t.left_join(stays, cond)
-    if child.parent == "his_admissions":
-        adm = st.table("his", "admissions").select(pino="inpatient_no", pcount="admission_count").distinct()
-        adm = adm.mutate(pcount=adm.pcount.cast("int64"), present=ibis.literal(True))
-        j = j.left_join(adm, [j._ino == adm.pino, j._count == adm.pcount])
-        missing = j.present.isnull()
-    else:
-        missing = j.vid.isnull()
-    key = child.key if isinstance(child.key, str) else child.key[0]
-    status = ibis.cases(
-        (~missing & j.vid.notnull(), "linked"), (missing & j.vid.notnull(), "recovered"), else_="orphan"
-    )
-    reason = ibis.cases(
-        (~missing & j.vid.notnull(), "stay found by inpatient number and admission"),
-        (missing & j.vid.notnull(), "stay missing from the HIS export; found in the EMR front sheets"),
-        else_="no stay with this inpatient number and admission",
-    )
-    return event_rows(
-        j,
-        child.system,
-        child.table,
-        key=j[key],
-        person=ibis.coalesce(j.vperson, j.row_person),
-        visit=j.vid,
-        status=status,
-        missing=missing,
-        reason=reason,
-    )
+    # -- parents -------------------------------------------------------------------------------------------
+    def _parent(self, t: Any, table: str) -> Any:
+        refs = [r for r in PARENTS.get(table, ()) if r.column in t.columns and r.parent in self.done]
+        t = t.mutate(
+            _pref=ibis.literal(False),
+            _pfound=ibis.literal(False),
+            _pvisit=ibis.null("string"),
+            _pperson=ibis.null("string"),
+            _pstatus=ibis.null("string"),
+            _preason=ibis.null("string"),
+            _pwhat=ibis.null("string"),
+        )
+        # the first reference a row carries wins: apply them last to first, each overriding the later ones
+        for i, ref in reversed(list(enumerate(refs))):
+            pe = self._parent_events(ref, i)
+            value = t[ref.column].cast("string")
+            cond = [value == pe[f"pkey{i}"]]
+            if ref.same_system:
+                cond.append(t.system == pe[f"psys{i}"])
+            t = t.left_join(pe, cond)
+            present = value.notnull()
+            t = t.mutate(
+                _pref=present | t._pref,
+                _pfound=ibis.cases((present, t[f"pkey{i}"].notnull()), else_=t._pfound),
+                _pvisit=ibis.cases((present, t[f"pv{i}"]), else_=t._pvisit),
+                _pperson=ibis.cases((present, t[f"pp{i}"]), else_=t._pperson),
+                _pstatus=ibis.cases((present, t[f"ps{i}"]), else_=t._pstatus),
+                _preason=ibis.cases((present, t[f"pr{i}"]), else_=t._preason),
+                _pwhat=ibis.cases((present, ibis.literal(ref.what)), else_=t._pwhat),
+            ).drop(f"pkey{i}", f"psys{i}", f"pp{i}", f"pv{i}", f"ps{i}", f"pr{i}")
+        return t
 
+    def _parent_events(self, ref: ParentReference, i: int) -> Any:
+        """The parent table's events keyed by the value a reference names (and the parent's system)."""
+        parent = self.done[ref.parent]
+        pe = parent.select(
+            psys=parent.system,
+            prk=parent.record_key,
+            pp=parent.person_id,
+            pv=parent.visit_id,
+            ps=parent.status,
+            pr=parent.reason,
+        )
+        if ref.parent_column == "record_key":
+            pe = pe.mutate(pkey=pe.prk)
+        else:
+            staged = self.st.table(ref.parent)
+            staged = staged.filter(staged[ref.parent_column].notnull())
+            staged = staged.select(
+                ssys="system", srk="record_key", pkey=staged[ref.parent_column].cast("string")
+            ).distinct(on="pkey", keep="first")
+            pe = staged.join(pe, [staged.ssys == pe.psys, staged.srk == pe.prk]).drop("ssys", "srk")
+        return pe.select(
+            **{f"pkey{i}": pe.pkey, f"psys{i}": pe.psys, f"pp{i}": pe.pp, f"pv{i}": pe.pv},
+            **{f"ps{i}": pe.ps, f"pr{i}": pe.pr},
+        )
 
-def inherited_events(
-    st: StagedTables, system: str, table: str, key: Any, parent_key: str, parent: Any, what: str
-) -> Any:
-    """Rows that reach a visit through a parent record (results and tubes via their request, PACS studies via
-    their RIS exam): they inherit the parent's person and visit."""
-    t = st.table(system, table)
-    p = parent.select(
-        pkey=parent.record_key, pperson=parent.person_id, pvisit=parent.visit_id, pstatus=parent.status
-    )
-    j = t.left_join(p, t[parent_key].cast("string") == p.pkey)
-    found = j.pkey.notnull()
-    return event_rows(
-        j,
-        system,
-        table,
-        key=key(j),
-        person=j.pperson,
-        visit=j.pvisit,
-        status=ibis.cases((found, j.pstatus), else_="orphan"),
-        missing=~found,
-        reason=ibis.cases((found, f"via its {what}"), else_=f"{what} not found"),
-    )
+    # -- visit serial --------------------------------------------------------------------------------------
+    def _by_serial(self, t: Any) -> Any:
+        s = self.index.serials
+        any_ = s.select(s_serial="serial", s_visit="serial_visit").distinct()
+        own = s.select(o_serial="serial", o_system="system", s_own=ibis.literal(True)).distinct()
+        t = t.left_join(any_, t._serial == any_.s_serial).drop("s_serial")
+        t = t.left_join(own, [t._serial == own.o_serial, t.system == own.o_system]).drop(
+            "o_serial", "o_system"
+        )
+        v = self.visits.select(
+            s_vid="vid", s_vperson="vperson", s_vtype="vtype", s_vstart="vstart", s_vend="vend"
+        )
+        t = t.left_join(v, t.s_visit == v.s_vid).drop("s_vid")
+        consistent = (
+            t.s_visit.notnull()
+            & (t._at.isnull() | _within(t.s_vtype, t.s_vstart, t.s_vend, t._at)).fill_null(False)
+            & _type_agrees(t.s_vtype, t._hint)
+        )
+        return t.mutate(
+            s_consistent=consistent.fill_null(False),
+            s_present=ibis.cases((t._has_enc, t.s_own.fill_null(False)), else_=t.s_visit.notnull()),
+        ).drop("s_vtype", "s_vstart", "s_vend", "s_own")
+
+    def _relink(self, t: Any) -> Any:
+        """The person's visit (or the inpatient number's stay) whose window holds the event, for rows whose
+        serial is unknown or does not cover the event: the visit of the kind the row names first, then the
+        one that started nearest the event."""
+        need = t.filter(t._serial.notnull() & ~t.s_consistent & t._at.notnull())
+        v = self.visits.filter(~self.visits.vsub)
+        cols = ["_ek", "_at", "_hint", "vid", "vperson", "vtype", "vstart", "vend"]
+        by_person = need.select("_ek", "_at", "_hint", p=need.row_person)
+        by_person = by_person.join(v, by_person.p == v.vperson)
+        by_ino = need.select("_ek", "_at", "_hint", i=need._ino)
+        by_ino = by_ino.join(v, by_ino.i == v.vino)
+        cand = ibis.union(by_person.select(*cols), by_ino.select(*cols), distinct=True)
+        cand = cand.filter(_within(cand.vtype, cand.vstart, cand.vend, cand._at))
+        cand = cand.mutate(
+            gap=(cand._at.epoch_seconds() - cand.vstart.epoch_seconds()).abs(),
+            mismatch=ibis.cases((_type_agrees(cand.vtype, cand._hint), 0), else_=1),
+        )
+        cand = cand.mutate(
+            rank=ibis.row_number().over(group_by=cand._ek, order_by=[cand.mismatch, cand.gap, cand.vid])
+        )
+        best = cand.filter(cand.rank == 0).select(r_ek="_ek", r_visit="vid", r_person="vperson")
+        return t.left_join(best, t._ek == best.r_ek).drop("r_ek")
+
+    # -- inpatient number ----------------------------------------------------------------------------------
+    def _by_stay(self, t: Any) -> Any:
+        s = self.index.stays
+        any_ = s.select(a_stay="stay", a_visit="stay_visit").distinct(on="a_stay", keep="first")
+        own = s.select(ao_stay="stay", ao_system="system", a_own=ibis.literal(True)).distinct()
+        use = t._serial.isnull()
+        t = t.left_join(any_, use & (t._stay == any_.a_stay)).drop("a_stay")
+        t = t.left_join(own, [use, t._stay == own.ao_stay, t.system == own.ao_system])
+        t = t.drop("ao_stay", "ao_system")
+        return t.mutate(
+            a_present=ibis.cases((t._has_enc, t.a_own.fill_null(False)), else_=t.a_visit.notnull())
+        ).drop("a_own")
+
+    def _by_inpatient_no_and_time(self, t: Any) -> Any:
+        """A row with an inpatient number but no count: the stay of that number whose window holds the event
+        (with numbers per admission, the number's one stay)."""
+        per_admission = self.st.site.inpatient_no == "per_admission"
+        need = t.filter(t._serial.isnull() & t.a_visit.isnull() & t._ino.notnull() & t._count.isnull())
+        v = self.visits.filter(~self.visits.vsub)
+        cand = need.select("_ek", "_at", i=need._ino)
+        cand = cand.join(v, cand.i == v.vino)
+        inside = _within(cand.vtype, cand.vstart, cand.vend, cand._at).fill_null(False)
+        if not per_admission:
+            cand = cand.filter(inside)
+        gap = (cand._at.epoch_seconds() - cand.vstart.epoch_seconds()).abs().fill_null(0)
+        cand = cand.mutate(rank=ibis.row_number().over(group_by=cand._ek, order_by=[gap, cand.vid]))
+        best = cand.filter(cand.rank == 0).select(i_ek="_ek", i_visit="vid")
+        return t.left_join(best, t._ek == best.i_ek).drop("i_ek")
+
+    # -- outcome -------------------------------------------------------------------------------------------
+    def _outcome(self, t: Any, table: str) -> Any:
+        path = ibis.cases(
+            (t._serial.notnull(), "serial"),
+            (t.a_visit.notnull(), "stay"),
+            (t._ino.notnull() & t._count.isnull(), "ino"),
+            (t._stay.notnull(), "stay"),
+            (t._pkey.notnull(), "person"),
+            else_="none",
+        )
+        t = t.mutate(_path=path)
+        serial, stay, ino = t._path == "serial", t._path == "stay", t._path == "ino"
+        relinked = serial & ~t.s_consistent & t.r_visit.notnull()
+        direct_visit = ibis.cases(
+            (serial & t.s_consistent, t.s_visit),
+            (serial, t.r_visit),
+            (stay, t.a_visit),
+            (ino, t.i_visit),
+            else_=ibis.null("string"),
+        )
+        present = ibis.cases(
+            (serial, t.s_present), (stay, t.a_present), (ino, t.i_visit.notnull()), else_=True
+        )
+        direct_status = ibis.cases(
+            (direct_visit.notnull() & ~present, "recovered"),
+            (relinked, "relinked"),
+            (direct_visit.notnull(), "linked"),
+            ((t._path == "person") & t.row_person.notnull(), "linked"),
+            else_="orphan",
+        )
+        how = ibis.cases(
+            (
+                serial & t.s_consistent & t.s_present & t._at.isnull(),
+                "visit serial found; the row has no event time to check",
+            ),
+            (serial & t.s_consistent & t.s_present, "visit serial found; event time within the visit"),
+            (
+                serial & t.s_consistent,
+                "visit serial not in its system's encounter export; found in another system's",
+            ),
+            (
+                relinked & t.s_visit.notnull(),
+                "carried visit serial belongs to another visit of the person (event time outside it); "
+                "re-linked to the person's visit at the event time",
+            ),
+            (
+                relinked,
+                "visit serial not found in any encounter export; visit found by the person or inpatient "
+                "number and the event time",
+            ),
+            (
+                serial & t.s_visit.notnull(),
+                "carried visit does not cover the event time and no other visit of the person does",
+            ),
+            (
+                serial,
+                "visit serial not found in any encounter export "
+                "(row lost, or after the export's sync cut-off)",
+            ),
+            (stay & t.a_visit.notnull() & t.a_present, "stay found by inpatient number and admission count"),
+            (
+                stay & t.a_visit.notnull(),
+                "stay not in its system's encounter export; found by inpatient number and admission count in "
+                "another system's",
+            ),
+            (stay, "no stay with this inpatient number and admission count in any encounter export"),
+            (ino & t.i_visit.notnull(), "stay found by inpatient number and event time"),
+            (ino, "no stay with this inpatient number covers the event time"),
+            (
+                (t._path == "person") & t.row_person.notnull(),
+                "no visit reference; linked to its patient only",
+            ),
+            (t._path == "person", "its patient is in no identity record"),
+            else_="the row carries no patient, visit or parent reference",
+        )
+        inherit = t._pref & t._pfound
+        lost = t._pref & ~t._pfound
+        what = t._pwhat.fill_null("parent")
+        t = t.mutate(
+            _visit=ibis.cases((inherit, t._pvisit), else_=direct_visit),
+            _status=ibis.cases(
+                (inherit, t._pstatus),
+                (lost & direct_visit.notnull(), "recovered"),
+                (lost, "orphan"),
+                else_=direct_status,
+            ),
+            _missing=ibis.cases((inherit, False), (lost, True), else_=~present).fill_null(False),
+            _reason=ibis.cases(
+                (inherit, "via its " + what + ": " + t._preason.fill_null("")),
+                (lost, what + " not found in any " + what + " export; " + how),
+                else_=how,
+            ),
+        )
+        t = self._visit_person(t)
+        return self._quarantine(t, table)
+
+    def _visit_person(self, t: Any) -> Any:
+        vp = self.visits.select(vp_id="vid", vp_person="vperson")
+        t = t.left_join(vp, t._visit == vp.vp_id)
+        return t.mutate(_person=ibis.coalesce(t.vp_person, t._pperson, t.row_person)).drop(
+            "vp_id", "vp_person"
+        )
+
+    def _encounter_events(self, t: Any) -> Any:
+        r = self.index.rows.select(e_sys="system", e_key="record_key", e_visit="visit_id")
+        t = t.left_join(r, [t.system == r.e_sys, t.record_key == r.e_key]).drop("e_sys", "e_key")
+        v = self.index.visits.select(ev_id="visit_id", ev_person="person_id", ev_parent="parent_visit_id")
+        t = t.left_join(v, t.e_visit == v.ev_id).drop("ev_id")
+        sub = t.parent_visit_serial.notnull()
+        lost = sub & t.ev_parent.isnull()
+        person = ibis.coalesce(t.ev_person, t.row_person)
+        t = t.mutate(
+            _visit=t.e_visit,
+            _person=person,
+            _status=ibis.cases((person.isnull(), "orphan"), (lost, "recovered"), else_="linked"),
+            _missing=lost,
+            _reason=ibis.cases(
+                (person.isnull(), "the encounter names no patient known to any identity record"),
+                (lost, "its parent stay is not in any encounter export; kept as a visit of its own"),
+                (t.recalled.fill_null(False), "a recalled discharge's continuation row: part of its stay"),
+                else_="the encounter row is (part of) the visit",
+            ),
+            _serial=t.parent_visit_serial,  # the quarantine check follows the parent stay
+        )
+        return self._quarantine(t, "encounter")
+
+    def _quarantine(self, t: Any, table: str) -> Any:
+        """Rows naming a patient, visit or order that staging quarantined: orphans, with its file, row and
+        rule (the person and visit another path found are kept, so nothing is lost)."""
+        q = self.quarantined
+        t = t.mutate(_q=ibis.null("string"))
+        if q is not None:
+            checks: list[tuple[Any, str, bool]] = [
+                (t._pkey, "patient", True),
+                (t._serial, "encounter", False),
+            ]
+            checks += [
+                (t[r.column].cast("string"), r.parent, r.same_system)
+                for r in PARENTS.get(table, ())
+                if r.column in t.columns
+            ]
+            for i, (value, kind, same_system) in enumerate(checks):
+                k = q.filter(q.q_kind == kind)
+                if not same_system:
+                    k = k.distinct(on="q_key", keep="first")
+                k = k.select(**{f"qk{i}": k.q_key, f"qs{i}": k.q_system, f"qr{i}": k.q_reason})
+                cond = [value == k[f"qk{i}"]]
+                if same_system:
+                    cond.append(t.system == k[f"qs{i}"])
+                t = t.left_join(k, cond)
+                t = t.mutate(_q=ibis.coalesce(t._q, t[f"qr{i}"])).drop(f"qk{i}", f"qs{i}", f"qr{i}")
+        quarantined = t._q.notnull()
+        return self._rows(
+            t,
+            table,
+            t._person,
+            t._visit,
+            ibis.cases((quarantined, "orphan"), else_=t._status),
+            quarantined | t._missing,
+            ibis.cases((quarantined, t._q), else_=t._reason),
+        )
+
+    @staticmethod
+    def _rows(t: Any, table: str, person: Any, visit: Any, status: Any, missing: Any, reason: Any) -> Any:
+        """The rows of ``events.parquet`` for one staged table."""
+        return t.select(
+            table=ibis.literal(table),
+            system=t.system,
+            record_key=t.record_key.cast("string"),
+            source_file=t._source_file,
+            source_row=t._source_row.cast("int64"),
+            person_id=person.cast("string"),
+            visit_id=visit.cast("string"),
+            status=status.cast("string"),
+            parent_missing=missing.cast("boolean"),
+            reason=reason.cast("string"),
+        )

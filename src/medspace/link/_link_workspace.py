@@ -1,14 +1,16 @@
 """The link stage over a workspace: persons across systems, every record to its visit, orphans reported.
 
-Reads the staged tables, writes ``<workspace>/link/``:
+Reads the staged canonical hospital model (``staging/<table>.parquet``, ``quarantine.parquet``, ``site.json``)
+and writes ``<workspace>/link/``:
 
-- ``person_records.parquet``: each system's patient identity (record_id, source), its person_id, the rules
-  that linked it (resident ID, inpatient number, visit serial, accession number, probabilistic) and, for a
-  probabilistic link, its match probability and explanation;
-- ``visits.parquet``: every visit and stay with its person;
-- ``events.parquet``: every staged row (system, table, record key, lineage) with its person, its visit and
+- ``person_records.parquet``: each system's patient identity (record_id ``<system>:<patient_key>``), its
+  person_id, the rules that linked it (resident ID, inpatient number, visit serial, accession number,
+  probabilistic) and, for a probabilistic link, its match probability and explanation;
+- ``visits.parquet``: every visit and stay with its person, attributes by the site's precedence, and
+  ``parent_visit_id`` for ICU stays and other sub-encounters;
+- ``events.parquet``: every staged row (table, system, record key, lineage) with its person, its visit and
   how it was linked (linked, relinked, recovered, orphan) and why;
-- ``manifest.json``: counts by table and status.
+- ``manifest.json``: counts by ``<table>/<system>`` and status.
 
 The stage runs on DuckDB or Spark (Ibis expressions), writes atomically and is safe to re-run.
 """
@@ -28,6 +30,7 @@ import ibis
 
 from medspace.core import (
     EngineName,
+    InputError,
     Workspace,
     connect,
     materialise,
@@ -38,23 +41,42 @@ from medspace.core import (
 )
 
 from ._components import connected_components
-from ._events import (
-    SERIAL_CHILDREN,
-    STAY_CHILDREN,
-    event_rows,
-    inherited_events,
-    serial_events,
-    stay_events,
-    visit_index,
-)
+from ._events import EventLinker
 from ._matching import match_records
-from ._persons import identity_records, key_edges
+from ._persons import IDENTITY_FIELDS, identity_records, key_edges
+from ._quarantined import quarantined_parents
 from ._staged import StagedTables
+from ._visits import visit_index
 
 logger = logging.getLogger(__name__)
 
-# A HIS-less record joins a person only on a match this sure (identity fields of LIS and RIS are few).
+# A record outside every patient-index person joins one only on a match this sure (identity fields of
+# systems without an index are few). TODO(issue 10): replace the constant by a calibrated decision rule.
 PROBABILISTIC_THRESHOLD = 0.95
+
+VISIT_COLUMNS = (
+    "visit_id",
+    "person_id",
+    "visit_type",
+    "status",
+    "start",
+    "end",
+    "start_precision",
+    "department_code",
+    "department_name",
+    "discharge_department_code",
+    "discharge_mode",
+    "admission_route",
+    "admission_category",
+    "discharge_destination",
+    "died_in_hospital",
+    "day_surgery",
+    "visit_serial",
+    "inpatient_no",
+    "admission_count",
+    "parent_visit_id",
+    "systems",
+)
 
 
 @dataclass(frozen=True)
@@ -63,7 +85,7 @@ class LinkReport:
 
     persons: int
     records: int
-    events: dict[str, dict[str, int]] = field(default_factory=dict)  # "system/table" -> status -> rows
+    events: dict[str, dict[str, int]] = field(default_factory=dict)  # "table/system" -> status -> rows
     orphans: int = 0
     seconds: float = 0.0
 
@@ -80,40 +102,56 @@ def link_workspace(
 
     Returns:
         Counts of persons, records and events by status.
+
+    Raises:
+        InputError: staging is missing, the site maps no encounters, or nothing links to a person.
     """
     began = time.perf_counter()
     ws = Workspace(Path(workspace))
     con = connect(engine)
     st = StagedTables(con, ws.stage("staging"))
+    _check_linkable(st)
     report = progress or (lambda done, total: None)
     persons = resolve_persons(st)
+    n_persons = int(persons.person_id.nunique().execute())
+    if n_persons == 0:
+        raise InputError(
+            "no staged row names a patient (patient_key is empty in every table), so link found no "
+            "person; map each system's patient number to patient_key in the site mapping",
+            file=str(st.staging),
+        )
     report(1, 4)
-    visits = materialise(con, visit_index(st, persons), "link_visits")
+    index = visit_index(st, persons)
     report(2, 4)
-    events = materialise(con, linked_events(st, persons, visits), "link_events")
+    linker = EventLinker(st, persons, index, quarantined_parents(st))
+    events = materialise(con, linker.all_events(), "link_events")
     report(3, 4)
     with replace_folder(ws.stage("link")) as out:
         write_parquet(con, persons.order_by("record_id"), out / "person_records.parquet")
+        visits = index.visits.select(*VISIT_COLUMNS)
         write_parquet(con, visits.order_by("visit_id"), out / "visits.parquet")
         write_parquet(
-            con, events.order_by(["system", "table", "source_file", "source_row"]), out / "events.parquet"
+            con,
+            events.order_by(["table", "system", "source_file", "source_row", "record_key"]),
+            out / "events.parquet",
         )
         counts = (
-            events.group_by(["system", "table", "status"])
+            events.group_by(["table", "system", "status"])
             .aggregate(rows=events.count())
             .to_pyarrow()
             .to_pylist()
         )
         by_table: dict[str, dict[str, int]] = {}
-        for row in sorted(counts, key=lambda r: (r["system"], r["table"], r["status"])):
-            by_table.setdefault(f"{row['system']}/{row['table']}", {})[row["status"]] = int(row["rows"])
+        for row in sorted(counts, key=lambda r: (r["table"], r["system"], r["status"])):
+            by_table.setdefault(f"{row['table']}/{row['system']}", {})[row["status"]] = int(row["rows"])
         orphans = int(events.filter(events.parent_missing).count().execute())
-        n_persons = int(persons.person_id.nunique().execute())
         n_records = int(persons.count().execute())
         manifest = {
             "engine": engine,
+            "site": st.site.site,
             "persons": n_persons,
             "records": n_records,
+            "visits": int(visits.count().execute()),
             "orphans": orphans,
             "events": by_table,
         }
@@ -125,16 +163,43 @@ def link_workspace(
     return LinkReport(n_persons, n_records, by_table, orphans, time.perf_counter() - began)
 
 
+def _check_linkable(st: StagedTables) -> None:
+    """Refuse a staging folder link cannot work on, saying why and what to do."""
+    site = st.site  # reads site.json: a missing one is a named error
+    staged = {t: st.rows(t) for t in st.tables}
+    if not any(staged.values()):
+        raise InputError(
+            "staging holds no rows in any canonical table; check the export folder and the site mapping "
+            "(`medspace site check`)",
+            file=str(st.staging),
+        )
+    if not staged["encounter"]:
+        raise InputError(
+            f"site {site.site!r} maps no encounters: link groups every event into visits and stays from "
+            "the encounter table; map the site's registrations, admissions or stays to `encounter`",
+            file=str(st.path("encounter")),
+            rule="no encounters",
+        )
+
+
 def resolve_persons(st: StagedTables, *, min_probability: float = PROBABILISTIC_THRESHOLD) -> Any:
     """One row per identity record with its person.
 
-    Deterministic keys first (see `_persons`); then records whose component holds no HIS patient (a LIS
-    patient whose only requests are orphans, a PACS patient whose exams lost their visit) are matched
-    probabilistically (Fellegi-Sunter, trained on all identity records without labels) and joined to the one
-    HIS-anchored person they match with at least ``min_probability``; ambiguous ones stay apart.
+    Deterministic keys first (see `_persons`); then records whose component holds no record of the site's
+    patient index (a lab patient whose only requests are orphans, an archive patient whose exams lost their
+    visit) are matched probabilistically (Fellegi-Sunter, trained on all identity records without labels)
+    and joined to the one anchored person they match with at least ``min_probability``; ambiguous ones stay
+    apart.
     """
     con = st.con
-    records = materialise(con, identity_records(st), "link_records")
+    found = identity_records(st)
+    if found is None:
+        raise InputError(
+            "no staged table carries patient_key, so link has no identity records; map each system's "
+            "patient number to patient_key in the site mapping",
+            file=str(st.staging),
+        )
+    records = materialise(con, found, "link_records")
     edges = materialise(con, key_edges(st, records), "link_key_edges")
     nodes = ibis.union(
         records.select(node=records.record_id),
@@ -143,7 +208,7 @@ def resolve_persons(st: StagedTables, *, min_probability: float = PROBABILISTIC_
         distinct=True,
     )
     components = connected_components(con, nodes, edges)
-    extra = _probabilistic_edges(st.con, records, components, min_probability)
+    extra = _probabilistic_edges(st, records, components, min_probability)
     if extra is not None:
         edges = materialise(
             con, ibis.union(edges, extra.select("a", "b", "rule"), distinct=True), "link_all_edges"
@@ -166,7 +231,8 @@ def resolve_persons(st: StagedTables, *, min_probability: float = PROBABILISTIC_
     )
     persons = out.select(
         record_id=out.record_id,
-        source=out.source,
+        system=out.system,
+        patient_key=out.patient_key,
         person_id=out.person_id,
         rules=ibis.coalesce(out.rules, ibis.literal("none: no key shared with another record")),
         match_probability=out.match_probability.cast("float64"),
@@ -175,17 +241,23 @@ def resolve_persons(st: StagedTables, *, min_probability: float = PROBABILISTIC_
     return materialise(con, persons, "link_persons")
 
 
-def _probabilistic_edges(con: Any, records: Any, components: Any, min_probability: float) -> Any:
-    """Edges from records of HIS-less components to the one HIS-anchored record they match, or None."""
+def _probabilistic_edges(st: StagedTables, records: Any, components: Any, min_probability: float) -> Any:
+    """Edges from records of components without a patient-index record to the one anchored record they
+    match, or None (also when the site names no patient index)."""
+    con = st.con
+    index = st.site.patient_index
+    if index is None:
+        return None
     comp = components.select(record_id=components.node, component=components.component)
-    anchored = comp.join(records.filter(records.source == "his").select("record_id"), "record_id")
+    anchored = comp.join(records.filter(records.system == index).select("record_id"), "record_id")
     anchored = anchored.select("component").distinct().mutate(anchored=ibis.literal(True))
     comp = comp.left_join(anchored, "component").mutate(anchored=lambda t: t.anchored.fill_null(False))
     comp = comp.select("record_id", "component", "anchored")
     if int(comp.filter(~comp.anchored).count().execute()) == 0:
         return None
     # one row per system patient: small next to the event tables, matched on DuckDB (splink) in memory
-    with_names = records.filter(records.name.notnull()).to_pyarrow()
+    named = records.filter(records.name.notnull())
+    with_names = named.select("record_id", *IDENTITY_FIELDS, source=named.system).to_pyarrow()
     if with_names.num_rows < 2:
         return None
     try:
@@ -230,103 +302,6 @@ def _probabilistic_edges(con: Any, records: Any, components: Any, min_probabilit
         explanation=chosen.explanation,
     )
     return materialise(con, chosen, "link_probabilistic_edges")
-
-
-def linked_events(st: StagedTables, persons: Any, visits: Any) -> Any:
-    parts = [
-        materialise(
-            st.con, serial_events(st, child, visits, persons), f"link_events_{child.system}_{child.table}"
-        )
-        for child in SERIAL_CHILDREN
-    ]
-    parts += [stay_events(st, child, visits, persons) for child in STAY_CHILDREN]
-    requests = parts[0]
-    exams = parts[1]
-    parts.append(
-        inherited_events(st, "lis", "specimens", lambda t: t.barcode, "request_no", requests, "lab request")
-    )
-    parts.append(
-        inherited_events(
-            st,
-            "lis",
-            "results",
-            lambda t: t.barcode + "-" + t.item_code,
-            "request_no",
-            requests,
-            "lab request",
-        )
-    )
-    parts.append(
-        inherited_events(st, "pacs", "studies", lambda t: t.study_uid, "accession_no", exams, "RIS exam")
-    )
-    parts += _anchor_events(st, persons, visits)
-    return ibis.union(*parts, distinct=False)
-
-
-def _anchor_events(st: StagedTables, persons: Any, visits: Any) -> list[Any]:
-    """The visit and patient records themselves: they are their own visit, with their record's person."""
-    who = persons.select(identity=persons.record_id, pid=persons.person_id)
-
-    def rows(system: str, table: str, key: Any, identity: Any, visit: Any, reason: str) -> Any:
-        t = st.table(system, table)
-        t = t.mutate(identity=identity(t), vkey=visit(t)).left_join(who, "identity")
-        return event_rows(
-            t,
-            system,
-            table,
-            key=key(t),
-            person=t.pid,
-            visit=t.vkey,
-            status=ibis.literal("linked"),
-            missing=ibis.literal(False),
-            reason=ibis.literal(reason),
-        )
-
-    stay_id = visits.filter(visits.visit_type == "inpatient").select(
-        sino=visits.inpatient_no, scount=visits.admission_count, svid=visits.visit_id
-    )
-    fs = st.table("emr", "front_sheets")
-    fs = fs.left_join(
-        stay_id, [fs.inpatient_no == stay_id.sino, fs.admission_count.cast("int64") == stay_id.scount]
-    )
-    front = fs.mutate(identity="emr:" + fs.inpatient_no).left_join(who, "identity")
-    return [
-        rows(
-            "his",
-            "patients",
-            lambda t: t.his_patient_id,
-            lambda t: "his:" + t.his_patient_id,
-            lambda t: ibis.null("string"),
-            "a patient of the HIS master index",
-        ),
-        rows(
-            "his",
-            "registrations",
-            lambda t: t.visit_serial,
-            lambda t: "his:" + t.his_patient_id,
-            lambda t: t.visit_serial,
-            "the registration is the visit",
-        ),
-        rows(
-            "his",
-            "admissions",
-            lambda t: t.visit_serial,
-            lambda t: "his:" + t.his_patient_id,
-            lambda t: t.visit_serial.re_replace("R$", ""),
-            "the admission is the stay",
-        ),
-        event_rows(
-            front,
-            "emr",
-            "front_sheets",
-            key=front.inpatient_no + "-" + front.admission_count.cast("string"),
-            person=front.pid,
-            visit=front.svid,
-            status=ibis.literal("linked"),
-            missing=ibis.literal(False),
-            reason=ibis.literal("the front sheet is the stay"),
-        ),
-    ]
 
 
 def status_counts(report: LinkReport) -> Counter[str]:

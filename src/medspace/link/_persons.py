@@ -1,11 +1,12 @@
 """Identity records and the deterministic links between them.
 
-An identity record is one system's view of one patient: a HIS patient number, an EMR medical-record number,
-an insurance member number, a LIS / PACS / surgery-system patient number, or (RIS has none) one exam. Records
-are linked through key nodes they share: a checksum-valid resident ID (GB 11643), an inpatient number (住院号,
-per patient in this hospital), a visit serial (就诊流水号) carried by requests and registrations, an accession
-number carried by PACS studies and RIS exams. Records and keys form one graph; a person is a connected
-component of it. Keys make the graph shallow, so components converge in a few rounds.
+An identity record is one system's view of one patient: every (system, patient_key) that any canonical table
+carries, with the identity fields of that system's ``patient`` rows (a system without a patient index stages
+one patient row per record that carries the patient's name, sex or age; they are grouped here). Records are
+linked through key nodes they share: a checksum-, date- and region-valid resident ID (GB 11643), an inpatient
+number (住院号) where the site numbers inpatients per patient, a visit serial (就诊流水号), an imaging
+accession number (DICOM 0008,0050). Records and keys form one graph; a person is a connected component of
+it. Keys make the graph shallow, so components converge in a few rounds.
 """
 
 from __future__ import annotations
@@ -19,130 +20,60 @@ from medspace.core import check_resident_id, small_table
 
 from ._staged import StagedTables
 
-IDENTITY_COLUMNS = (
-    "record_id",
-    "source",
-    "name",
-    "sex",
-    "birth_date",
-    "age_years",
-    "phone",
-    "address",
-    "resident_id",
-)
+# The identity fields a patient row may carry, with their types, as the matcher compares them.
+IDENTITY_FIELDS = {
+    "name": "string",
+    "sex": "string",
+    "birth_date": "date",
+    "age_years": "int64",
+    "phone": "string",
+    "address": "string",
+    "resident_id": "string",
+}
+
+# Tables whose rows carry the imaging accession number shared by the imaging order and its study.
+IMAGING_TABLES = ("imaging_exam", "imaging_study")
 
 
-def _typed(t: Any, source: str, record_id: Any, **values: Any) -> Any:
-    """One source's identity records in the common shape (missing attributes as typed nulls)."""
-    defaults: dict[str, Any] = {
-        "name": ibis.null("string"),
-        "sex": ibis.null("string"),
-        "birth_date": ibis.null("date"),
-        "age_years": ibis.null("int64"),
-        "phone": ibis.null("string"),
-        "address": ibis.null("string"),
-        "resident_id": ibis.null("string"),
-    }
-    defaults.update(values)
-    return t.select(
-        record_id=record_id,
-        source=ibis.literal(source),
-        name=defaults["name"].cast("string"),
-        sex=defaults["sex"].cast("string"),
-        birth_date=defaults["birth_date"].cast("date"),
-        age_years=defaults["age_years"].cast("int64"),
-        phone=defaults["phone"].cast("string"),
-        address=defaults["address"].cast("string"),
-        resident_id=defaults["resident_id"].cast("string"),
-    )
+def record_id(system: Any, patient_key: Any) -> Any:
+    """The identity record of a row: ``<system>:<patient_key>`` (null without a patient key)."""
+    return system + ":" + patient_key
+
+
+def tables_with(st: StagedTables, *columns: str) -> list[str]:
+    """The staged canonical tables that have all the given columns and at least one row."""
+    return [t for t in st.tables if st.rows(t) and set(columns) <= st.columns(t)]
 
 
 def identity_records(st: StagedTables) -> Any:
-    """Every system's patient identities, one row per system-local patient (per exam for RIS)."""
-    parts = []
-    his = st.table("his", "patients")
-    parts.append(
-        _typed(
-            his,
-            "his",
-            "his:" + his.his_patient_id,
-            name=his.name,
-            sex=his.sex,
-            birth_date=his.birth_date,
-            phone=his.phone,
-            address=his.address,
-            resident_id=his.resident_id,
+    """One row per (system, patient_key) of any table: record_id, system, patient_key and identity fields.
+
+    Identity fields come from the system's ``patient`` rows of that key (the largest value where several
+    rows disagree, as a system-local index keeps one value per patient); keys seen only on other tables (a
+    charge naming a patient the export's index lacks) have them null.
+    """
+    keys = [
+        st.table(t).select("system", "patient_key").filter(lambda r: r.patient_key.notnull())
+        for t in tables_with(st, "patient_key")
+    ]
+    if not keys:
+        return None
+    distinct = ibis.union(*keys, distinct=True)
+    if st.rows("patient"):
+        p = st.table("patient")
+        p = p.filter(p.patient_key.notnull())
+        attributes = p.group_by(["system", "patient_key"]).aggregate(
+            **{name: p[name].max() for name in IDENTITY_FIELDS}
         )
+        out = distinct.left_join(attributes, ["system", "patient_key"])
+    else:
+        out = distinct.mutate(**{name: ibis.null(kind) for name, kind in IDENTITY_FIELDS.items()})
+    return out.select(
+        record_id=record_id(out.system, out.patient_key),
+        system=out.system,
+        patient_key=out.patient_key,
+        **{name: out[name].cast(kind) for name, kind in IDENTITY_FIELDS.items()},
     )
-    fs = st.table("emr", "front_sheets")
-    fs = fs.group_by("inpatient_no").aggregate(
-        name=fs.name.max(),
-        sex=fs.sex.max(),
-        birth_date=fs.birth_date.max(),
-        phone=fs.phone.max(),
-        address=fs.address.max(),
-        resident_id=fs.resident_id.max(),
-    )
-    parts.append(
-        _typed(
-            fs,
-            "emr",
-            "emr:" + fs.inpatient_no,
-            name=fs.name,
-            sex=fs.sex,
-            birth_date=fs.birth_date,
-            phone=fs.phone,
-            address=fs.address,
-            resident_id=fs.resident_id,
-        )
-    )
-    ins = st.table("insurance", "settlements")
-    ins = ins.group_by("insured_id").aggregate(
-        name=ins.name.max(), sex=ins.sex.max(), birth_date=ins.birth_date.max()
-    )
-    parts.append(
-        _typed(
-            ins,
-            "insurance",
-            "insurance:" + ins.insured_id,
-            name=ins.name,
-            sex=ins.sex,
-            birth_date=ins.birth_date,
-            resident_id=ins.insured_id,
-        )
-    )
-    lis = st.table("lis", "requests")
-    lis = lis.group_by("lis_patient_id").aggregate(
-        name=lis.name.max(), sex=lis.sex.max(), age_years=lis.age_years.max()
-    )
-    parts.append(
-        _typed(lis, "lis", "lis:" + lis.lis_patient_id, name=lis.name, sex=lis.sex, age_years=lis.age_years)
-    )
-    pacs = st.table("pacs", "studies")
-    pacs = pacs.group_by("pacs_patient_id").aggregate(
-        name=pacs.name.max(), sex=pacs.sex.max(), birth_date=pacs.birth_date.max()
-    )
-    parts.append(
-        _typed(
-            pacs,
-            "pacs",
-            "pacs:" + pacs.pacs_patient_id,
-            name=pacs.name,
-            sex=pacs.sex,
-            birth_date=pacs.birth_date,
-        )
-    )
-    ris = st.table("ris", "exams")
-    parts.append(
-        _typed(ris, "ris", "ris:" + ris.accession_no, name=ris.name, sex=ris.sex, age_years=ris.age_years)
-    )
-    ops = st.table("surgery", "operations")
-    ops = ops.group_by("surgery_patient_id").aggregate(name=ops.name.max(), sex=ops.sex.max())
-    parts.append(_typed(ops, "surgery", "surgery:" + ops.surgery_patient_id, name=ops.name, sex=ops.sex))
-    notes = st.table("emr", "notes")
-    notes = notes.select("emr_patient_id").distinct()
-    parts.append(_typed(notes, "emr_notes", "emr_notes:" + notes.emr_patient_id))
-    return ibis.union(*parts, distinct=False)
 
 
 def valid_resident_ids(con: Any, records: Any) -> Any:
@@ -171,34 +102,31 @@ def key_edges(st: StagedTables, records: Any) -> Any:
         with_id.select(a=with_id.record_id, b="rid:" + with_id.resident_id, rule=ibis.literal("resident_id"))
     ]
 
-    def edge(t: Any, a: Any, b: Any, rule: str) -> Any:
-        return t.filter(b.notnull()).select(a=a, b=b, rule=ibis.literal(rule))
-
-    his = st.table("his", "patients")
-    edges.append(edge(his, "his:" + his.his_patient_id, "ino:" + his.inpatient_no, "inpatient_no"))
-    fs = st.table("emr", "front_sheets")
-    edges.append(edge(fs, "emr:" + fs.inpatient_no, "ino:" + fs.inpatient_no, "inpatient_no"))
-    ins = st.table("insurance", "settlements")
-    edges.append(edge(ins, "insurance:" + ins.insured_id, "ino:" + ins.inpatient_no, "inpatient_no"))
-    ops = st.table("surgery", "operations")
-    edges.append(edge(ops, "surgery:" + ops.surgery_patient_id, "ino:" + ops.inpatient_no, "inpatient_no"))
-    notes = st.table("emr", "notes")
-    edges.append(
-        edge(
-            notes,
-            "emr_notes:" + notes.emr_patient_id,
-            "ino:" + notes.encounter_ref.split("-")[0],
-            "inpatient_no",
+    def edge(table: str, column: str, prefix: str, rule: str) -> Any:
+        t = st.table(table)
+        t = t.filter(t.patient_key.notnull() & t[column].notnull())
+        return t.select(
+            a=record_id(t.system, t.patient_key), b=prefix + t[column].cast("string"), rule=ibis.literal(rule)
         )
-    )
-    reg = st.table("his", "registrations")
-    edges.append(edge(reg, "his:" + reg.his_patient_id, "visit:" + reg.visit_serial, "visit_serial"))
-    adm = st.table("his", "admissions")
-    edges.append(edge(adm, "his:" + adm.his_patient_id, "visit:" + adm.visit_serial, "visit_serial"))
-    lis = st.table("lis", "requests")
-    edges.append(edge(lis, "lis:" + lis.lis_patient_id, "visit:" + lis.visit_serial, "visit_serial"))
-    ris = st.table("ris", "exams")
-    edges.append(edge(ris, "ris:" + ris.accession_no, "visit:" + ris.visit_serial, "visit_serial"))
-    pacs = st.table("pacs", "studies")
-    edges.append(edge(pacs, "pacs:" + pacs.pacs_patient_id, "ris:" + pacs.accession_no, "accession_no"))
+
+    if st.site.inpatient_no == "per_patient":
+        # one inpatient number per patient across admissions: whoever carries it is that patient
+        edges += [
+            edge(t, "inpatient_no", "ino:", "inpatient_no")
+            for t in tables_with(st, "patient_key", "inpatient_no")
+        ]
+    edges += [
+        edge(t, "visit_serial", "visit:", "visit_serial")
+        for t in tables_with(st, "patient_key", "visit_serial")
+    ]
+    # an ICU stay names its hospital stay: the same patient
+    edges += [
+        edge(t, "parent_visit_serial", "visit:", "visit_serial")
+        for t in tables_with(st, "patient_key", "parent_visit_serial")
+    ]
+    edges += [
+        edge(t, "accession_no", "acc:", "accession_no")
+        for t in tables_with(st, "patient_key", "accession_no")
+        if t in IMAGING_TABLES
+    ]
     return ibis.union(*edges, distinct=True)

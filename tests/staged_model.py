@@ -1,0 +1,86 @@
+"""Tiny hand-made staging folders of the canonical hospital model, for tests of the stages after sources.
+
+`write_staging` writes what `medspace ingest` would: ``staging/<table>.parquet`` for every model table (the
+ones not given empty, with the full schema), ``quarantine.parquet`` and ``site.json``. Rows are dicts of model
+columns plus ``system``; lineage (``_source_table``, ``_source_file``, ``_source_row``) is filled in when a
+row does not give it.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+TYPES = {
+    "string": pa.string(),
+    "int": pa.int64(),
+    "float": pa.float64(),
+    "bool": pa.bool_(),
+    "date": pa.date32(),
+    "timestamp": pa.timestamp("us"),
+}
+LINEAGE = [
+    ("system", pa.string()),
+    ("_source_table", pa.string()),
+    ("_source_file", pa.string()),
+    ("_source_row", pa.int64()),
+]
+QUARANTINE = pa.schema(
+    [
+        (name, pa.int64() if name == "row" else pa.string())
+        for name in ("system", "table", "file", "row", "field", "rule", "reason", "raw", "key")
+    ]
+)
+
+
+def model() -> dict[str, Any]:
+    text = files("medspace.sources").joinpath("data/model/hospital.yaml").read_text(encoding="utf-8")
+    return yaml.safe_load(text)  # type: ignore[no-any-return]
+
+
+def schema(table: str) -> pa.Schema:
+    columns = model()["tables"][table]["columns"]
+    return pa.schema([(name, TYPES[c["type"]]) for name, c in columns.items()] + LINEAGE)
+
+
+def write_staging(
+    workspace: Path,
+    tables: dict[str, list[dict[str, Any]]],
+    *,
+    quarantine: list[dict[str, Any]] | None = None,
+    patient_index: str | None = "his",
+    precedence: tuple[str, ...] = ("emr", "his", "lis"),
+    inpatient_no: str = "per_patient",
+) -> Path:
+    """Write a staging folder into ``workspace``; return it."""
+    staging = workspace / "staging"
+    staging.mkdir(parents=True, exist_ok=True)
+    for name in model()["tables"]:
+        rows = []
+        for i, row in enumerate(tables.get(name, []), start=1):
+            full = {
+                "_source_table": f"{name}s",
+                "_source_file": f"{row['system']}/{name}s.csv",
+                "_source_row": i,
+                **row,
+            }
+            rows.append(full)
+        pq.write_table(pa.Table.from_pylist(rows, schema=schema(name)), staging / f"{name}.parquet")
+    pq.write_table(pa.Table.from_pylist(quarantine or [], schema=QUARANTINE), staging / "quarantine.parquet")
+    site = {
+        "site": "tiny",
+        "model": 1,
+        "patient_index": patient_index,
+        "precedence": list(precedence),
+        "identifiers": {"inpatient_no": inpatient_no},
+        "code_systems": {},
+        "systems": {},
+    }
+    (staging / "site.json").write_text(json.dumps(site), encoding="utf-8")
+    return staging
