@@ -158,7 +158,7 @@ class Department(_Row):
 class VisitType(_Row):
     system: str
     code: str
-    visit_type: Literal["outpatient", "emergency", "inpatient", "checkup"]
+    visit_type: Literal["outpatient", "emergency", "inpatient", "day_surgery", "checkup"]
     name: str
     visit_concept_id: int = Field(ge=0)
     note: str = ""
@@ -180,6 +180,42 @@ class SexCode(_Row):
     name: str
     gender_concept_id: int = Field(ge=0)
     note: str = ""
+
+
+MappingFile = Literal["diagnosis_codes", "procedure_codes", "lab_tests"]
+Edition = Literal["clinical", "insurance", "legacy"]
+
+
+class CodeSystemMapping(_Row):
+    """Which mapping file maps a code system a site declares, and which of its editions' codes it accepts.
+
+    The cdm stage looks source codes up by the row's ``code_system`` (declared in the site mapping); this is
+    the only place a code system name meets a mapping file.
+    """
+
+    code_system: str
+    mapping: MappingFile
+    #: The editions of ``diagnosis_codes.csv`` or ``procedure_codes.csv`` it accepts, space-separated.
+    editions: str = ""
+    note: str = ""
+
+    @property
+    def edition_set(self) -> frozenset[str]:
+        return frozenset(self.editions.split())
+
+    @model_validator(mode="after")
+    def _editions_fit_the_file(self) -> CodeSystemMapping:
+        allowed = {
+            "diagnosis_codes": {"clinical", "insurance", "legacy"},
+            "procedure_codes": {"clinical", "insurance"},
+        }
+        wanted = self.edition_set
+        if self.mapping == "lab_tests":
+            if wanted:
+                raise ValueError("lab_tests has no editions")
+        elif not wanted or not wanted <= allowed[self.mapping]:
+            raise ValueError(f"editions {self.editions!r} are not editions of {self.mapping}.csv")
+        return self
 
 
 _R = TypeVar("_R", bound=_Row)
@@ -209,6 +245,8 @@ class Mappings(BaseModel):
     discharge_modes: Mapping[str, DischargeMode]
     #: (system, code) -> sex code.
     sex: Mapping[tuple[str, str], SexCode]
+    #: code system name (as sites declare it) -> the mapping file that maps its codes.
+    code_systems: Mapping[str, CodeSystemMapping]
 
     def departments_by_stripped_code(self, stripped_code: str) -> tuple[Department, ...]:
         """Every department an export without letter prefixes may mean by ``stripped_code``.
@@ -316,6 +354,9 @@ def load_mappings() -> Mappings:
                 _read_rows("discharge_modes.csv", DischargeMode), lambda r: r.code, "discharge_modes.csv"
             ),
             sex=_unique(_read_rows("sex.csv", SexCode), lambda r: (r.system, r.code), "sex.csv"),
+            code_systems=_unique(
+                _read_rows("code_systems.csv", CodeSystemMapping), lambda r: r.code_system, "code_systems.csv"
+            ),
         )
     except ValidationError as exc:
         raise SpecError(

@@ -167,3 +167,40 @@ def to_canonical_ibis(
         for from_unit, (factor, offset) in sorted(_conversions(code, chosen).items()):
             branches.append(((test == code) & (cleaned == from_unit), number * factor + offset))
     return ibis.cases(*branches, else_=ibis.null("float64"))
+
+
+#: How a measurement's value relates to its test's canonical unit (manifest: measurements by unit status).
+UNIT_STATUSES = ("canonical", "converted", "unknown_unit", "no_value")
+
+
+def unit_status_ibis(
+    test: ir.StringValue, value: ir.NumericValue, unit: ir.StringValue, *, mappings: Mappings | None = None
+) -> ir.StringValue:
+    """An Ibis expression saying, per result, whether `to_canonical_ibis` converts it.
+
+    ``canonical``: reported in the test's canonical unit; ``converted``: a known conversion applies;
+    ``unknown_unit``: the test is not mapped or its unit has no known conversion (the value is kept as
+    reported, with its unit, and unit_concept_id 0); ``no_value``: no numeric value (a text result).
+
+    Example:
+        >>> import ibis
+        >>> t = ibis.memtable({"test": ["GLU", "GLU", "GLU", None], "value": [5.0, 90.0, 1.0, 2.0],
+        ...                    "unit": ["mmol/L", "mg/dL", "g/L", "x"]})
+        >>> expr = unit_status_ibis(t.test, t.value, t.unit).name("status")
+        >>> ibis.duckdb.connect().execute(t.select(expr))["status"].tolist()
+        ['canonical', 'converted', 'unknown_unit', 'unknown_unit']
+    """
+    import ibis
+
+    chosen = mappings or load_mappings()
+    cleaned = unit.re_replace(r"^\s+|\s+$", "").re_replace("[µμ]", "u").re_replace("/l$", "/L")
+    canonical: list[ir.BooleanValue] = []
+    converted: list[ir.BooleanValue] = []
+    for code in sorted(chosen.lab_tests):
+        for from_unit in sorted(_conversions(code, chosen)):
+            hit = (test == code) & (cleaned == from_unit)
+            (canonical if from_unit == chosen.lab_tests[code].unit else converted).append(hit)
+    branches = [(value.isnull(), ibis.literal("no_value"))]
+    branches += [(hit, ibis.literal("canonical")) for hit in canonical]
+    branches += [(hit, ibis.literal("converted")) for hit in converted]
+    return ibis.cases(*branches, else_=ibis.literal("unknown_unit"))

@@ -1,10 +1,12 @@
-"""The CDM built from the synthetic hospital: conforms to the official spec, keeps its keys, converts units
-with the factors of domain.md §1.5 (recomputed here independently) and counts what the ground truth says."""
+"""The CDM built from the synthetic hospital through its site mapping: conforms to the official spec, keeps
+its keys, converts units with the factors of domain.md §1.5 (recomputed here independently), counts what the
+ground truth says, and accounts for every staged row."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -13,7 +15,7 @@ import pytest
 
 from medspace.cdm import build_cdm, cdm_schema
 from medspace.link import link_workspace
-from medspace.sources import stage_exports
+from medspace.sources import load_model, stage_site
 from medspace.synth import HospitalConfig, generate_hospital
 
 # domain.md §1.5, written out again: value in the reported unit -> canonical unit
@@ -30,8 +32,8 @@ TO_CANONICAL = {
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ws = tmp_path_factory.mktemp("cdm-ws")
-    generate_hospital(HospitalConfig(patients=1_500, seed=4, chunk_patients=500), ws / "hospital")
-    stage_exports(ws / "hospital", ws)
+    generate_hospital(HospitalConfig(patients=600, seed=4, chunk_patients=300), ws / "hospital")
+    stage_site(None, ws / "hospital", ws)
     link_workspace(ws)
     build_cdm(ws)
     return ws
@@ -39,6 +41,11 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _table(ws: Path, name: str) -> pa.Table:
     return pq.read_table(ws / "cdm" / f"{name}.parquet")
+
+
+def _manifest(ws: Path) -> dict[str, Any]:
+    out: dict[str, Any] = json.loads((ws / "cdm" / "manifest.json").read_text(encoding="utf-8"))
+    return out
 
 
 BUILT = (
@@ -91,18 +98,23 @@ def test_foreign_keys_resolve(workspace: Path) -> None:
     assert set(_table(workspace, "visit_occurrence").column("care_site_id").drop_null().to_pylist()) <= sites
 
 
-def test_measurements_are_in_canonical_units(workspace: Path) -> None:
+def test_measurements_are_in_canonical_units_or_keep_their_unit(workspace: Path) -> None:
     m = _table(workspace, "measurement").to_pylist()
     converted = 0
     for row in m:
+        if row["value_as_number"] is None:
+            continue
         raw = float(row["value_source_value"])
         convert = TO_CANONICAL.get((row["measurement_source_value"], row["unit_source_value"]))
         expected = convert(raw) if convert else raw
         assert row["value_as_number"] == pytest.approx(expected, rel=1e-3, abs=1e-3), row
         converted += convert is not None
-    assert converted > 100
+    assert converted > 50
     hba1c = [r["value_as_number"] for r in m if r["measurement_source_value"] == "HBA1C"]
     assert min(hba1c) > 3.0 and max(hba1c) < 16.0  # all in %, none left in mmol/mol
+    units = _manifest(workspace)["measurement_units"]
+    assert sum(units.values()) == len(m)
+    assert units["converted"] == converted
 
 
 def test_visits_and_deaths_match_the_truth(workspace: Path) -> None:
@@ -130,10 +142,27 @@ def test_code_editions_meet_in_one_concept(workspace: Path) -> None:
     """A diagnosis coded in the clinical, insurance or a legacy edition lands on the same standard concept."""
     rows = _table(workspace, "condition_occurrence").to_pylist()
     by_source = {r["condition_source_value"]: r["condition_concept_id"] for r in rows}
+    assert by_source.get("E11.900", 201826) == 201826  # type 2 diabetes mellitus
+    insurance = [r for r in rows if r["condition_type_concept_id"] == 32810]
+    assert insurance and sum(r["condition_concept_id"] != 0 for r in insurance) > 0.9 * len(insurance)
     legacy = [code for code in by_source if code in ("E11.901", "I10.x01", "H25.901")]
     clinical = {"E11.901": "E11.900", "I10.x01": "I10.x00x002", "H25.901": "H25.900"}
-    assert legacy
     for code in legacy:
         if clinical[code] in by_source:
             assert by_source[code] == by_source[clinical[code]]
-    assert by_source.get("E11.900", 201826) == 201826  # type 2 diabetes mellitus
+
+
+def test_every_staged_row_is_written_or_excluded_by_a_rule(workspace: Path) -> None:
+    manifest = _manifest(workspace)
+    staged = manifest["staged"]
+    assert set(staged) == set(load_model().tables)
+    for table, entry in staged.items():
+        n = pq.read_metadata(workspace / "staging" / f"{table}.parquet").num_rows
+        assert entry["rows"] == n, table
+        assert sum(entry["written"].values()) + sum(entry["excluded"].values()) == n, (table, entry)
+        assert set(entry["excluded"]) <= set(manifest["rules"]), table
+    # every written diagnosis is a condition or an observation row, and back
+    dx = staged["diagnosis"]["written"]
+    assert dx["condition_occurrence"] == _table(workspace, "condition_occurrence").num_rows
+    assert dx["observation"] == _table(workspace, "observation").num_rows
+    assert staged["lab_result"]["written"]["measurement"] == _table(workspace, "measurement").num_rows

@@ -59,12 +59,18 @@ def test_every_lab_test_department_and_value_set_maps() -> None:
     assert m.discharge_modes["6"].canonical_code == "9"
     for kind, concept in (("outpatient", 9202), ("emergency", 9203), ("inpatient", 9201), ("checkup", 9202)):
         assert m.visit_types[("medspace", kind)].visit_concept_id == concept
-    for code in ("1", "2", "3"):  # HIS registration kinds (JZLX)
-        assert ("his.JZLX", code) in m.visit_types
+    assert m.visit_types[("medspace", "day_surgery")].visit_concept_id == 9201
     for code in ("M", "F"):
         assert ("medspace", code) in m.sex
     for code in ("1", "2"):  # front sheet A12C
         assert ("gb2261.1", code) in m.sex
+
+
+def test_code_systems_name_their_mapping_file_and_editions() -> None:
+    systems = load_mappings().code_systems
+    assert systems["icd10_gb_clinical_2"].edition_set == {"clinical", "legacy"}
+    assert systems["icd9cm3_nhsa"].mapping == "procedure_codes"
+    assert {cs.mapping for cs in systems.values()} == {"diagnosis_codes", "procedure_codes", "lab_tests"}
 
 
 def in_stripped(m: object, stripped: str, code: str) -> bool:
