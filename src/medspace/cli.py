@@ -336,14 +336,22 @@ def _quality(workspace: Path, engine: EngineName, overrides: Path | None, out: C
             str(d.not_applicable),
         )
     out.print(table)
-    kpis = Table(title=f"quality: reconciled KPIs ({result.kpis.period_start} to {result.kpis.period_end})")
-    kpis.add_column("KPI")
-    kpis.add_column("value", justify="right")
-    kpis.add_column("sources reconciled")
-    for k in result.kpis.kpis.values():
-        sources = ", ".join(f"{s.source} {s.difference:+,.0f}" for s in k.sources) or "-"
-        kpis.add_row(k.name, f"{k.value:,.4g}" if k.value < 100 else f"{k.value:,.0f}", sources)
-    out.print(kpis)
+    if result.kpis.period_start is None:
+        out.print(f"quality: KPIs not applicable: {result.kpis.reason}", markup=False)
+    else:
+        kpis = Table(
+            title=f"quality: reconciled KPIs ({result.kpis.period_start} to {result.kpis.period_end})"
+        )
+        kpis.add_column("KPI")
+        kpis.add_column("value", justify="right")
+        kpis.add_column("sources reconciled")
+        for k in result.kpis.kpis.values():
+            if k.value is None:
+                kpis.add_row(k.name, "n/a", f"not applicable: {k.reason}")
+                continue
+            sources = ", ".join(f"{s.source} {s.difference:+,.0f}" for s in k.sources) or "-"
+            kpis.add_row(k.name, f"{k.value:,.4g}" if k.value < 100 else f"{k.value:,.0f}", sources)
+        out.print(kpis)
     out.print(f"report: {result.folder / 'report.html'}", markup=False)
 
 

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict
 from medspace.core import ConfigError, EngineName
 from medspace.quality import _cross_system_duckdb as sql
 from medspace.quality import _identity_quality as identity
-from medspace.quality._cross_system_duckdb import DETAIL_SCHEMA, Counts, DuckDBChecks
+from medspace.quality._cross_system_duckdb import DETAIL_SCHEMA, Counts, DuckDBChecks, NotApplicable
 
 __all__ = [
     "CrossSystemResult",
@@ -78,14 +78,16 @@ class CrossSystemResult(_Frozen):
     category: KahnCategory
     subcategory: str
     dimension: Gbt36344Dimension
+    reason: str = ""  # why the check is not applicable at this site (which canonical table is empty)
 
 
 class LinkRate(_Frozen):
-    """How the rows of one child table reached their parent system's visit (from ``link/events``)."""
+    """How one system's rows of a child table reached their parent (from ``link/events``); the parent table
+    comes from the model's keys (``_cross_system_duckdb.parent_table``)."""
 
     system: str
     table: str
-    parent_system: str
+    parent_table: str
     rows: int
     linked: int
     relinked: int
@@ -165,7 +167,9 @@ class CrossSystemResults:
 @dataclass(frozen=True)
 class _Check:
     name: str
-    systems: tuple[str, ...]
+    reads: tuple[
+        tuple[str, str], ...
+    ]  # the (canonical table, column) facts compared; their systems are named
     fact: str
     category: KahnCategory
     subcategory: str
@@ -174,12 +178,13 @@ class _Check:
 
 
 # The catalogue: what each check compares and how it is classified (Kahn et al. 2016 categories; GB/T
-# 36344-2018 dimensions). Thresholds are fractions of compared records allowed to disagree.
+# 36344-2018 dimensions). Thresholds are fractions of compared records allowed to disagree. No check names a
+# system: each compares every system that holds the fact (the result lists them).
 CHECKS: tuple[_Check, ...] = (
     _Check(
         "discharge_date",
-        ("his", "emr"),
-        "discharge date of a stay: HIS admission vs front sheet (B15)",
+        (("encounter", "end_at"),),
+        "discharge date of a stay in every pair of systems with encounter rows for it",
         "Plausibility",
         "Atemporal",
         "consistency",
@@ -187,9 +192,9 @@ CHECKS: tuple[_Check, ...] = (
     ),
     _Check(
         "request_diagnosis",
-        ("lis", "his", "emr"),
-        "lab request's clinical diagnosis vs the diagnosis of the visit it names (registration or front "
-        "sheet) and of the visit the link stage placed it in",
+        (("lab_order", "clinical_diagnosis"), ("diagnosis", "name")),
+        "lab order's clinical diagnosis vs the main diagnoses of the visit it names and of the visit the "
+        "link stage placed it in",
         "Plausibility",
         "Atemporal",
         "consistency",
@@ -197,17 +202,17 @@ CHECKS: tuple[_Check, ...] = (
     ),
     _Check(
         "settlement_cost",
-        ("insurance", "his"),
-        "stay cost: insurance settlement total vs HIS inpatient bills summed per stay",
+        (("settlement", "total_cost"), ("charge", "amount")),
+        "visit cost: settlement total vs the visit's charges summed, per system holding charges",
         "Plausibility",
         "Atemporal",
         "accuracy",
         0.0,
     ),
     _Check(
-        "front_sheet_cost",
-        ("emr", "his"),
-        "stay cost: front sheet total (D01) vs HIS inpatient bills summed per stay",
+        "encounter_cost",
+        (("encounter", "total_cost"), ("charge", "amount")),
+        "visit cost: an encounter record's stated total (front sheet D01) vs the visit's charges summed",
         "Plausibility",
         "Atemporal",
         "accuracy",
@@ -215,8 +220,8 @@ CHECKS: tuple[_Check, ...] = (
     ),
     _Check(
         "identity_name",
-        ("his", "emr", "insurance", "pacs", "lis", "ris", "surgery"),
-        "a linked person's name in every system's patient index",
+        (("patient", "name"),),
+        "a linked person's name in every system's patient records",
         "Plausibility",
         "Atemporal",
         "consistency",
@@ -224,8 +229,8 @@ CHECKS: tuple[_Check, ...] = (
     ),
     _Check(
         "identity_sex",
-        ("his", "emr", "insurance", "pacs", "lis", "ris", "surgery"),
-        "a linked person's sex in every system's patient index and by resident ID",
+        (("patient", "sex"), ("patient", "resident_id")),
+        "a linked person's sex in every system's patient records and by resident ID",
         "Plausibility",
         "Atemporal",
         "consistency",
@@ -233,9 +238,9 @@ CHECKS: tuple[_Check, ...] = (
     ),
     _Check(
         "identity_birth_date",
-        ("his", "emr", "insurance", "pacs", "lis", "ris"),
-        "a linked person's birth date (or age at the event in LIS and RIS) in every system and by resident "
-        "ID",
+        (("patient", "birth_date"), ("patient", "age_years"), ("patient", "resident_id")),
+        "a linked person's birth date (or age at the record where a system keeps only that) in every system "
+        "and by resident ID",
         "Plausibility",
         "Atemporal",
         "consistency",
@@ -243,7 +248,7 @@ CHECKS: tuple[_Check, ...] = (
     ),
     _Check(
         "lab_units",
-        ("lis",),
+        (("lab_result", "unit"),),
         "unit of each lab test across lab sites",
         "Conformance",
         "Value",
@@ -252,7 +257,7 @@ CHECKS: tuple[_Check, ...] = (
     ),
     _Check(
         "lab_reference_ranges",
-        ("lis",),
+        (("lab_result", "reference_range"),),
         "reference range of each lab test within one lab site and unit",
         "Conformance",
         "Value",
@@ -261,9 +266,8 @@ CHECKS: tuple[_Check, ...] = (
     ),
     _Check(
         "diagnosis_code_edition",
-        ("his", "emr", "insurance"),
-        "diagnosis codes in the edition each "
-        "system is meant to use (national clinical 2.0; insurance 2.0 in the settlement list)",
+        (("diagnosis", "code"),),
+        "main diagnosis codes in the code system (edition) the site mapping declares for their rows",
         "Conformance",
         "Value",
         "normativity",
@@ -271,7 +275,7 @@ CHECKS: tuple[_Check, ...] = (
     ),
     _Check(
         "discharge_mode_value_set",
-        ("emr", "his"),
+        (("encounter", "discharge_mode"),),
         "discharge mode within the national value set (B34C 1, 2, 3, 4, 5, 9)",
         "Conformance",
         "Value",
@@ -280,7 +284,7 @@ CHECKS: tuple[_Check, ...] = (
     ),
     _Check(
         "resident_id_valid",
-        ("his", "emr", "insurance"),
+        (("patient", "resident_id"),),
         "resident IDs that pass GB 11643 (checksum, birth date, region)",
         "Conformance",
         "Value",
@@ -289,17 +293,17 @@ CHECKS: tuple[_Check, ...] = (
     ),
     _Check(
         "phone_present",
-        ("his", "emr"),
-        "patient rows with a phone number",
+        (("patient", "phone"),),
+        "patient records with a phone number, in the systems that record phones",
         "Completeness",
         "",
         "completeness",
         0.1,
     ),
     _Check(
-        "his_patient_number_unique",
-        ("his", "link"),
-        "persons with one HIS patient number",
+        "patient_number_unique",
+        (("patient", "patient_key"),),
+        "persons with one patient number in the site's patient index",
         "Plausibility",
         "Uniqueness",
         "accuracy",
@@ -307,7 +311,7 @@ CHECKS: tuple[_Check, ...] = (
     ),
     _Check(
         "date_format_consistency",
-        ("his", "lis", "emr", "ris", "pacs", "surgery", "insurance"),
+        (),
         "dates within one export column written in one format",
         "Conformance",
         "Value",
@@ -316,8 +320,8 @@ CHECKS: tuple[_Check, ...] = (
     ),
     _Check(
         "address_agreement",
-        ("his", "emr"),
-        "the same person's address in HIS and on the front sheet",
+        (("patient", "address"),),
+        "the same person's address in every pair of systems that hold one",
         "Plausibility",
         "Atemporal",
         "consistency",
@@ -325,8 +329,13 @@ CHECKS: tuple[_Check, ...] = (
     ),
     _Check(
         "department_code_prefix",
-        ("his", "emr", "surgery"),
-        "department codes with their letter prefix",
+        (
+            ("encounter", "department_code"),
+            ("encounter", "discharge_department_code"),
+            ("transfer", "from_department_code"),
+            ("procedure", "department_code"),
+        ),
+        "department codes with the letter prefix the site's codes carry",
         "Conformance",
         "Value",
         "normativity",
@@ -334,46 +343,30 @@ CHECKS: tuple[_Check, ...] = (
     ),
 )
 
-# Which system's visit a child table's rows hang on (link/events carries the outcome).
-PARENT_SYSTEM: dict[tuple[str, str], str] = {
-    ("his", "bills"): "his",
-    ("his", "prescriptions"): "his",
-    ("his", "orders"): "his",
-    ("his", "transfers"): "his",
-    ("lis", "requests"): "his",
-    ("lis", "specimens"): "lis",
-    ("lis", "results"): "lis",
-    ("ris", "exams"): "his",
-    ("pacs", "studies"): "ris",
-    ("emr", "front_sheets"): "his",
-    ("emr", "notes"): "his",
-    ("surgery", "operations"): "his",
-    ("insurance", "settlements"): "his",
-}
 ORPHAN_THRESHOLD = 0.05
 
-# Lab unit conversions (domain.md §1 item 5): (test, unit, main unit) -> factor, value_main = value x factor.
-# HbA1c mmol/mol <-> % is affine (IFCC = (NGSP - 2.15) x 10.929), so it converts but has no single factor.
-UNIT_CONVERSIONS: dict[tuple[str, str, str], float | None] = {
-    ("GLU", "mg/dL", "mmol/L"): 1 / 18.0182,
-    ("TC", "mg/dL", "mmol/L"): 1 / 38.67,
-    ("TG", "mg/dL", "mmol/L"): 1 / 88.5,
-    ("CREA", "mg/dL", "umol/L"): 88.4,
-    ("CREA", "mg/dL", "μmol/L"): 88.4,
-    ("UA", "mg/dL", "umol/L"): 59.48,
-    ("UA", "mg/dL", "μmol/L"): 59.48,
-    ("HBA1C", "mmol/mol", "%"): None,
-}
+
+def _unit_conversions() -> dict[tuple[str, str, str], float | None]:
+    """Lab unit conversions from the CDM stage's mapping tables (data, not code): (test, unit, main unit)
+    -> factor, value_main = value x factor; None for an affine conversion (HbA1c % <-> mmol/mol)."""
+    from medspace.cdm import load_mappings, normalise_unit
+
+    out: dict[tuple[str, str, str], float | None] = {}
+    for (test, from_unit, to_unit), conv in load_mappings().unit_conversions.items():
+        key = (test, normalise_unit(from_unit), normalise_unit(to_unit))
+        out[key] = conv.factor if not conv.offset else None
+    return out
 
 
-def _result(check: _Check, counts: Counts) -> CrossSystemResult:
+def _result(check: _Check, counts: Counts, systems: Sequence[str]) -> CrossSystemResult:
     rate = counts.disagreeing / counts.compared if counts.compared else 0.0
     status: Status = "failed" if rate > check.threshold else "passed"
+    reason = ""
     if counts.compared == 0:
-        status = "not applicable"
+        status, reason = "not applicable", "nothing could be compared: no record is held by both sides"
     return CrossSystemResult(
         name=check.name,
-        systems=check.systems,
+        systems=tuple(systems),
         fact=check.fact,
         compared=counts.compared,
         agreeing=counts.agreeing,
@@ -386,13 +379,30 @@ def _result(check: _Check, counts: Counts) -> CrossSystemResult:
         category=check.category,
         subcategory=check.subcategory,
         dimension=check.dimension,
+        reason=reason,
+    )
+
+
+def _not_applicable(check: _Check, reason: str) -> CrossSystemResult:
+    result = _result(check, Counts(0, 0, 0, 0, 0), ())
+    return result.model_copy(update={"reason": reason})
+
+
+def not_applicable_results(reason: str) -> CrossSystemResults:
+    """Every check of the catalogue as not applicable with one reason (a workspace without staged data)."""
+    return CrossSystemResults(
+        results=tuple(_not_applicable(check, reason) for check in CHECKS),
+        details=DETAIL_SCHEMA.empty_table(),
     )
 
 
 def cross_system_checks(
     workspace: Path, *, engine: EngineName = "duckdb", threads: int | None = None
 ) -> CrossSystemResults:
-    """Compare the facts the hospital's systems share, for one workspace after ``ingest`` and ``link``.
+    """Compare the facts the site's systems share, for one workspace after ``ingest`` and ``link``.
+
+    A check whose canonical tables are empty at this site (no settlements, no lab orders ...) is reported as
+    not applicable with the reason, never as an error.
 
     Args:
         workspace: The workspace folder with ``staging/`` and ``link/`` (``medspace run`` writes both).
@@ -400,11 +410,11 @@ def cross_system_checks(
         threads: DuckDB threads (default: all cores).
 
     Returns:
-        One result per check (see ``CHECKS``), one per linked child table (``orphan_rate:<system>/<table>``),
-        the profiles and every disagreeing record.
+        One result per check (see ``CHECKS``), one per linked child table and system
+        (``orphan_rate:<system>/<table>``), the profiles and every disagreeing record.
 
     Raises:
-        InputError: if a staged table or a link output is missing.
+        InputError: if the staging or link output is missing.
         ConfigError: for an engine other than DuckDB.
 
     Example:
@@ -422,57 +432,66 @@ def cross_system_checks(
     results: list[CrossSystemResult] = []
     details: list[pa.Table] = []
     timings: dict[str, float] = {}
+    profiles: dict[str, Any] = {}
 
-    def run(name: str, compute: Callable[[], tuple[Counts, pa.Table]]) -> None:
+    def systems(check: _Check) -> list[str]:
+        return sorted({s for table, column in check.reads for s in q.systems_with(table, column)})
+
+    def run(name: str, compute: Callable[[], tuple[Any, ...]]) -> None:
+        check = by_name[name]
         start = time.perf_counter()
-        counts, table = compute()
+        try:
+            counts, table, *extra = compute()
+        except NotApplicable as na:
+            results.append(_not_applicable(check, na.reason))
+        else:
+            results.append(_result(check, counts, systems(check)))
+            details.append(table)
+            if extra:
+                profiles[name] = extra[0]
         timings[name] = round(time.perf_counter() - start, 3)
-        results.append(_result(by_name[name], counts))
-        details.append(table)
 
     run("discharge_date", lambda: sql.discharge_date(q))
     run("request_diagnosis", lambda: sql.request_diagnosis(q))
     run("settlement_cost", lambda: sql.settlement_cost(q))
-    run("front_sheet_cost", lambda: sql.front_sheet_cost(q))
-    for attribute in ("name", "sex", "birth_date"):
+    run("encounter_cost", lambda: sql.encounter_cost(q))
+    for attribute in sql.IDENTITY_ATTRIBUTES:
         run(f"identity_{attribute}", lambda a=attribute: sql.identity(q, a))  # type: ignore[misc]
 
     start = time.perf_counter()
     link_rates = _link_rates(q, results, details)
     timings["orphan_rate"] = round(time.perf_counter() - start, 3)
 
-    start = time.perf_counter()
-    units = _unit_profiles(q)
-    verdicts = [
-        (u.item_code, u.unit or "", "explained" if u.convertible else "disagreeing", _unit_reason(u))
-        for u in units
-        if u.unit != u.main_unit and u.unit is not None
-    ]
-    counts, table = sql.unit_outcomes(q, verdicts)
-    results.append(_result(by_name["lab_units"], counts))
-    details.append(table)
-    ranges = tuple(ReferenceRangeProfile(**row) for row in q.rows(sql.RANGES_SEEN))
-    counts, table = _range_outcomes(ranges)
-    results.append(_result(by_name["lab_reference_ranges"], counts))
-    details.append(table)
-    timings["lab_units"] = round(time.perf_counter() - start, 3)
+    units: tuple[UnitProfile, ...] = ()
+    ranges: tuple[ReferenceRangeProfile, ...] = ()
 
-    start = time.perf_counter()
-    counts, table, editions = sql.diagnosis_editions(q)
-    results.append(_result(by_name["diagnosis_code_edition"], counts))
-    details.append(table)
-    timings["diagnosis_code_edition"] = round(time.perf_counter() - start, 3)
+    def lab_units() -> tuple[Counts, pa.Table]:
+        nonlocal units
+        q.require_values("lab_result", "unit")
+        units = _unit_profiles(q)
+        verdicts = [
+            (u.item_code, u.unit or "", "explained" if u.convertible else "disagreeing", _unit_reason(u))
+            for u in units
+            if u.unit != u.main_unit and u.unit is not None
+        ]
+        return sql.unit_outcomes(q, verdicts)
+
+    def lab_ranges() -> tuple[Counts, pa.Table]:
+        nonlocal ranges
+        q.require_values("lab_result", "reference_range")
+        ranges = tuple(ReferenceRangeProfile(**row) for row in q.rows(sql.RANGES_SEEN))
+        return _range_outcomes(ranges)
+
+    run("lab_units", lab_units)
+    run("lab_reference_ranges", lab_ranges)
+    run("diagnosis_code_edition", lambda: sql.diagnosis_editions(q))
     run("discharge_mode_value_set", lambda: sql.discharge_modes(q))
     run("resident_id_valid", lambda: identity.resident_ids(q))
     run("phone_present", lambda: identity.phones(q))
-    run("his_patient_number_unique", lambda: identity.his_numbers(q))
+    run("patient_number_unique", lambda: identity.patient_numbers(q))
     run("address_agreement", lambda: identity.addresses(q))
     run("date_format_consistency", lambda: identity.date_formats(q))
-    start = time.perf_counter()
-    counts, table, departments = sql.department_prefixes(q)
-    results.append(_result(by_name["department_code_prefix"], counts))
-    details.append(table)
-    timings["department_code_prefix"] = round(time.perf_counter() - start, 3)
+    run("department_code_prefix", lambda: sql.department_prefixes(q))
 
     return CrossSystemResults(
         results=tuple(results),
@@ -480,8 +499,8 @@ def cross_system_checks(
         link_rates=link_rates,
         units=units,
         reference_ranges=ranges,
-        code_editions=tuple(editions),
-        department_codes=tuple(departments),
+        code_editions=tuple(profiles.get("diagnosis_code_edition", ())),
+        department_codes=tuple(profiles.get("department_code_prefix", ())),
         timings=timings,
     )
 
@@ -491,14 +510,14 @@ def _link_rates(
 ) -> tuple[LinkRate, ...]:
     rates: list[LinkRate] = []
     for row in q.rows(sql.LINK_RATES):
-        parent = PARENT_SYSTEM.get((row["system"], row["table"]))
-        if parent is None:  # a parent table itself (patients, registrations, admissions)
+        parent = sql.parent_table(q, row["table"], row["system"])
+        if parent is None:  # the patient records every other record reaches last
             continue
         rows = int(row["rows"])
         rate = LinkRate(
             system=row["system"],
             table=row["table"],
-            parent_system=parent,
+            parent_table=parent,
             rows=rows,
             linked=int(row["linked"]),
             relinked=int(row["relinked"]),
@@ -511,8 +530,8 @@ def _link_rates(
         rates.append(rate)
         check = _Check(
             f"orphan_rate:{rate.system}/{rate.table}",
-            (rate.system, parent),
-            f"{rate.system} {rate.table} rows that reach a visit of {parent} (linked, relinked or recovered)",
+            (),
+            f"{rate.system} {rate.table} rows that reach their {parent} (linked, relinked or recovered)",
             "Completeness",
             "Atemporal",
             "completeness",
@@ -525,12 +544,16 @@ def _link_rates(
             explained=rate.relinked + rate.recovered,
             not_comparable=0,
         )
-        results.append(_result(check, counts))
-        details.append(q.details(check.name, sql.ORPHANS.format(system=rate.system, table=rate.table)))
+        parents = sorted(set(q.systems_of(parent)) - {rate.system})
+        results.append(_result(check, counts, [rate.system, *parents]))
+        details.append(q.details(check.name, sql.ORPHANS, {"system": rate.system, "table": rate.table}))
     return tuple(rates)
 
 
 def _unit_profiles(q: DuckDBChecks) -> tuple[UnitProfile, ...]:
+    from medspace.cdm import normalise_unit
+
+    conversions = _unit_conversions()
     seen = q.rows(sql.UNITS_SEEN)
     main: dict[str, str | None] = {}
     for row in seen:  # ordered by rows descending within a test: the first unit is the main one
@@ -538,9 +561,10 @@ def _unit_profiles(q: DuckDBChecks) -> tuple[UnitProfile, ...]:
     profiles: list[UnitProfile] = []
     for row in seen:
         code, unit, main_unit = row["item_code"], row["unit"], main[row["item_code"]]
-        key = (code, unit or "", main_unit or "")
-        convertible = unit == main_unit or key in UNIT_CONVERSIONS
-        factor = 1.0 if unit == main_unit else UNIT_CONVERSIONS.get(key)
+        key = (code, normalise_unit(unit or ""), normalise_unit(main_unit or ""))
+        same = unit == main_unit or key[1] == key[2]
+        convertible = same or key in conversions
+        factor = 1.0 if same else conversions.get(key)
         profiles.append(
             UnitProfile(
                 item_code=code,
@@ -583,7 +607,7 @@ def _range_outcomes(ranges: Sequence[ReferenceRangeProfile]) -> tuple[Counts, pa
             rows.append(
                 {
                     "check": "lab_reference_ranges",
-                    "system": "lis",
+                    "system": None,
                     "file": None,
                     "row": None,
                     "key": f"{code}@{site}",

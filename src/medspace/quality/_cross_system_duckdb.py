@@ -1,21 +1,25 @@
-"""The cross-system checks' queries on DuckDB: each one compares a fact two hospital systems both hold.
+"""The cross-system checks' queries on DuckDB: each one compares a fact that several systems of a site hold.
 
-Every query reads the workspace's staged tables (``staging/<system>/<table>``, lineage columns
-``_source_file`` and ``_source_row``) and the link stage's output (``link/events``, which gives every staged
-row its person and visit). Rows are joined to their person and visit through ``(source_file, source_row)``,
-the one key every staged table and every event share, rather than through each system's own keys.
+Every query reads the canonical hospital model as staging wrote it (``staging/<table>.parquet``: model
+columns plus ``system``, ``_source_file`` and ``_source_row``), the site's declarations
+(``staging/site.json``) and the link stage's output (``link/events``, which gives every staged row its
+person and visit, joined on ``(table, system, record_key)``). Systems are data: a check comparing one fact
+compares every pair of systems that hold it, and nothing here names a site's system, raw table or
+numbering convention.
 
 Each query returns *detail* rows in one shape (``DETAIL_COLUMNS``): the record that disagrees (system, file,
 row, key, field, value), what it was compared with (other system and value) and a reason. Counts come from a
 second query per check so that a check with no disagreement still says how much it compared.
 
-Raw SQL is kept in this module only (STYLE.md section 1): the checks are refused on Spark with a named error
-by the orchestrator until a Spark twin is written and compared with this one.
+Paths and values reach DuckDB as bound parameters or Python values, never spliced into SQL text. Raw SQL is
+kept in this module and ``_identity_quality`` only (STYLE.md section 1): the checks are refused on Spark with
+a named error by the orchestrator until a Spark twin is written and compared with this one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,23 +28,6 @@ import duckdb
 import pyarrow as pa
 
 from medspace.core import InputError
-
-# The staged tables and link outputs the checks read, as view name -> path under the workspace.
-SOURCES: Mapping[str, str] = {
-    "his_patients": "staging/his/patients.parquet",
-    "his_registrations": "staging/his/registrations.parquet",
-    "his_admissions": "staging/his/admissions.parquet",
-    "his_transfers": "staging/his/transfers.parquet",
-    "his_bills": "staging/his/bills.parquet",
-    "lis_requests": "staging/lis/requests.parquet",
-    "lis_results": "staging/lis/results.parquet",
-    "emr_front_sheets": "staging/emr/front_sheets.parquet",
-    "ris_exams": "staging/ris/exams.parquet",
-    "pacs_studies": "staging/pacs/studies.parquet",
-    "surgery_operations": "staging/surgery/operations.parquet",
-    "insurance_settlements": "staging/insurance/settlements.parquet",
-    "link_events": "link/events.parquet",
-}
 
 DETAIL_COLUMNS = (
     "check",
@@ -70,8 +57,28 @@ DETAIL_SCHEMA = pa.schema(
     ]
 )
 
-# A cost is the same when it differs by less than one fen (0.01 yuan); float sums of bill rows drift below it.
+# A cost is the same when it differs by less than one fen (0.01 yuan); float sums of charges drift below it.
 COST_TOLERANCE = 0.005
+
+# The canonical tables every check may read (hospital model version 1); staging writes each, empty or not.
+MODEL_TABLES = (
+    "patient",
+    "encounter",
+    "transfer",
+    "diagnosis",
+    "procedure",
+    "lab_order",
+    "specimen",
+    "lab_result",
+    "imaging_exam",
+    "imaging_study",
+    "medication_order",
+    "medication_dispense",
+    "charge",
+    "settlement",
+    "note",
+    "death",
+)
 
 
 @dataclass(frozen=True)
@@ -85,52 +92,103 @@ class Counts:
     not_comparable: int
 
 
+class NotApplicable(Exception):
+    """A check cannot run at this site: a canonical table it needs is empty (``reason`` says which)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class DuckDBChecks:
     """The cross-system queries over one workspace, on one in-memory DuckDB connection.
 
     Args:
-        workspace: The workspace folder holding ``staging/`` and ``link/``.
+        workspace: The workspace holding ``staging/`` (canonical tables, ``site.json``) and ``link/``.
         threads: DuckDB threads (default: all cores).
 
     Raises:
-        InputError: if a staged table or link output is missing.
+        InputError: if the staging or link output is missing.
     """
 
-    def __init__(self, workspace: Path, *, threads: int | None = None) -> None:
+    def __init__(self, workspace: Path, *, threads: int | None = None, link: bool = True) -> None:
         self.workspace = Path(workspace)
+        staging = self.workspace / "staging"
+        events = self.workspace / "link" / "events.parquet"
+        for needed in (staging / "site.json", events) if link else (staging / "site.json",):
+            if not needed.exists():
+                raise InputError(
+                    f"this needs {needed.relative_to(self.workspace)}, which is missing; run `medspace run` "
+                    "(ingest and link) on this workspace first",
+                    file=str(needed),
+                )
+        self.site: dict[str, Any] = json.loads((staging / "site.json").read_text(encoding="utf-8"))
         # DuckDB itself rather than Ibis's backend: these are DuckDB SQL statements, and Arrow results come
         # straight from a relation without the extra copy a DB-API cursor makes.
         self.con = duckdb.connect()
         self.con.execute("SET enable_progress_bar = false")
         if threads:
-            self.con.execute(f"SET threads = {int(threads)}")
-        for view, relative in SOURCES.items():
-            path = self.workspace / relative
+            self.con.execute("SET threads = $n", {"n": int(threads)})
+        self.rows_in: dict[str, int] = {}
+        for table in MODEL_TABLES:
+            path = staging / f"{table}.parquet"
             if not path.exists():
-                raise InputError(
-                    f"the cross-system checks need {relative}, which is missing; run `medspace run` (ingest "
-                    "and link) on this workspace first",
-                    file=str(path),
-                )
-            self.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM read_parquet('{_quoted(path)}')")
-        # Every staged row's person and visit, keyed by lineage.
+                self.rows_in[table] = 0
+                continue
+            # the path is a Python value handed to DuckDB, never SQL text (it may hold ' and ")
+            self.con.read_parquet(str(path)).create_view(table)
+            self.rows_in[table] = self.scalar(f'SELECT count(*) FROM "{table}"')
+        if events.exists():
+            self.con.read_parquet(str(events)).create_view("link_events")
+        else:  # the KPIs read staging alone; without link output no row has a person or visit
+            self.execute(
+                'CREATE VIEW link_events AS SELECT NULL::VARCHAR AS "table", NULL::VARCHAR AS system, '
+                "NULL::VARCHAR AS record_key, NULL::VARCHAR AS source_file, NULL::BIGINT AS source_row, "
+                "NULL::VARCHAR AS person_id, NULL::VARCHAR AS visit_id, NULL::VARCHAR AS status, "
+                "NULL::BOOLEAN AS parent_missing, NULL::VARCHAR AS reason WHERE false"
+            )
+        visits = self.workspace / "link" / "visits.parquet"
+        if visits.exists():
+            self.con.read_parquet(str(visits)).create_view("link_visits")
+        else:  # an older link output: a visit is named by its serial alone
+            self.execute(
+                "CREATE VIEW link_visits AS SELECT NULL::VARCHAR AS visit_id, NULL::VARCHAR AS visit_serial "
+                "WHERE false"
+            )
+        # Every staged row's person and visit, keyed as the contract joins them.
         self.execute(
-            'CREATE OR REPLACE TEMP TABLE ev AS SELECT source_file, source_row, system, "table", record_key, '
+            'CREATE OR REPLACE TEMP TABLE ev AS SELECT "table", system, record_key, source_file, source_row, '
             "person_id, visit_id, status, parent_missing, reason FROM link_events"
         )
+        # Whose value wins when systems disagree: the site's precedence, then any other system by name.
+        precedence = [str(s) for s in self.site.get("precedence") or []]
+        systems = sorted({s for t in self.rows_in if self.rows_in[t] for s in self.systems_of(t)})
+        ranked = precedence + [s for s in systems if s not in precedence]
+        self.con.register(
+            "precedence",
+            pa.table(
+                {"system": pa.array(ranked, pa.string()), "rank": pa.array(range(len(ranked)), pa.int64())}
+            ),
+        )
 
-    def execute(self, sql: str) -> None:
-        self.con.execute(sql)
+    # -- plumbing ------------------------------------------------------------------------------------------
 
-    def table(self, sql: str) -> pa.Table:
-        return self.con.sql(sql).to_arrow_table()
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
+        self.con.execute(sql, dict(params) if params else None)
 
-    def rows(self, sql: str) -> list[dict[str, Any]]:
-        return list(self.table(sql).to_pylist())
+    def table(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
+        return self.con.sql(sql, params=dict(params) if params else None).to_arrow_table()
 
-    def counts(self, sql: str) -> Counts:
+    def rows(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        return list(self.table(sql, params).to_pylist())
+
+    def scalar(self, sql: str, params: Mapping[str, Any] | None = None) -> int:
+        row = self.con.execute(sql, dict(params) if params else None).fetchone()
+        return int(row[0] or 0) if row else 0
+
+    def counts(self, sql: str, params: Mapping[str, Any] | None = None) -> Counts:
         """Run a query returning one row with the five count columns."""
-        row = self.rows(sql)[0]
+        row = self.rows(sql, params)[0]
         return Counts(
             compared=int(row["compared"] or 0),
             agreeing=int(row["agreeing"] or 0),
@@ -139,66 +197,51 @@ class DuckDBChecks:
             not_comparable=int(row["not_comparable"] or 0),
         )
 
-    def details(self, check: str, sql: str) -> pa.Table:
+    def details(self, check: str, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
         """Run a detail query (columns as ``DETAIL_COLUMNS`` minus ``check``) and label it with the check."""
-        table = self.table(f"SELECT '{check}' AS \"check\", * FROM ({sql})")
+        table = self.table(sql, params)
+        table = table.append_column("check", pa.array([check] * table.num_rows, pa.string()))
         return table.select(list(DETAIL_COLUMNS)).cast(DETAIL_SCHEMA)
 
+    # -- what the site holds -------------------------------------------------------------------------------
 
-def _quoted(path: Path) -> str:
-    return str(path).replace("'", "''")
+    def require(self, *tables: str) -> None:
+        """Raise `NotApplicable` naming the first of ``tables`` that holds no rows at this site."""
+        for table in tables:
+            if not self.rows_in.get(table):
+                raise NotApplicable(f"the canonical table {table} is empty at this site")
 
+    def require_values(self, table: str, column: str) -> None:
+        """Raise `NotApplicable` when no row of ``table`` has a value in ``column``."""
+        self.require(table)
+        if not self.scalar(f'SELECT count("{column}") FROM "{table}"'):
+            raise NotApplicable(f"no {table} row at this site has a {column}")
 
-# ---------------------------------------------------------------------------------------------------------
-# 1. The same fact in two systems
-# ---------------------------------------------------------------------------------------------------------
+    def systems_of(self, table: str) -> list[str]:
+        if not self.rows_in.get(table):
+            return []
+        return [r["system"] for r in self.rows(f'SELECT DISTINCT system FROM "{table}" ORDER BY system')]
 
-# One row per front sheet with the HIS admission rows of the same stay (inpatient number + admission count).
-# HIS keeps dates only, so the front sheet's discharge time is compared as a date. A recalled discharge
-# (出院召回, domain.md §1 item 7) leaves two HIS rows for one stay, the second flagged `recalled`.
-DISCHARGE_STAYS = """
-WITH his AS (
-    SELECT inpatient_no, admission_count,
-           max(discharge_date) AS last_discharge,
-           count(*) AS his_rows,
-           bool_or(coalesce(recalled, false)) AS has_recall,
-           string_agg(strftime(discharge_date, '%Y-%m-%d'), ' -> ' ORDER BY discharge_date) AS his_dates,
-           arg_max(_source_file, coalesce(recalled, false)::int * 1000000000 + _source_row) AS his_file,
-           arg_max(_source_row, coalesce(recalled, false)::int * 1000000000 + _source_row) AS his_row,
-           arg_max(visit_serial, coalesce(recalled, false)::int * 1000000000 + _source_row) AS his_key
-    FROM his_admissions
-    GROUP BY inpatient_no, admission_count
-)
-SELECT f._source_file AS fs_file, f._source_row AS fs_row,
-       f.inpatient_no || '-' || f.admission_count AS fs_key,
-       f.discharged_at, his.*,
-       CASE
-           WHEN his.inpatient_no IS NULL OR f.discharged_at IS NULL OR his.last_discharge IS NULL
-               THEN 'not_comparable'
-           WHEN his.has_recall THEN 'explained'
-           WHEN CAST(f.discharged_at AS DATE) = his.last_discharge THEN 'agreeing'
-           ELSE 'disagreeing'
-       END AS outcome
-FROM emr_front_sheets f
-LEFT JOIN his USING (inpatient_no, admission_count)
-"""
+    def systems_with(self, table: str, column: str) -> list[str]:
+        """The systems some of whose rows of ``table`` hold a ``column`` value."""
+        if not self.rows_in.get(table):
+            return []
+        return [
+            r["system"]
+            for r in self.rows(
+                f'SELECT system FROM "{table}" GROUP BY system HAVING count("{column}") > 0 ORDER BY system'
+            )
+        ]
+
+    @property
+    def patient_index(self) -> str | None:
+        value = self.site.get("patient_index")
+        return None if value is None else str(value)
 
 
-def discharge_date(q: DuckDBChecks) -> tuple[Counts, pa.Table]:
-    q.execute(f"CREATE OR REPLACE TEMP TABLE discharge_stays AS {DISCHARGE_STAYS}")
-    counts = q.counts(_COUNT_OUTCOMES.format(table="discharge_stays"))
-    details = q.details(
-        "discharge_date",
-        """
-        SELECT 'his' AS system, his_file AS file, his_row AS row, his_key AS key, 'discharge_date' AS field,
-               his_dates AS value, 'emr' AS other_system,
-               strftime(discharged_at, '%Y-%m-%d %H:%M:%S') AS other_value,
-               CASE WHEN outcome = 'explained' THEN 'recalled discharge'
-                    ELSE 'discharge date differs from the front sheet' END AS reason
-        FROM discharge_stays WHERE outcome IN ('disagreeing', 'explained')
-        """,
-    )
-    return counts, details
+def _ev(alias: str, table: str) -> str:
+    """The join of a staged row (``alias``) to its link event."""
+    return f"ev.\"table\" = '{table}' AND ev.system = {alias}.system AND ev.record_key = {alias}.record_key"
 
 
 _COUNT_OUTCOMES = """
@@ -210,179 +253,216 @@ SELECT count(*) FILTER (WHERE outcome <> 'not_comparable') AS compared,
 FROM {table}
 """
 
-# The diagnosis (by name) of every visit: an outpatient visit's registration, a stay's front sheet.
-VISIT_DIAGNOSES = """
-SELECT visit_id, arg_max(dx, n) AS dx FROM (
-    SELECT visit_serial AS visit_id, diagnosis_name AS dx, count(*) AS n
-    FROM his_registrations WHERE diagnosis_name IS NOT NULL GROUP BY ALL
-    UNION ALL
-    SELECT ev.visit_id, f.main_diagnosis_name, count(*)
-    FROM emr_front_sheets f
-    JOIN ev ON ev.source_file = f._source_file AND ev.source_row = f._source_row
-    WHERE f.main_diagnosis_name IS NOT NULL AND ev.visit_id IS NOT NULL GROUP BY ALL
+# ---------------------------------------------------------------------------------------------------------
+# 1. The same fact in several systems
+# ---------------------------------------------------------------------------------------------------------
+
+# A stay: its inpatient number and admission count when the rows carry them (a recalled discharge's
+# continuation row keeps both, domain.md §1 item 7), else the visit the link stage placed the row in.
+_STAY_KEY = (
+    "coalesce(e.inpatient_no || '-' || CAST(e.admission_count AS VARCHAR), ev.visit_id, e.visit_serial)"
 )
-GROUP BY visit_id
+
+# Per stay and system: the last discharge date (as a date: some systems keep dates only), whether the system
+# recorded a recalled discharge for it, and the row that speaks for it (the recalled row when there is one).
+DISCHARGE_STAYS = f"""
+WITH rows AS (
+    SELECT e.system, {_STAY_KEY} AS stay, e._source_file AS file, e._source_row AS row, e.record_key AS key,
+           CAST(e.end_at AS DATE) AS end_date, coalesce(e.recalled, false) AS recalled
+    FROM encounter e LEFT JOIN ev ON {_ev("e", "encounter")}
+    WHERE e.end_at IS NOT NULL AND e.parent_visit_serial IS NULL
+), per AS (
+    SELECT stay, system, max(end_date) AS last_end, bool_or(recalled) AS has_recall,
+           string_agg(strftime(end_date, '%Y-%m-%d'), ' -> ' ORDER BY end_date) AS dates,
+           arg_max(file, recalled::INT * 1000000000000 + row) AS file,
+           arg_max(row, recalled::INT * 1000000000000 + row) AS row,
+           arg_max(key, recalled::INT * 1000000000000 + row) AS key
+    FROM rows WHERE stay IS NOT NULL GROUP BY stay, system
+)
+SELECT a.stay, a.system, b.system AS other_system, a.dates, b.dates AS other_dates,
+       CASE WHEN b.has_recall AND NOT a.has_recall THEN b.file ELSE a.file END AS file,
+       CASE WHEN b.has_recall AND NOT a.has_recall THEN b.row ELSE a.row END AS row,
+       CASE WHEN b.has_recall AND NOT a.has_recall THEN b.key ELSE a.key END AS key,
+       CASE WHEN b.has_recall AND NOT a.has_recall THEN b.system ELSE a.system END AS recall_system,
+       CASE WHEN a.has_recall OR b.has_recall THEN 'explained'
+            WHEN a.last_end = b.last_end THEN 'agreeing'
+            ELSE 'disagreeing' END AS outcome
+FROM per a
+JOIN per b ON a.stay = b.stay AND a.system <> b.system
+JOIN precedence pa ON pa.system = a.system
+JOIN precedence pb ON pb.system = b.system
+WHERE pa.rank > pb.rank
 """
 
-# A request's clinical diagnosis against the visit it names (its visit serial) and the visit the link stage
-# placed it in. The named visit is the fact under test (domain.md §1 item 9: the only way back is request ->
-# HIS visit -> diagnoses); the linked visit says whether the link stage already moved the request.
-REQUEST_DIAGNOSES = """
-SELECT r._source_file AS file, r._source_row AS row, r.request_no AS key, r.clinical_diagnosis AS dx,
-       r.visit_serial AS carried_visit, ev.visit_id AS linked_visit, ev.status AS link_status,
-       carried.dx AS carried_dx, linked.dx AS linked_dx,
+
+def discharge_date(q: DuckDBChecks) -> tuple[Counts, pa.Table]:
+    """A stay's discharge date in every pair of systems with encounter rows for it.
+
+    One comparison per stay and pair of systems; the lower-precedence system's row is the one listed. A
+    recalled discharge on either side explains a difference (it is listed with its recalled row).
+    """
+    q.require_values("encounter", "end_at")
+    if len(q.systems_with("encounter", "end_at")) < 2:
+        raise NotApplicable("only one system at this site records discharge times (encounter.end_at)")
+    q.execute(f"CREATE OR REPLACE TEMP TABLE discharge_stays AS {DISCHARGE_STAYS}")
+    counts = q.counts(_COUNT_OUTCOMES.format(table="discharge_stays"))
+    details = q.details(
+        "discharge_date",
+        """
+        SELECT CASE WHEN outcome = 'explained' THEN recall_system ELSE system END AS system, file, row, key,
+               'end_at' AS field, dates AS value, other_system, other_dates AS other_value,
+               CASE WHEN outcome = 'explained' THEN 'recalled discharge'
+                    ELSE 'discharge date differs from ' || other_system || '''s' END AS reason
+        FROM discharge_stays WHERE outcome IN ('disagreeing', 'explained')
+        """,
+    )
+    return counts, details
+
+
+# The main diagnoses (rank 1, or unranked) of every visit, by name, in any system.
+VISIT_DIAGNOSES = f"""
+SELECT ev.visit_id, list(DISTINCT d.name ORDER BY d.name) AS names,
+       string_agg(DISTINCT d.system, ',' ORDER BY d.system) AS systems
+FROM diagnosis d JOIN ev ON {_ev("d", "diagnosis")}
+WHERE d.name IS NOT NULL AND coalesce(d.rank, 1) = 1 AND ev.visit_id IS NOT NULL
+GROUP BY ev.visit_id
+"""
+
+# A lab order's clinical diagnosis against the visit it names (its visit serial) and the visit the link stage
+# placed it in. The named visit is the fact under test (domain.md §1 item 9: the only way back is order ->
+# visit -> diagnoses); the linked visit says whether the link stage already moved the order.
+ORDER_DIAGNOSES = f"""
+WITH named AS (
+    SELECT visit_serial, any_value(visit_id) AS visit_id FROM link_visits
+    WHERE visit_serial IS NOT NULL GROUP BY visit_serial
+)
+SELECT o.system, o._source_file AS file, o._source_row AS row, o.record_key AS key,
+       o.clinical_diagnosis AS dx,
+       o.visit_serial AS carried_visit, ev.visit_id AS linked_visit,
+       carried.names AS carried_names, carried.systems AS carried_systems, linked.names AS linked_names,
        CASE
-           WHEN r.clinical_diagnosis IS NULL OR (carried.dx IS NULL AND linked.dx IS NULL)
+           WHEN o.clinical_diagnosis IS NULL OR (carried.names IS NULL AND linked.names IS NULL)
                THEN 'not_comparable'
-           WHEN carried.dx IS NOT NULL AND carried.dx <> r.clinical_diagnosis THEN 'disagreeing'
-           WHEN linked.dx IS NOT NULL AND linked.dx <> r.clinical_diagnosis THEN 'disagreeing'
+           WHEN carried.names IS NOT NULL AND NOT list_contains(carried.names, o.clinical_diagnosis)
+               THEN 'disagreeing'
+           WHEN linked.names IS NOT NULL AND NOT list_contains(linked.names, o.clinical_diagnosis)
+               THEN 'disagreeing'
            ELSE 'agreeing'
        END AS outcome
-FROM lis_requests r
-LEFT JOIN ev ON ev.source_file = r._source_file AND ev.source_row = r._source_row
-LEFT JOIN visit_diagnoses carried ON carried.visit_id = r.visit_serial
+FROM lab_order o
+LEFT JOIN ev ON {_ev("o", "lab_order")}
+LEFT JOIN named ON named.visit_serial = o.visit_serial
+LEFT JOIN visit_diagnoses carried ON carried.visit_id = coalesce(named.visit_id, o.visit_serial)
 LEFT JOIN visit_diagnoses linked ON linked.visit_id = ev.visit_id
 """
 
 
 def request_diagnosis(q: DuckDBChecks) -> tuple[Counts, pa.Table]:
+    """A lab order's clinical diagnosis is one of the main diagnoses of the visit it names."""
+    q.require_values("lab_order", "clinical_diagnosis")
+    q.require_values("diagnosis", "name")
     q.execute(f"CREATE OR REPLACE TEMP TABLE visit_diagnoses AS {VISIT_DIAGNOSES}")
-    q.execute(f"CREATE OR REPLACE TEMP TABLE request_diagnoses AS {REQUEST_DIAGNOSES}")
-    counts = q.counts(_COUNT_OUTCOMES.format(table="request_diagnoses"))
+    q.execute(f"CREATE OR REPLACE TEMP TABLE order_diagnoses AS {ORDER_DIAGNOSES}")
+    counts = q.counts(_COUNT_OUTCOMES.format(table="order_diagnoses"))
     details = q.details(
         "request_diagnosis",
         """
-        SELECT 'lis' AS system, file, row, key, 'clinical_diagnosis' AS field, dx AS value,
-               CASE WHEN carried_visit LIKE 'ZY%' THEN 'emr' ELSE 'his' END AS other_system,
-               coalesce(carried_dx, '-') || ' (named visit ' || coalesce(carried_visit, '-') || '); '
-               || coalesce(linked_dx, '-') || ' (linked visit ' || coalesce(linked_visit, '-') || ')'
-                   AS other_value,
+        SELECT system, file, row, key, 'clinical_diagnosis' AS field, dx AS value,
+               carried_systems AS other_system,
+               coalesce(array_to_string(carried_names, ' | '), '-') || ' (named visit '
+               || coalesce(carried_visit, '-') || '); ' || coalesce(array_to_string(linked_names, ' | '), '-')
+               || ' (linked visit ' || coalesce(linked_visit, '-') || ')' AS other_value,
                CASE
-                   WHEN carried_dx IS NULL
-                       THEN 'named visit not in the HIS export; the linked visit''s diagnosis differs'
-                   WHEN carried_dx <> dx AND linked_dx = dx
+                   WHEN carried_names IS NULL
+                       THEN 'named visit has no diagnosis at this site; the linked visit''s differs'
+                   WHEN NOT list_contains(carried_names, dx) AND list_contains(linked_names, dx)
                        THEN 'request filed against another visit: the named visit''s diagnosis differs, the '
                             || 'linked visit''s agrees'
-                   WHEN carried_dx <> dx
+                   WHEN NOT list_contains(carried_names, dx)
                        THEN 'diagnosis differs from the named visit''s (and the linked visit''s)'
                    ELSE 'the link stage moved the request to a visit whose diagnosis differs'
                END AS reason
-        FROM request_diagnoses WHERE outcome = 'disagreeing'
+        FROM order_diagnoses WHERE outcome = 'disagreeing'
         """,
     )
     return counts, details
 
 
-# The cost of each stay in three systems, by the link stage's visit: HIS bill rows of the inpatient setting
-# summed (refunds are negative rows), the insurance settlement total, the front sheet total (D01).
-STAY_COSTS = """
-WITH bills AS (
-    SELECT ev.visit_id, sum(b.amount) AS cost, count(*) AS n
-    FROM his_bills b JOIN ev ON ev.source_file = b._source_file AND ev.source_row = b._source_row
-    WHERE b.setting = 'inpatient' AND ev.visit_id IS NOT NULL
-    GROUP BY ev.visit_id
-), settlements AS (
-    SELECT ev.visit_id, s._source_file AS file, s._source_row AS row, s.settlement_id AS key,
-           s.total_cost AS cost
-    FROM insurance_settlements s
-    JOIN ev ON ev.source_file = s._source_file AND ev.source_row = s._source_row
-    WHERE ev.visit_id IS NOT NULL
-), sheets AS (
-    SELECT ev.visit_id, f._source_file AS file, f._source_row AS row,
-           f.inpatient_no || '-' || f.admission_count AS key, f.total_cost AS cost
-    FROM emr_front_sheets f
-    JOIN ev ON ev.source_file = f._source_file AND ev.source_row = f._source_row
-    WHERE ev.visit_id IS NOT NULL
-)
-SELECT v.visit_id, bills.cost AS bill_cost,
-       s.file AS s_file, s.row AS s_row, s.key AS s_key, s.cost AS s_cost,
-       f.file AS f_file, f.row AS f_row, f.key AS f_key, f.cost AS f_cost
-FROM (SELECT visit_id FROM bills UNION SELECT visit_id FROM settlements UNION SELECT visit_id FROM sheets) v
-LEFT JOIN bills USING (visit_id)
-LEFT JOIN settlements s USING (visit_id)
-LEFT JOIN sheets f USING (visit_id)
+# The cost of each visit as every system states it, by the link stage's visit: each system's charges summed
+# (refunds are negative rows; outpatient-setting charges are not a stay's), each settlement's total and each
+# encounter row's total (the front sheet's D01).
+VISIT_COSTS = f"""
+SELECT 'charge' AS kind, c.system, ev.visit_id, NULL::VARCHAR AS file, NULL::BIGINT AS row,
+       NULL::VARCHAR AS key, sum(c.amount) AS cost
+FROM charge c JOIN ev ON {_ev("c", "charge")}
+WHERE c.setting IS DISTINCT FROM 'outpatient' AND ev.visit_id IS NOT NULL
+GROUP BY c.system, ev.visit_id
+UNION ALL
+SELECT 'settlement', s.system, ev.visit_id, s._source_file, s._source_row, s.record_key, s.total_cost
+FROM settlement s JOIN ev ON {_ev("s", "settlement")}
+WHERE s.total_cost IS NOT NULL AND ev.visit_id IS NOT NULL
+UNION ALL
+SELECT 'encounter', e.system, ev.visit_id, e._source_file, e._source_row, e.record_key, e.total_cost
+FROM encounter e JOIN ev ON {_ev("e", "encounter")}
+WHERE e.total_cost IS NOT NULL AND ev.visit_id IS NOT NULL
+"""
+
+# One stated total (a settlement's, an encounter row's) against every system's charges of the same visit.
+_COST_PAIRS = f"""
+SELECT t.system, t.file, t.row, t.key, t.cost, c.system AS other_system, c.cost AS charged,
+       CASE WHEN c.cost IS NULL THEN 'not_comparable'
+            WHEN abs(t.cost - c.cost) <= {COST_TOLERANCE} THEN 'agreeing'
+            ELSE 'disagreeing' END AS outcome
+FROM visit_costs t LEFT JOIN visit_costs c ON c.kind = 'charge' AND c.visit_id = t.visit_id
+WHERE t.kind = $kind
 """
 
 
-def _cost_pair(q: DuckDBChecks, check: str, cost: str, system: str, prefix: str) -> tuple[Counts, pa.Table]:
-    """One system's stay cost (settlement or front sheet) against the HIS bills of the same stay."""
-    outcome = f"""
-        CASE WHEN bill_cost IS NULL OR {cost} IS NULL THEN 'not_comparable'
-             WHEN abs(bill_cost - {cost}) <= {COST_TOLERANCE} THEN 'agreeing'
-             ELSE 'disagreeing' END"""
-    present = f"({prefix}_file IS NOT NULL OR bill_cost IS NOT NULL)"
-    counts = q.counts(
-        _COUNT_OUTCOMES.format(table=f"(SELECT *, {outcome} AS outcome FROM stay_costs WHERE {present})")
-    )
-    third = "f_cost" if prefix == "s" else "s_cost"
+def stated_cost(q: DuckDBChecks, check: str, table: str) -> tuple[Counts, pa.Table]:
+    """A visit's total cost as ``table`` (settlement or encounter) states it, against the sum of its charges
+    in every system that holds charges for it."""
+    q.require_values(table, "total_cost")
+    q.require("charge")
+    q.execute(f"CREATE TEMP TABLE IF NOT EXISTS visit_costs AS {VISIT_COSTS}")
+    pairs = f"({_COST_PAIRS})"
+    params = {"kind": table}
+    counts = q.counts(_COUNT_OUTCOMES.format(table=pairs), params)
     details = q.details(
         check,
         f"""
-        SELECT '{system}' AS system, {prefix}_file AS file, {prefix}_row AS row, {prefix}_key AS key,
-               'total_cost' AS field, printf('%.2f', {cost}) AS value, 'his' AS other_system,
-               printf('%.2f', bill_cost) AS other_value,
-               'total differs from the HIS bills of the stay by ' || printf('%.2f', {cost} - bill_cost)
-               || CASE WHEN {third} IS NOT NULL AND abs({third} - bill_cost) <= {COST_TOLERANCE}
-                       THEN ' (the ' || '{"front sheet" if prefix == "s" else "settlement"}'
-                            || ' agrees with the bills)'
-                       ELSE '' END AS reason
-        FROM stay_costs
-        WHERE bill_cost IS NOT NULL AND {cost} IS NOT NULL AND abs(bill_cost - {cost}) > {COST_TOLERANCE}
+        SELECT system, file, row, key, 'total_cost' AS field, printf('%.2f', cost) AS value, other_system,
+               printf('%.2f', charged) AS other_value,
+               'total differs from the charges of the visit by ' || printf('%.2f', cost - charged) AS reason
+        FROM {pairs} WHERE outcome = 'disagreeing'
         """,
+        params,
     )
     return counts, details
 
 
 def settlement_cost(q: DuckDBChecks) -> tuple[Counts, pa.Table]:
-    q.execute(f"CREATE OR REPLACE TEMP TABLE stay_costs AS {STAY_COSTS}")
-    return _cost_pair(q, "settlement_cost", "s_cost", "insurance", "s")
+    return stated_cost(q, "settlement_cost", "settlement")
 
 
-def front_sheet_cost(q: DuckDBChecks) -> tuple[Counts, pa.Table]:
-    return _cost_pair(q, "front_sheet_cost", "f_cost", "emr", "f")
+def encounter_cost(q: DuckDBChecks) -> tuple[Counts, pa.Table]:
+    return stated_cost(q, "encounter_cost", "encounter")
 
 
-# Identity attributes as each system's own patient index holds them, one row per staged record with its
-# linked person. LIS and RIS keep an age at the event instead of a birth date; surgery keeps no birth date.
-# The resident ID (HIS master index, front sheet, insured person number = resident ID) carries the birth date
-# and sex when its GB 11643 check character is right (domain.md §4).
-IDENTITY_RECORDS = """
-WITH raw AS (
-    SELECT 'his' AS system, _source_file AS file, _source_row AS row, his_patient_id AS key,
-           name, sex, birth_date, NULL::BIGINT AS age_years, NULL::DATE AS age_at, resident_id
-    FROM his_patients
-    UNION ALL
-    SELECT 'emr', _source_file, _source_row, inpatient_no || '-' || admission_count,
-           name, sex, birth_date, NULL, NULL, resident_id
-    FROM emr_front_sheets
-    UNION ALL
-    SELECT 'insurance', _source_file, _source_row, settlement_id, name, sex, birth_date, NULL, NULL,
-           insured_id
-    FROM insurance_settlements
-    UNION ALL
-    SELECT 'pacs', _source_file, _source_row, study_uid, name, sex, birth_date, NULL, NULL, NULL
-    FROM pacs_studies
-    UNION ALL
-    SELECT 'lis', _source_file, _source_row, request_no, name, sex, NULL, age_years, CAST(ordered_at AS DATE),
-           NULL
-    FROM lis_requests
-    UNION ALL
-    SELECT 'ris', _source_file, _source_row, accession_no, name, sex, NULL, age_years,
-           CAST(coalesce(requested_at, performed_at) AS DATE), NULL
-    FROM ris_exams
-    UNION ALL
-    SELECT 'surgery', _source_file, _source_row, operation_id, name, sex, NULL, NULL, NULL, NULL
-    FROM surgery_operations
-), checked AS (
-    SELECT raw.*, ev.person_id,
+# Identity attributes as each system's patient records hold them, one row per staged record with its linked
+# person. Systems that keep an age at the record instead of a birth date give age_years and the record's date.
+# The resident ID carries the birth date and sex when its GB 11643 check character is right (domain.md §4).
+IDENTITY_RECORDS = f"""
+WITH checked AS (
+    SELECT p.system, p._source_file AS file, p._source_row AS row, p.record_key AS key, p.name, p.sex,
+           p.birth_date, p.age_years, p.registered_date AS age_at, p.resident_id, ev.person_id,
            -- GB 11643-1999: weights 7,9,10,5,8,4,2,1,6,3,7,9,10,5,8,4,2;
            -- check character "10X98765432"[sum mod 11].
-           regexp_full_match(coalesce(resident_id, ''), '[0-9]{17}[0-9X]')
+           regexp_full_match(coalesce(p.resident_id, ''), '[0-9]{{17}}[0-9X]')
            AND substr('10X98765432', CAST(list_sum(list_transform(range(1, 18), lambda i:
-                   coalesce(TRY_CAST(substr(resident_id, i, 1) AS INTEGER), 0)
+                   coalesce(TRY_CAST(substr(p.resident_id, i, 1) AS INTEGER), 0)
                    * [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2][i])) % 11 + 1 AS BIGINT), 1)
-               = substr(resident_id, 18, 1) AS id_valid
-    FROM raw LEFT JOIN ev ON ev.source_file = raw.file AND ev.source_row = raw.row
+               = substr(p.resident_id, 18, 1) AS id_valid
+    FROM patient p LEFT JOIN ev ON {_ev("p", "patient")}
 )
 SELECT *,
        CASE WHEN id_valid THEN try_strptime(substr(resident_id, 7, 8), '%Y%m%d')::DATE END AS id_birth_date,
@@ -396,7 +476,7 @@ FROM checked
 # reference value is the one their checksum-valid resident IDs give (birth date, sex) when those agree;
 # otherwise the value most systems hold (each system votes once per distinct value, so a system with many
 # rows for the person does not outvote the others). A typo made in one system's patient index shows on all
-# that system's rows for the person (docs/synthetic-hospital.md), so every such row is listed.
+# that system's rows for the person, so every such row is listed.
 IDENTITY_ATTRIBUTE = """
 WITH recs AS (
     SELECT system, file, row, key, person_id, CAST({value} AS VARCHAR) AS value, {id_value} AS id_value
@@ -409,12 +489,10 @@ WITH recs AS (
     FROM recs WHERE value IS NOT NULL GROUP BY person_id, value
 ), ranked AS (
     SELECT *, row_number() OVER (PARTITION BY person_id ORDER BY systems DESC, value) AS rank,
-           lead(systems) OVER (PARTITION BY person_id ORDER BY systems DESC, value) AS runner_up,
-           count(*) OVER (PARTITION BY person_id) AS distinct_values,
-           sum(systems) OVER (PARTITION BY person_id) AS votes
+           lead(systems) OVER (PARTITION BY person_id ORDER BY systems DESC, value) AS runner_up
     FROM votes
 ), per_person AS (
-    SELECT r.person_id, r.distinct_values, r.votes,
+    SELECT r.person_id,
            CASE WHEN r.runner_up IS NULL OR r.systems > r.runner_up THEN r.value END AS majority,
            r.holders
     FROM ranked r WHERE rank = 1
@@ -437,8 +515,8 @@ LEFT JOIN per_person p USING (person_id)
 LEFT JOIN systems_per_person s USING (person_id)
 """
 
-# Age at the event (LIS, RIS) against the person's reference birth date: whole years, as a birthday not yet
-# reached that year has not added one.
+# Age at the record against the person's reference birth date: whole years, as a birthday not yet reached
+# that year has not added one.
 AGE_RECORDS = """
 WITH birth AS (SELECT DISTINCT person_id, reference FROM identity_birth_date WHERE reference IS NOT NULL)
 SELECT r.system, r.file, r.row, r.key, r.person_id, CAST(r.age_years AS VARCHAR) AS value,
@@ -446,18 +524,25 @@ SELECT r.system, r.file, r.row, r.key, r.person_id, CAST(r.age_years AS VARCHAR)
             - CASE WHEN strftime(r.age_at, '%m%d') < strftime(CAST(b.reference AS DATE), '%m%d')
                    THEN 1 ELSE 0 END
             AS VARCHAR) AS reference,
-       'age at the event from the birth date (' || b.reference || ')' AS basis
+       'age at the record from the birth date (' || b.reference || ')' AS basis
 FROM identity_records r JOIN birth b USING (person_id)
 WHERE r.age_years IS NOT NULL AND r.age_at IS NOT NULL
 """
+
+IDENTITY_ATTRIBUTES = ("name", "sex", "birth_date")
 
 
 def identity(q: DuckDBChecks, attribute: str) -> tuple[Counts, pa.Table]:
     """Agreement of one identity attribute (``name``, ``sex``, ``birth_date``) across systems per person.
 
-    For ``birth_date`` the ages LIS and RIS record at the event are compared with the reference birth date
-    too, so a birth-date typo in those systems' patient indexes shows.
+    For ``birth_date`` the ages systems record at the record's date are compared with the reference birth
+    date too, so a birth-date typo in those systems shows.
     """
+    if attribute not in IDENTITY_ATTRIBUTES:
+        raise ValueError(f"no identity attribute {attribute!r}; known: {', '.join(IDENTITY_ATTRIBUTES)}")
+    q.require("patient")
+    if len(q.systems_with("patient", attribute) + q.systems_with("patient", "resident_id")) < 2:
+        raise NotApplicable(f"fewer than two systems at this site hold a patient's {attribute}")
     q.execute(f"CREATE TEMP TABLE IF NOT EXISTS identity_records AS {IDENTITY_RECORDS}")
     id_value = {"birth_date": "CAST(id_birth_date AS VARCHAR)", "sex": "id_sex"}.get(attribute, "NULL")
     table = f"identity_{attribute}"
@@ -473,10 +558,12 @@ def identity(q: DuckDBChecks, attribute: str) -> tuple[Counts, pa.Table]:
                            ELSE 'disagreeing' END AS outcome
             FROM ({AGE_RECORDS})"""
         )
+        # a record that keeps an age instead of a birth date is compared by its age, not counted twice
         source = (
-            "(SELECT system, file, row, key, person_id, value, reference, basis, outcome, "
-            f"'{attribute}' AS field "
-            f"FROM {table} WHERE NOT (value IS NULL AND system IN ('lis', 'ris', 'surgery')) "
+            "(SELECT t.system, t.file, t.row, t.key, t.person_id, t.value, t.reference, t.basis, t.outcome, "
+            f"'{attribute}' AS field FROM {table} t "
+            "WHERE NOT (t.value IS NULL AND EXISTS (SELECT 1 FROM identity_age a WHERE a.system = t.system "
+            "AND a.file = t.file AND a.row = t.row AND a.key = t.key)) "
             "UNION ALL SELECT system, file, row, key, person_id, value, reference, basis, outcome, "
             "'age_years' FROM identity_age)"
         )
@@ -488,7 +575,7 @@ def identity(q: DuckDBChecks, attribute: str) -> tuple[Counts, pa.Table]:
                CASE WHEN reference IS NULL THEN 'systems disagree with no majority; the person''s systems '
                                                  || 'split evenly'
                     WHEN basis = 'resident ID' THEN 'differs from the person''s checksum-valid resident ID'
-                    WHEN field = 'age_years' THEN 'age at the event does not match the person''s birth date'
+                    WHEN field = 'age_years' THEN 'age at the record does not match the person''s birth date'
                     ELSE 'differs from the value most of the person''s systems hold' END AS reason
         FROM {source} WHERE outcome = 'disagreeing'
         """,
@@ -497,7 +584,7 @@ def identity(q: DuckDBChecks, attribute: str) -> tuple[Counts, pa.Table]:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# 2. Orphan and link rates per child table and parent system
+# 2. Orphan and link rates per child table and system
 # ---------------------------------------------------------------------------------------------------------
 
 LINK_RATES = """
@@ -513,8 +600,47 @@ FROM ev GROUP BY system, "table" ORDER BY system, "table"
 ORPHANS = """
 SELECT system, source_file AS file, source_row AS row, record_key AS key, 'visit' AS field,
        NULL AS value, NULL AS other_system, NULL AS other_value, reason
-FROM ev WHERE status = 'orphan' AND system = '{system}' AND "table" = '{table}'
+FROM ev WHERE status = 'orphan' AND system = $system AND "table" = $table
 """
+
+# The model's references (hospital.yaml, "Keys"): a child row reaches its parent through the first of these
+# it carries. A table's parent is the one most of its rows point at (a lab result carrying a specimen key
+# hangs on its specimen; one carrying only a visit serial hangs on the visit).
+REFERENCES: dict[str, tuple[tuple[str, str], ...]] = {
+    "specimen": (("order_key", "lab_order"),),
+    "lab_result": (("specimen_key", "specimen"), ("order_key", "lab_order")),
+    "imaging_study": (("accession_no", "imaging_exam"),),
+    "medication_dispense": (("order_key", "medication_order"),),
+    "encounter": (("parent_visit_serial", "encounter"),),
+}
+VISIT_IDENTIFIERS = ("visit_serial", "inpatient_no")
+
+
+def parent_table(q: DuckDBChecks, table: str, system: str) -> str | None:
+    """The canonical table a child table's rows of one system hang on, from the model's keys and the data.
+
+    ``None`` for the patient table, the root every record reaches last.
+    """
+    if table == "patient":
+        return None
+    candidates = [*REFERENCES.get(table, ()), *((c, "encounter") for c in VISIT_IDENTIFIERS)]
+    columns = _columns(q, table)
+    best: tuple[int, str] | None = None
+    for column, parent in candidates:
+        if column not in columns or (parent == table and column != "parent_visit_serial"):
+            continue
+        n = q.scalar(f'SELECT count("{column}") FROM "{table}" WHERE system = $s', {"s": system})
+        if n and (best is None or n > best[0]):
+            best = (n, parent)
+    if best is not None:
+        return best[1]
+    return "patient" if "patient_key" in columns else None
+
+
+def _columns(q: DuckDBChecks, table: str) -> set[str]:
+    if not q.rows_in.get(table):
+        return set()
+    return {r["column_name"] for r in q.rows(f'DESCRIBE "{table}"')}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -524,41 +650,40 @@ FROM ev WHERE status = 'orphan' AND system = '{system}' AND "table" = '{table}'
 UNITS_SEEN = """
 SELECT item_code, any_value(item_name) AS item_name, unit, count(*) AS rows,
        string_agg(DISTINCT lab_site, ',' ORDER BY lab_site) AS lab_sites
-FROM lis_results WHERE item_code IS NOT NULL GROUP BY item_code, unit ORDER BY item_code, rows DESC
+FROM lab_result WHERE item_code IS NOT NULL GROUP BY item_code, unit ORDER BY item_code, rows DESC, unit
 """
 
 RANGES_SEEN = """
 SELECT item_code, lab_site, unit, reference_range, count(*) AS rows
-FROM lis_results WHERE item_code IS NOT NULL AND reference_range IS NOT NULL
-GROUP BY ALL ORDER BY item_code, lab_site, unit, rows DESC
+FROM lab_result WHERE item_code IS NOT NULL AND reference_range IS NOT NULL
+GROUP BY ALL ORDER BY item_code, lab_site, unit, rows DESC, reference_range
 """
 
 
-def unit_outcomes(q: DuckDBChecks, verdicts: list[tuple[str, str, str, str]]) -> tuple[Counts, pa.Table]:
+def unit_outcomes(q: DuckDBChecks, verdicts: Sequence[tuple[str, str, str, str]]) -> tuple[Counts, pa.Table]:
     """Label every result row by the verdict on its (test, unit): agreeing, explained or disagreeing.
 
     Args:
         verdicts: ``(item_code, unit, outcome, reason)`` for every unit other than the test's main one.
     """
-    values = ", ".join(
-        f"({_literal(code)}, {_literal(unit)}, {_literal(outcome)}, {_literal(reason)})"
-        for code, unit, outcome, reason in verdicts
+    q.con.register(
+        "unit_verdicts",
+        pa.table(
+            {
+                name: pa.array([v[i] for v in verdicts], pa.string())
+                for i, name in enumerate(("item_code", "unit", "outcome", "reason"))
+            }
+        ),
     )
-    q.execute(
-        "CREATE OR REPLACE TEMP TABLE unit_verdicts (item_code VARCHAR, unit VARCHAR, outcome VARCHAR, "
-        "reason VARCHAR)"
-    )
-    if values:
-        q.execute(f"INSERT INTO unit_verdicts VALUES {values}")
     source = """(SELECT r.*, CASE WHEN r.unit IS NULL THEN 'not_comparable'
                                 ELSE coalesce(v.outcome, 'agreeing') END AS outcome, v.reason
-                 FROM lis_results r LEFT JOIN unit_verdicts v ON v.item_code = r.item_code AND v.unit = r.unit
+                 FROM lab_result r LEFT JOIN unit_verdicts v ON v.item_code = r.item_code AND v.unit = r.unit
                  WHERE r.item_code IS NOT NULL)"""
     counts = q.counts(_COUNT_OUTCOMES.format(table=source))
     details = q.details(
         "lab_units",
         f"""
-        SELECT 'lis' AS system, _source_file AS file, _source_row AS row, barcode || '-' || item_code AS key,
+        SELECT system, _source_file AS file, _source_row AS row, record_key AS key,
                'unit' AS field, unit AS value, lab_site AS other_system, NULL AS other_value, reason
         FROM {source} WHERE outcome IN ('disagreeing', 'explained')
         """,
@@ -566,63 +691,53 @@ def unit_outcomes(q: DuckDBChecks, verdicts: list[tuple[str, str, str, str]]) ->
     return counts, details
 
 
-def _literal(text: str | None) -> str:
-    return "NULL" if text is None else "'" + text.replace("'", "''") + "'"
-
-
 # ---------------------------------------------------------------------------------------------------------
 # 4. Code systems and value sets
 # ---------------------------------------------------------------------------------------------------------
 
-# Diagnosis codes each system writes, with the edition the system is meant to use: HIS and the front sheet
-# the national clinical edition 2.0 (国临版), the settlement list the insurance edition 2.0 (医保版).
-# Codes of the two editions and of the older ones share one shape (ICD-10 category, `.`, three characters,
-# an optional `x` extension), so the shape alone cannot say which edition a code is in. The edition is read
-# from the systems themselves: per diagnosis name, the code most rows of the clinical-edition systems use is
-# that name's clinical code, the code most settlement rows use its insurance code; any other code is in
-# another (legacy) edition.
+# Main diagnosis codes with the code system the site mapping declares for them. Editions of ICD-10 share one
+# shape (category, `.`, three characters, an optional `x` extension), so the shape cannot say which edition
+# a code is in. The edition is read from the data: per diagnosis name, the code most rows declared in one
+# code system use is that name's code in that code system; a code that is another code system's code for the
+# name is in that edition, any other code is in another (legacy) one.
 DIAGNOSIS_CODES = """
 WITH codes AS (
-    SELECT 'his' AS system, _source_file AS file, _source_row AS row, visit_serial AS key,
-           'diagnosis_code' AS field, diagnosis_code AS code, diagnosis_name AS name, 'clinical' AS expected
-    FROM his_registrations WHERE diagnosis_code IS NOT NULL
-    UNION ALL
-    SELECT 'emr', _source_file, _source_row, inpatient_no || '-' || admission_count, 'main_diagnosis_code',
-           main_diagnosis_code, main_diagnosis_name, 'clinical'
-    FROM emr_front_sheets WHERE main_diagnosis_code IS NOT NULL
-    UNION ALL
-    SELECT 'insurance', _source_file, _source_row, settlement_id, 'main_diagnosis_code', main_diagnosis_code,
-           main_diagnosis_name, 'insurance'
-    FROM insurance_settlements WHERE main_diagnosis_code IS NOT NULL
+    SELECT system, _source_file AS file, _source_row AS row, record_key AS key, 'code' AS field, code, name,
+           code_system AS expected
+    FROM diagnosis WHERE code IS NOT NULL AND coalesce(rank, 1) = 1
 ), reference AS (
     SELECT name, expected, arg_max(code, n) AS code
     FROM (SELECT name, expected, code, count(*) AS n FROM codes WHERE name IS NOT NULL GROUP BY ALL)
     GROUP BY name, expected
 )
-SELECT c.*, clinical.code AS clinical_code, insurance.code AS insurance_code,
-       CASE WHEN c.code = clinical.code THEN 'clinical'
-            WHEN c.code = insurance.code THEN 'insurance'
-            WHEN c.name IS NULL THEN NULL
-            ELSE 'other' END AS edition,
+SELECT c.*, own.code AS own_code,
+       (SELECT min(r.expected) FROM reference r
+        WHERE r.name = c.name AND r.code = c.code AND r.expected <> c.expected) AS other_edition,
+       CASE WHEN c.name IS NULL THEN NULL
+            WHEN c.code = own.code THEN c.expected
+            ELSE coalesce((SELECT min(r.expected) FROM reference r
+                           WHERE r.name = c.name AND r.code = c.code AND r.expected <> c.expected), 'other')
+       END AS edition,
        -- Shapes of ICD-10 codes in the Chinese editions (domain.md §1 item 2): dagger-asterisk pairs
        -- (`E11.301+H36.0*`), extension codes (`E14.900x001`), category codes (`E11.900`),
        -- sub-codes (`E11.901`).
        CASE WHEN regexp_full_match(c.code,
-                     '[A-Z][0-9]{{2}}\\.[0-9x]{{3}}(x[0-9]{{3}})?\\+[A-Z][0-9]{{2}}\\.[0-9x]\\*')
+                     '[A-Z][0-9]{2}\\.[0-9x]{3}(x[0-9]{3})?\\+[A-Z][0-9]{2}\\.[0-9x]\\*')
                 THEN 'dagger-asterisk pair'
-            WHEN regexp_full_match(c.code, '[A-Z][0-9]{{2}}\\.[0-9x][0-9]{{2}}x[0-9]{{3}}')
+            WHEN regexp_full_match(c.code, '[A-Z][0-9]{2}\\.[0-9x][0-9]{2}x[0-9]{3}')
                 THEN 'extension (x001)'
-            WHEN regexp_full_match(c.code, '[A-Z][0-9]{{2}}\\.[0-9x][0-9]0') THEN 'category (E11.900)'
-            WHEN regexp_full_match(c.code, '[A-Z][0-9]{{2}}\\.[0-9x][0-9][1-9]') THEN 'sub-code (E11.901)'
+            WHEN regexp_full_match(c.code, '[A-Z][0-9]{2}\\.[0-9x][0-9]0') THEN 'category (E11.900)'
+            WHEN regexp_full_match(c.code, '[A-Z][0-9]{2}\\.[0-9x][0-9][1-9]') THEN 'sub-code (E11.901)'
             ELSE 'other shape' END AS shape
 FROM codes c
-LEFT JOIN reference clinical ON clinical.name = c.name AND clinical.expected = 'clinical'
-LEFT JOIN reference insurance ON insurance.name = c.name AND insurance.expected = 'insurance'
+LEFT JOIN reference own ON own.name = c.name AND own.expected = c.expected
 """
 
 
 def diagnosis_editions(q: DuckDBChecks) -> tuple[Counts, pa.Table, list[dict[str, Any]]]:
-    q.execute(f"CREATE OR REPLACE TEMP TABLE diagnosis_codes AS {DIAGNOSIS_CODES.format()}")
+    """Main diagnosis codes in the code system (edition) the site mapping declares for them."""
+    q.require_values("diagnosis", "name")
+    q.execute(f"CREATE OR REPLACE TEMP TABLE diagnosis_codes AS {DIAGNOSIS_CODES}")
     source = """(SELECT *, CASE WHEN edition IS NULL THEN 'not_comparable'
                                 WHEN edition = expected THEN 'agreeing'
                                 ELSE 'disagreeing' END AS outcome FROM diagnosis_codes)"""
@@ -630,22 +745,16 @@ def diagnosis_editions(q: DuckDBChecks) -> tuple[Counts, pa.Table, list[dict[str
     details = q.details(
         "diagnosis_code_edition",
         f"""
-        SELECT system, file, row, key, field, code AS value,
-               CASE expected WHEN 'clinical' THEN 'national clinical edition' ELSE 'insurance edition' END
-                   AS other_system,
-               CASE expected WHEN 'clinical' THEN clinical_code ELSE insurance_code END AS other_value,
-               CASE edition
-                   WHEN 'insurance'
-                       THEN 'coded in the insurance edition where the national clinical is expected'
-                   WHEN 'clinical'
-                       THEN 'coded in the national clinical edition where the insurance is expected'
-                   ELSE 'coded in another (legacy) edition' END AS reason
+        SELECT system, file, row, key, field, code AS value, expected AS other_system,
+               own_code AS other_value,
+               CASE WHEN edition = 'other' THEN 'coded in another (legacy) edition than ' || expected
+                    ELSE 'coded in ' || edition || ' where ' || expected || ' is declared' END AS reason
         FROM {source} WHERE outcome = 'disagreeing'
         """,
     )
     profile = q.rows(
         "SELECT system, expected, coalesce(edition, 'unknown') AS edition, shape, count(*) AS rows "
-        "FROM diagnosis_codes GROUP BY ALL ORDER BY system, edition, shape"
+        "FROM diagnosis_codes GROUP BY ALL ORDER BY system, expected, edition, shape"
     )
     return counts, details, profile
 
@@ -654,29 +763,23 @@ def diagnosis_editions(q: DuckDBChecks) -> tuple[Counts, pa.Table, list[dict[str
 # hospital, 3 ordered transfer to a community health centre, 4 against advice, 5 death, 9 other.
 DISCHARGE_MODE_VALUE_SET = ("1", "2", "3", "4", "5", "9")
 
-DISCHARGE_MODES = """
-WITH his AS (
-    SELECT inpatient_no, admission_count, arg_max(discharge_mode, _source_row) AS his_mode
-    FROM his_admissions GROUP BY ALL
-)
-SELECT 'emr' AS system, f._source_file AS file, f._source_row AS row,
-       f.inpatient_no || '-' || f.admission_count AS key, f.discharge_mode AS value, 'his' AS other_system,
-       his.his_mode AS other_value
-FROM emr_front_sheets f LEFT JOIN his USING (inpatient_no, admission_count)
-UNION ALL
-SELECT 'his', _source_file, _source_row, visit_serial, discharge_mode, NULL, NULL FROM his_admissions
-"""
-
 
 def discharge_modes(q: DuckDBChecks) -> tuple[Counts, pa.Table]:
-    allowed = ", ".join(_literal(code) for code in DISCHARGE_MODE_VALUE_SET)
-    source = f"""(SELECT *, CASE WHEN value IS NULL THEN 'not_comparable' WHEN value IN ({allowed})
-                  THEN 'agreeing' ELSE 'disagreeing' END AS outcome FROM ({DISCHARGE_MODES}))"""
-    counts = q.counts(_COUNT_OUTCOMES.format(table=source))
+    """Discharge modes (encounter.discharge_mode, in every system) within the national value set."""
+    q.require_values("encounter", "discharge_mode")
+    params = {"allowed": list(DISCHARGE_MODE_VALUE_SET)}
+    source = """(SELECT system, _source_file AS file, _source_row AS row, record_key AS key,
+                        discharge_mode AS value,
+                        CASE WHEN discharge_mode IS NULL THEN 'not_comparable'
+                             WHEN list_contains($allowed, discharge_mode) THEN 'agreeing'
+                             ELSE 'disagreeing' END AS outcome
+                 FROM encounter)"""
+    counts = q.counts(_COUNT_OUTCOMES.format(table=source), params)
     details = q.details(
         "discharge_mode_value_set",
         f"""
-        SELECT system, file, row, key, 'discharge_mode' AS field, value, other_system, other_value,
+        SELECT system, file, row, key, 'discharge_mode' AS field, value, NULL AS other_system,
+               NULL AS other_value,
                CASE WHEN value = '6'
                         THEN 'discharge mode 6 is outside the national value set (B34C); a template '
                              || 'writes ''other'' as 6 instead of 9'
@@ -684,58 +787,62 @@ def discharge_modes(q: DuckDBChecks) -> tuple[Counts, pa.Table]:
                END AS reason
         FROM {source} WHERE outcome = 'disagreeing'
         """,
+        params,
     )
     return counts, details
 
 
-# Department codes in every system that writes them. Full codes are two letters (the department's class,
-# e.g. NK internal medicine, WK surgery) and four digits; some HIS exports strip the letters (domain.md §1
-# item 4), which leaves a code that can stand for several departments.
-DEPARTMENT_CODES = """
-WITH codes AS (
-    SELECT 'his' AS system, _source_file AS file, _source_row AS row, visit_serial AS key,
-           'department_code' AS field, department_code AS code FROM his_registrations
-    UNION ALL SELECT 'his', _source_file, _source_row, visit_serial, 'admit_department_code',
-           admit_department_code FROM his_admissions
-    UNION ALL SELECT 'his', _source_file, _source_row, visit_serial, 'discharge_department_code',
-           discharge_department_code FROM his_admissions
-    UNION ALL SELECT 'his', _source_file, _source_row, transfer_id, 'from_department_code',
-           from_department_code FROM his_transfers
-    UNION ALL SELECT 'his', _source_file, _source_row, transfer_id, 'to_department_code',
-           to_department_code FROM his_transfers
-    UNION ALL SELECT 'emr', _source_file, _source_row, inpatient_no || '-' || admission_count,
-           'admit_department_code', admit_department_code FROM emr_front_sheets
-    UNION ALL SELECT 'emr', _source_file, _source_row, inpatient_no || '-' || admission_count,
-           'discharge_department_code', discharge_department_code FROM emr_front_sheets
-    UNION ALL SELECT 'surgery', _source_file, _source_row, operation_id, 'department_code', department_code
-           FROM surgery_operations
-), full_codes AS (
-    SELECT DISTINCT code, regexp_extract(code, '[0-9]+$') AS digits FROM codes
-    WHERE regexp_full_match(code, '[A-Z]{2}[0-9]{4}')
+# Department codes in every canonical column that holds one. Where the site writes codes with a letter prefix
+# (a department class before the digits), a code of digits alone has lost it (domain.md §1 item 4), which
+# leaves a code that can stand for several departments. A site whose codes are all digits is consistent.
+_DEPARTMENT_COLUMNS = (
+    ("encounter", "department_code"),
+    ("encounter", "discharge_department_code"),
+    ("transfer", "from_department_code"),
+    ("transfer", "to_department_code"),
+    ("procedure", "department_code"),
 )
-SELECT c.*,
-       CASE WHEN c.code IS NULL THEN 'not_comparable'
-            WHEN regexp_full_match(c.code, '[A-Z]{2}[0-9]{4}') THEN 'agreeing'
-            ELSE 'disagreeing' END AS outcome,
-       (SELECT string_agg(f.code, ' or ' ORDER BY f.code) FROM full_codes f WHERE f.digits = c.code)
-           AS candidates
-FROM codes c
-"""
 
 
 def department_prefixes(q: DuckDBChecks) -> tuple[Counts, pa.Table, list[dict[str, Any]]]:
-    q.execute(f"CREATE OR REPLACE TEMP TABLE department_codes AS {DEPARTMENT_CODES}")
+    """Department codes that lost the letter prefix the site's other codes carry."""
+    parts = [
+        f"SELECT system, _source_file AS file, _source_row AS row, record_key AS key, '{table}.{column}' "
+        f'AS field, "{column}" AS code FROM "{table}"'
+        for table, column in _DEPARTMENT_COLUMNS
+        if q.rows_in.get(table)
+    ]
+    if not parts:
+        raise NotApplicable(
+            "no canonical table with department codes (encounter, transfer, procedure) has rows"
+        )
+    q.execute("CREATE OR REPLACE TEMP TABLE department_code_rows AS " + " UNION ALL ".join(parts))
+    if not q.scalar("SELECT count(code) FROM department_code_rows"):
+        raise NotApplicable("no department code is recorded at this site")
+    q.execute(
+        """CREATE OR REPLACE TEMP TABLE department_codes AS
+        WITH prefixed AS (
+            SELECT DISTINCT code, regexp_extract(code, '[0-9]+$') AS digits FROM department_code_rows
+            WHERE regexp_full_match(code, '[A-Za-z]+[0-9]+')
+        )
+        SELECT c.*,
+               CASE WHEN c.code IS NULL THEN 'not_comparable'
+                    WHEN regexp_full_match(c.code, '[0-9]+') AND (SELECT count(*) FROM prefixed) > 0
+                        THEN 'disagreeing'
+                    ELSE 'agreeing' END AS outcome,
+               (SELECT string_agg(p.code, ' or ' ORDER BY p.code) FROM prefixed p WHERE p.digits = c.code)
+                   AS candidates
+        FROM department_code_rows c"""
+    )
     counts = q.counts(_COUNT_OUTCOMES.format(table="department_codes"))
     details = q.details(
         "department_code_prefix",
         """
         SELECT system, file, row, key, field, code AS value, NULL AS other_system, candidates AS other_value,
-               CASE WHEN regexp_full_match(code, '[0-9]+')
-                    THEN 'department code without its letter prefix'
-                         || CASE WHEN candidates LIKE '% or %' THEN '; ambiguous between ' || candidates
-                                 WHEN candidates IS NOT NULL THEN '; full code ' || candidates
-                                 ELSE '; no full code with these digits seen' END
-                    ELSE 'department code in an unknown shape' END AS reason
+               'department code without its letter prefix'
+               || CASE WHEN candidates LIKE '% or %' THEN '; ambiguous between ' || candidates
+                       WHEN candidates IS NOT NULL THEN '; full code ' || candidates
+                       ELSE '; no prefixed code with these digits seen' END AS reason
         FROM department_codes WHERE outcome = 'disagreeing'
         """,
     )

@@ -1,36 +1,33 @@
 """Checks on how each system holds identities and formats: resident IDs that fail GB 11643, missing phones,
-one person under several HIS patient numbers, addresses that differ between systems for the same person,
-and date columns written in more than one format.
+one person under several numbers of the site's patient index, addresses that differ between systems for the
+same person, and date columns written in more than one format.
 
-They run on the cross-system checks' DuckDB connection (its views of the staged and linked tables). The
+They run on the cross-system checks' DuckDB connection (its views of the canonical and linked tables). The
 resident-ID rule runs in Python over the distinct IDs only, reusing medspace's one GB 11643 check.
 """
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pyarrow as pa
 
 from medspace.core import check_resident_id
 
-from ._cross_system_duckdb import DETAIL_SCHEMA, Counts, DuckDBChecks
+from ._cross_system_duckdb import DETAIL_SCHEMA, Counts, DuckDBChecks, NotApplicable
 
-# Resident IDs as each system writes them, with the row they sit on.
+# Resident IDs as every system's patient records write them, with the row they sit on.
 _RESIDENT_IDS = """
-SELECT 'his' AS system, _source_file AS file, _source_row AS row, his_patient_id AS key,
-       'resident_id' AS field, resident_id AS value FROM his_patients WHERE resident_id IS NOT NULL
-UNION ALL
-SELECT 'emr', _source_file, _source_row, inpatient_no || '-' || admission_count, 'resident_id', resident_id
-FROM emr_front_sheets WHERE resident_id IS NOT NULL
-UNION ALL
-SELECT 'insurance', _source_file, _source_row, settlement_id, 'insured_id', insured_id
-FROM insurance_settlements WHERE insured_id IS NOT NULL
+SELECT system, _source_file AS file, _source_row AS row, record_key AS key, 'resident_id' AS field,
+       resident_id AS value
+FROM patient WHERE resident_id IS NOT NULL
 """
 
 
 def resident_ids(q: DuckDBChecks) -> tuple[Counts, pa.Table]:
     """Resident IDs that fail the GB 11643 checksum, birth date or region rule."""
+    q.require_values("patient", "resident_id")
     q.execute(f"CREATE OR REPLACE TEMP TABLE resident_ids AS {_RESIDENT_IDS}")
     distinct = q.table("SELECT DISTINCT value FROM resident_ids").column("value").to_pylist()
     invalid = [v for v in distinct if not check_resident_id(v).valid]
@@ -49,80 +46,100 @@ def resident_ids(q: DuckDBChecks) -> tuple[Counts, pa.Table]:
     return counts, details
 
 
+# Patient records of the systems that keep phone numbers at all: a system that never records one is not
+# missing them.
 _PHONES = """
-SELECT 'his' AS system, _source_file AS file, _source_row AS row, his_patient_id AS key, phone
-FROM his_patients
-UNION ALL
-SELECT 'emr', _source_file, _source_row, inpatient_no || '-' || admission_count, phone FROM emr_front_sheets
+SELECT system, _source_file AS file, _source_row AS row, record_key AS key, phone
+FROM patient WHERE list_contains($systems, system)
 """
 
 
 def phones(q: DuckDBChecks) -> tuple[Counts, pa.Table]:
-    """Patient rows without a phone number (HIS writes a missing value as '-', staged as null)."""
+    """Patient records without a phone number, in every system that records phones."""
+    q.require_values("patient", "phone")
+    params = {"systems": q.systems_with("patient", "phone")}
     counts = q.counts(
         f"SELECT count(*) AS compared, count(phone) AS agreeing, count(*) - count(phone) AS disagreeing, "
-        f"0 AS explained, 0 AS not_comparable FROM ({_PHONES})"
+        f"0 AS explained, 0 AS not_comparable FROM ({_PHONES})",
+        params,
     )
     details = q.details(
         "phone_present",
         f"SELECT system, file, row, key, 'phone' AS field, NULL AS value, NULL AS other_system, "
         f"NULL AS other_value, 'no phone number' AS reason FROM ({_PHONES}) WHERE phone IS NULL",
+        params,
     )
     return counts, details
 
 
-# Each HIS patient row with the person the link stage found for it.
-_HIS_PERSONS = """
-SELECT p._source_file AS file, p._source_row AS row, p.his_patient_id AS key, e.person_id
-FROM his_patients p JOIN ev e ON e.source_file = p._source_file AND e.source_row = p._source_row
-WHERE e.person_id IS NOT NULL
+# Each patient record of the site's patient index (site.json) with the person the link stage found for it.
+_INDEX_PERSONS = """
+SELECT p.system, p._source_file AS file, p._source_row AS row, p.patient_key AS key, e.person_id
+FROM patient p JOIN ev e ON e."table" = 'patient' AND e.system = p.system AND e.record_key = p.record_key
+WHERE e.person_id IS NOT NULL AND p.system = $index
 """
 
 
-def his_numbers(q: DuckDBChecks) -> tuple[Counts, pa.Table]:
-    """Persons registered in HIS under more than one patient number (domain.md §1.1)."""
+def patient_numbers(q: DuckDBChecks) -> tuple[Counts, pa.Table]:
+    """Persons registered in the patient index under more than one patient number (domain.md §1.1)."""
+    index = q.patient_index
+    if index is None:
+        raise NotApplicable("the site declares no patient index (site.json patient_index)")
+    q.require("patient")
+    if index not in q.systems_of("patient"):
+        raise NotApplicable(f"the patient index {index} has no patient records at this site")
+    params = {"index": index}
     counts = q.counts(
-        f"WITH per AS (SELECT person_id, count(DISTINCT key) AS n FROM ({_HIS_PERSONS}) GROUP BY person_id) "
+        f"WITH per AS (SELECT person_id, count(DISTINCT key) AS n FROM ({_INDEX_PERSONS}) "
+        "GROUP BY person_id) "
         "SELECT count(*) AS compared, count(*) FILTER (WHERE n = 1) AS agreeing, "
-        "count(*) FILTER (WHERE n > 1) AS disagreeing, 0 AS explained, 0 AS not_comparable FROM per"
+        "count(*) FILTER (WHERE n > 1) AS disagreeing, 0 AS explained, 0 AS not_comparable FROM per",
+        params,
     )
     details = q.details(
-        "his_patient_number_unique",
-        f"WITH h AS ({_HIS_PERSONS}), per AS (SELECT person_id FROM h GROUP BY person_id "
+        "patient_number_unique",
+        f"WITH h AS ({_INDEX_PERSONS}), per AS (SELECT person_id FROM h GROUP BY person_id "
         "HAVING count(DISTINCT key) > 1) "
-        "SELECT 'his' AS system, h.file, h.row, h.key, 'his_patient_id' AS field, h.person_id AS value, "
-        "NULL AS other_system, NULL AS other_value, 'one person, several HIS patient numbers' AS reason "
-        "FROM h JOIN per USING (person_id)",
+        "SELECT h.system, h.file, h.row, h.key, 'patient_key' AS field, h.person_id AS value, "
+        "NULL AS other_system, NULL AS other_value, 'one person, several patient numbers in the patient "
+        "index' AS reason FROM h JOIN per USING (person_id)",
+        params,
     )
     return counts, details
 
 
 # Addresses normalised the way people write them differently: without the province/city prefix and with
-# the district suffix (区 / 新区) dropped.
+# the district suffix (区 / 新区) dropped (GB/T 2260 administrative divisions).
 _NORMALISED = (
     "regexp_replace(regexp_replace({col}, '^(上海市|[^省市]+省)?([^市]+市)?', ''), '(新区|区)', '', 'g')"
 )
+# Every patient record with an address against the address another system, ahead of it in the site's
+# precedence, holds for the same person (one comparison per record and other system).
 _ADDRESSES = f"""
-WITH his AS (
-    SELECT e.person_id, p._source_file AS file, p._source_row AS row, p.his_patient_id AS key, p.address
-    FROM his_patients p JOIN ev e ON e.source_file = p._source_file AND e.source_row = p._source_row
+WITH rec AS (
+    SELECT p.system, e.person_id, p._source_file AS file, p._source_row AS row, p.record_key AS key, p.address
+    FROM patient p JOIN ev e ON e."table" = 'patient' AND e.system = p.system AND e.record_key = p.record_key
     WHERE e.person_id IS NOT NULL AND p.address IS NOT NULL
-), emr AS (
-    SELECT e.person_id, any_value(f.address) AS address
-    FROM emr_front_sheets f JOIN ev e ON e.source_file = f._source_file AND e.source_row = f._source_row
-    WHERE e.person_id IS NOT NULL AND f.address IS NOT NULL GROUP BY e.person_id
+), per_system AS (
+    SELECT person_id, system, any_value(address ORDER BY row) AS address FROM rec GROUP BY person_id, system
 )
-SELECT his.*, emr.address AS emr_address,
-       CASE WHEN his.address = emr.address THEN 'agreeing'
-            WHEN {_NORMALISED.format(col="his.address")} = {_NORMALISED.format(col="emr.address")}
+SELECT a.*, b.system AS other_system, b.address AS other_address,
+       CASE WHEN a.address = b.address THEN 'agreeing'
+            WHEN {_NORMALISED.format(col="a.address")} = {_NORMALISED.format(col="b.address")}
                 THEN 'explained'
             ELSE 'disagreeing' END AS outcome
-FROM his JOIN emr USING (person_id)
+FROM rec a JOIN per_system b ON b.person_id = a.person_id AND b.system <> a.system
+JOIN precedence pa ON pa.system = a.system
+JOIN precedence pb ON pb.system = b.system
+WHERE pa.rank > pb.rank
 """
 
 
 def addresses(q: DuckDBChecks) -> tuple[Counts, pa.Table]:
-    """The same person's address in HIS and on the EMR front sheet: equal, a writing variant, or different."""
+    """The same person's address in every pair of systems: equal, a writing variant, or different."""
+    q.require_values("patient", "address")
+    if len(q.systems_with("patient", "address")) < 2:
+        raise NotApplicable("fewer than two systems at this site hold a patient's address")
     counts = q.counts(
         f"SELECT count(*) AS compared, count(*) FILTER (WHERE outcome = 'agreeing') AS agreeing, "
         f"count(*) FILTER (WHERE outcome = 'disagreeing') AS disagreeing, "
@@ -130,8 +147,8 @@ def addresses(q: DuckDBChecks) -> tuple[Counts, pa.Table]:
     )
     details = q.details(
         "address_agreement",
-        "SELECT 'his' AS system, file, row, key, 'address' AS field, address AS value, "
-        "'emr' AS other_system, emr_address AS other_value, CASE outcome WHEN 'explained' "
+        "SELECT system, file, row, key, 'address' AS field, address AS value, "
+        "other_system, other_address AS other_value, CASE outcome WHEN 'explained' "
         "THEN 'written differently (prefix or district suffix)' ELSE 'different address' END AS reason "
         f"FROM ({_ADDRESSES}) "
         "WHERE outcome <> 'agreeing'",
@@ -146,10 +163,14 @@ def date_formats(q: DuckDBChecks) -> tuple[Counts, pa.Table]:
     values in a column's less common formats are the inconsistent ones. They were parsed correctly, so the
     data is usable, but the export is not conforming.
     """
-    manifest = json.loads((q.workspace / "staging" / "manifest.json").read_text(encoding="utf-8"))
+    path = q.workspace / "staging" / "manifest.json"
+    manifest = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    entries = [e for e in _entries(manifest) if e.get("date_formats")]
+    if not entries:
+        raise NotApplicable("the staging manifest records no date formats per column")
     compared = minority = 0
     rows: list[dict[str, object]] = []
-    for f in manifest["files"]:
+    for f in entries:
         for column, used in (f.get("date_formats") or {}).items():
             ranked = sorted(used.items(), key=lambda kv: (-kv[1], kv[0]))
             compared += sum(used.values())
@@ -158,8 +179,8 @@ def date_formats(q: DuckDBChecks) -> tuple[Counts, pa.Table]:
                 rows.append(
                     {
                         "check": "date_format_consistency",
-                        "system": f["system"],
-                        "file": f["file"],
+                        "system": f.get("system"),
+                        "file": f.get("file"),
                         "row": None,
                         "key": None,
                         "field": column,
@@ -171,3 +192,18 @@ def date_formats(q: DuckDBChecks) -> tuple[Counts, pa.Table]:
                 )
     counts = Counts(compared, compared - minority, minority, 0, 0)
     return counts, pa.Table.from_pylist(rows, schema=DETAIL_SCHEMA)
+
+
+def _entries(node: Any) -> list[dict[str, Any]]:
+    """Every object in the manifest that carries ``date_formats`` (per file or per raw table)."""
+    found: list[dict[str, Any]] = []
+    if isinstance(node, dict):
+        if isinstance(node.get("date_formats"), dict):
+            found.append(node)
+        for value in node.values():
+            if isinstance(value, dict | list):
+                found.extend(_entries(value))
+    elif isinstance(node, list):
+        for value in node:
+            found.extend(_entries(value))
+    return found

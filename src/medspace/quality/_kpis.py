@@ -1,14 +1,20 @@
-"""KPI reconciliation: the national performance KPIs (domain.md §2) counted from every system that can count
-them, one reconciled value by the official definition, and every difference explained by reason.
+"""KPI reconciliation: the national performance KPIs (domain.md §2) counted from every system that holds the
+facts they need, one reconciled value by the official definition, and each source's difference broken into
+reasons computed from the canonical model's columns.
 
-The same fact comes out different from different systems: HIS counts registrations including refunds,
-cancellations, emergencies and check-ups; HIS counts a recalled discharge twice; the anaesthesia system
-counts theatre sessions and procedures, the KPI counts operated stays; a stay the HIS export lost is still on
-the EMR front sheet. For each KPI this module gives each source's count, the reconciled count and, per
-source, the difference broken into reason categories whose sum is the whole difference.
+The same fact comes out different from different systems: a registration system counts refunds,
+cancellations, emergencies and check-ups (``encounter.status``, ``encounter_type``); a system that
+records a recalled discharge as a second admission counts the stay twice (``encounter.recalled``); a
+theatre system counts sessions and procedures (``procedure.session_no``, role ``theatre``), the KPI counts
+operated stays (role ``front_sheet``); a stay one export lost is still in another. Systems are data:
+every system with encounter, procedure, charge or settlement rows is a source, and nothing here names one.
 
-The reporting period runs from the first HIS registration day to the day after the last one: HIS is
-exported in batches, and the period closes where its last batch does (everything after it is sync lag).
+Each reason is counted from the records it explains. Where the named reasons do not add up to a source's
+difference, the rest is reported as ``unexplained remainder``, never under a reason's name (issue 10 makes
+the consistency check fail on it).
+
+The reporting period runs from the first registration day of the site's patient index to the day after the
+last one: exports come in batches, and the period closes where the patient index's last batch does.
 """
 
 from __future__ import annotations
@@ -19,11 +25,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import ibis
+from medspace.core import ConfigError, EngineName, InputError
 
-from medspace.core import EngineName, InputError, connect
+from ._cross_system_duckdb import DuckDBChecks
 
-PROCEDURE_SLOTS = range(1, 6)
+UNEXPLAINED = "unexplained remainder"
+REGISTRATION_TYPES = ("outpatient", "emergency", "checkup")
+STAY_TYPES = ("inpatient", "day_surgery")
 
 
 @dataclass(frozen=True)
@@ -40,41 +48,89 @@ class SourceCount:
 
     @property
     def explained(self) -> bool:
-        return abs(sum(self.breakdown.values()) - self.difference) < 1e-6
+        named = sum(n for reason, n in self.breakdown.items() if reason != UNEXPLAINED)
+        return abs(named - self.difference) < 1e-6
+
+    @property
+    def unexplained(self) -> float:
+        return float(self.breakdown.get(UNEXPLAINED, 0.0))
 
 
 @dataclass(frozen=True)
 class Kpi:
     name: str
     definition: str
-    value: float
-    numerator: float
+    value: float | None
+    numerator: float | None
     denominator: float | None
     explanation: str
     sources: list[SourceCount] = field(default_factory=list)
+    status: str = "measured"  # or "not_applicable" (reason says which canonical table is empty)
+    reason: str = ""
 
 
 @dataclass(frozen=True)
 class KpiReconciliation:
-    period_start: dt.date
-    period_end: dt.date  # exclusive
+    period_start: dt.date | None
+    period_end: dt.date | None  # exclusive
     kpis: dict[str, Kpi]
+    reason: str = ""  # why nothing could be reconciled (a workspace without staged data)
 
     def to_json(self) -> str:
         data = {
-            "period": {"start": self.period_start.isoformat(), "end_exclusive": self.period_end.isoformat()},
+            "period": {
+                "start": None if self.period_start is None else self.period_start.isoformat(),
+                "end_exclusive": None if self.period_end is None else self.period_end.isoformat(),
+            },
+            "reason": self.reason,
             "kpis": {name: asdict(k) for name, k in self.kpis.items()},
         }
         return json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n"
 
 
-def _ratio(a: float, b: float) -> float:
+KPI_NAMES: dict[str, str] = {
+    "outpatient_visits": "outpatient registrations that took place; emergency and check-ups excluded",
+    "discharges": "stays discharged in the period, any discharge mode",
+    "outpatient_visits_per_discharge": "outpatient visits / discharges, same period",
+    "operated_discharges": "operated stays",
+    "operated_discharge_share": "operated discharged patients / discharges (per person per stay)",
+    "operations": "operations on discharged patients (procedures)",
+    "minimally_invasive_share": "minimally invasive operations / operations",
+    "grade4_share": "grade-4 operations / operations",
+    "day_surgery_share": "day-surgery operations / elective operations",
+    "inpatient_cost": "total cost of discharged patients",
+    "cost_per_discharge": "inpatient cost / discharges",
+    "bed_days": "bed-days of discharged patients",
+    "average_length_of_stay": "bed-days / discharges",
+    "cost_per_outpatient_visit": "outpatient revenue / outpatient visits",
+}
+
+
+def not_applicable_kpis(reason: str) -> KpiReconciliation:
+    """Every KPI as not applicable, with one reason (a workspace with no staged hospital data)."""
+    kpis = {
+        name: Kpi(name, definition, None, None, None, "", [], "not_applicable", reason)
+        for name, definition in KPI_NAMES.items()
+    }
+    return KpiReconciliation(None, None, kpis, reason)
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None:
+        return None
     return round(a / b, 6) if b else 0.0
 
 
-def _scalar(expr: Any) -> float:
-    value = expr.execute()
-    return 0.0 if value is None else float(value)
+def _source(
+    source: str, counts: str, value: float, reconciled: float, named: dict[str, float]
+) -> SourceCount:
+    """A source with its named reasons and, when they fall short of the difference, the honest remainder."""
+    difference = round(value - reconciled, 6)
+    breakdown = {reason: round(n, 6) for reason, n in named.items()}
+    rest = round(difference - sum(breakdown.values()), 6)
+    if abs(rest) > 1e-6:
+        breakdown[UNEXPLAINED] = rest
+    return SourceCount(source, counts, value, difference, breakdown)
 
 
 def reconcile_kpis(
@@ -83,347 +139,594 @@ def reconcile_kpis(
     """Reconcile the hospital KPIs of a staged workspace.
 
     Args:
-        workspace: a workspace with ``staging/`` (``medspace ingest``).
-        engine: the engine the counts run on.
-        period: (start, end exclusive); by default the span of the HIS registrations (see module docs).
+        workspace: a workspace with ``staging/`` (``medspace ingest``); ``link/`` is used when present.
+        engine: the engine the counts run on (DuckDB only).
+        period: (start, end exclusive); by default the span of the patient index's registrations.
 
     Returns:
-        Every KPI with its reconciled value and, per source, the explained difference.
+        Every KPI with its reconciled value and, per source, its difference by reason. A KPI whose canonical
+        tables are empty at this site is not applicable, with the reason.
+
+    Raises:
+        InputError: if the workspace has no staging output.
+        ConfigError: for an engine other than DuckDB.
     """
+    if engine != "duckdb":
+        raise ConfigError(f"the KPI reconciliation runs on DuckDB only, not {engine!r}; use engine='duckdb'")
     staging = Path(workspace) / "staging"
-    if not (staging / "manifest.json").exists():
+    if not (staging / "site.json").exists():
         raise InputError(
             "the workspace has no staging output; run `medspace ingest` first", file=str(staging)
         )
-    con = connect(engine)
-
-    def table(system: str, name: str) -> Any:
-        return con.read_parquet(str(staging / system / f"{name}.parquet"), table_name=f"kpi_{system}_{name}")
-
-    reg = table("his", "registrations")
+    q = DuckDBChecks(Path(workspace), link=False)
     if period is None:
-        first = reg.registered_at.min().execute()
-        last = reg.registered_at.max().execute()
-        if first is None:
-            raise InputError("HIS has no registrations to take the reporting period from", file=str(staging))
-        period = (first.date(), last.date() + dt.timedelta(days=1))
+        period = _period(q)
+        if period is None:
+            return not_applicable_kpis("the canonical table encounter is empty at this site")
     start, end = period
-    end_ts = ibis.literal(dt.datetime.combine(end, dt.time()))
-    start_ts = ibis.literal(dt.datetime.combine(start, dt.time()))
-
+    params = {"start": dt.datetime.combine(start, dt.time()), "end": dt.datetime.combine(end, dt.time())}
+    _stays(q, params)
     kpis: dict[str, Kpi] = {}
-    outpatient, revenue = _outpatient(reg, table("his", "bills"), start_ts, end_ts)
-    sheets = table("emr", "front_sheets")
-    sheets = sheets.filter((sheets.discharged_at >= start_ts) & (sheets.discharged_at < end_ts))
-    discharges = _discharges(sheets, table("his", "admissions"))
-    ops = _operations(sheets, table("surgery", "operations"))
-    n_out, n_dis = outpatient.value, discharges.value
+    outpatient, revenue = _outpatient(q, params)
+    discharges = _discharges(q)
     kpis["outpatient_visits"] = outpatient
     kpis["discharges"] = discharges
-    kpis["outpatient_visits_per_discharge"] = Kpi(
+    kpis["outpatient_visits_per_discharge"] = _derived(
         "outpatient_visits_per_discharge",
-        "outpatient visits / discharges, same period",
-        _ratio(n_out, n_dis),
-        n_out,
-        n_dis,
+        outpatient.value,
+        discharges.value,
         "reconciled outpatient visits over reconciled discharges",
+        outpatient,
+        discharges,
     )
-    kpis.update(ops)
-    kpis.update(_costs_and_stay(sheets, table("his", "admissions"), table("insurance", "settlements"), n_dis))
-    kpis["cost_per_outpatient_visit"] = Kpi(
+    kpis.update(_operations(q, discharges))
+    kpis.update(_costs_and_stay(q, discharges))
+    kpis["cost_per_outpatient_visit"] = _derived(
         "cost_per_outpatient_visit",
-        "outpatient revenue / outpatient visits",
-        _ratio(revenue, n_out),
         revenue,
-        n_out,
-        "net HIS outpatient charges of outpatient visits (refunds net to zero), lost registrations "
-        "included through their orphan bills",
+        outpatient.value,
+        "net outpatient charges of the period's outpatient visits (refunds net to zero), lost registrations "
+        "included through their charges",
+        outpatient,
+        Kpi(
+            "",
+            "",
+            revenue,
+            None,
+            None,
+            "",
+            [],
+            "measured" if revenue is not None else "not_applicable",
+            "the canonical table charge is empty at this site",
+        ),
     )
     return KpiReconciliation(start, end, kpis)
 
 
-def _outpatient(reg: Any, bills: Any, start: Any, end: Any) -> tuple[Kpi, float]:
-    window = reg.filter((reg.registered_at >= start) & (reg.registered_at < end))
-    counts = {
-        row["visit_type"] + ":" + row["status"]: int(row["n"])
-        for row in window.group_by(["visit_type", "status"])
-        .aggregate(n=window.count())
-        .to_pyarrow()
-        .to_pylist()
-    }
-    all_rows = sum(counts.values())
-    official = counts.get("outpatient:done", 0)
-    # A registration the HIS export lost still has its registration-fee bill (an orphan): outpatient fee
-    # items net of refunds above zero are outpatient visits that happened.
-    fees = bills.filter((bills.setting == "outpatient") & (bills.fee_category == "挂号费"))
-    per_visit = fees.group_by("visit_serial").aggregate(net=fees.amount.sum(), at=fees.charged_at.min())
-    known = reg.select(known=reg.visit_serial).distinct()
-    lost = per_visit.left_join(known, per_visit.visit_serial == known.known)
-    lost = lost.filter(lost.known.isnull() & (lost.net > 0) & (lost.at >= start) & (lost.at < end))
-    recovered = int(lost.count().execute())
-    reconciled = official + recovered
-    refunded = sum(n for k, n in counts.items() if k.endswith(":refunded"))
-    cancelled = sum(n for k, n in counts.items() if k.endswith(":cancelled"))
-    breakdown = {
-        "registration refunded (退号)": -refunded,
-        "registration cancelled": -cancelled,
-        "emergency visit excluded": -counts.get("emergency:done", 0),
-        "health check-up excluded": -counts.get("checkup:done", 0),
-        "lost from the HIS export, evidenced by its registration-fee bill": recovered,
-    }
-    his = SourceCount(
-        "his/registrations",
-        "registration rows in the period",
-        all_rows,
-        all_rows - reconciled,
-        {k: -v for k, v in breakdown.items()},
+def _derived(name: str, a: float | None, b: float | None, explanation: str, *parts: Kpi) -> Kpi:
+    missing = [p for p in parts if p.status != "measured"]
+    if missing:
+        return Kpi(name, KPI_NAMES[name], None, a, b, explanation, [], "not_applicable", missing[0].reason)
+    return Kpi(name, KPI_NAMES[name], _ratio(a, b), a, b, explanation)
+
+
+def _not_applicable(name: str, reason: str) -> Kpi:
+    return Kpi(name, KPI_NAMES[name], None, None, None, "", [], "not_applicable", reason)
+
+
+def _period(q: DuckDBChecks) -> tuple[dt.date, dt.date] | None:
+    if not q.rows_in.get("encounter"):
+        return None
+    index = q.patient_index
+    row = q.rows(
+        """
+        SELECT min(start_at) FILTER (WHERE system = $index) AS first_index,
+               max(start_at) FILTER (WHERE system = $index) AS last_index,
+               min(start_at) AS first_any, max(start_at) AS last_any
+        FROM encounter WHERE list_contains($types, encounter_type)
+        """,
+        {"index": index or "", "types": list(REGISTRATION_TYPES)},
+    )[0]
+    first, last = row["first_index"] or row["first_any"], row["last_index"] or row["last_any"]
+    if first is None:
+        row = q.rows("SELECT min(start_at) AS first, max(start_at) AS last FROM encounter")[0]
+        first, last = row["first"], row["last"]
+    if first is None:
+        return None
+    return first.date(), last.date() + dt.timedelta(days=1)
+
+
+# A stay: its inpatient number and admission count when the row carries both (a recalled discharge's second
+# row keeps them), else the stay of its visit serial, else the stay of the visit the link stage placed it in.
+def _stay_of(alias: str, table: str) -> tuple[str, str]:
+    """(expression, joins) giving a row of ``table`` its stay key."""
+    expr = (
+        f"coalesce({alias}.inpatient_no || '-' || CAST({alias}.admission_count AS VARCHAR), "
+        "by_serial.stay, by_visit.stay)"
     )
-    outpatient_serials = window.filter(window.visit_type == "outpatient").select(serial=window.visit_serial)
-    lost_serials = lost.select(serial=lost.visit_serial)
-    serials = ibis.union(outpatient_serials, lost_serials, distinct=True)
-    revenue_bills = bills.filter(bills.setting == "outpatient").join(
-        serials, bills.visit_serial == serials.serial
+    joins = (
+        f"LEFT JOIN stay_by_serial by_serial ON by_serial.visit_serial = {alias}.visit_serial "
+        f"LEFT JOIN ev ON ev.\"table\" = '{table}' AND ev.system = {alias}.system "
+        f"AND ev.record_key = {alias}.record_key "
+        "LEFT JOIN stay_by_visit by_visit ON by_visit.visit_id = ev.visit_id"
     )
-    revenue = round(_scalar(revenue_bills.amount.sum()), 2)
+    return expr, joins
+
+
+def _stays(q: DuckDBChecks, params: dict[str, Any]) -> None:
+    """Temp tables: every stay row with its key, each stay's reconciled facts, and the period's stays."""
+    types = {"types": list(STAY_TYPES)}
+    q.execute(
+        """CREATE OR REPLACE TEMP TABLE stay_rows AS
+        SELECT e.*, coalesce(e.inpatient_no || '-' || CAST(e.admission_count AS VARCHAR), ev.visit_id,
+                             e.visit_serial, e.system || ':' || e.record_key) AS stay,
+               ev.visit_id AS linked_visit, p.rank
+        FROM encounter e
+        LEFT JOIN ev ON ev."table" = 'encounter' AND ev.system = e.system AND ev.record_key = e.record_key
+        JOIN precedence p ON p.system = e.system
+        WHERE list_contains($types, e.encounter_type) AND e.parent_visit_serial IS NULL""",
+        types,
+    )
+    q.execute(
+        "CREATE OR REPLACE TEMP TABLE stay_by_serial AS SELECT visit_serial, min(stay) AS stay "
+        "FROM stay_rows WHERE visit_serial IS NOT NULL GROUP BY visit_serial"
+    )
+    q.execute(
+        "CREATE OR REPLACE TEMP TABLE stay_by_visit AS SELECT linked_visit AS visit_id, min(stay) AS stay "
+        "FROM stay_rows WHERE linked_visit IS NOT NULL GROUP BY linked_visit"
+    )
+    # The stay's facts from the first system in the site's precedence that states them.
+    q.execute(
+        """CREATE OR REPLACE TEMP TABLE stay_facts AS
+        SELECT stay,
+               first(end_at ORDER BY rank, end_at DESC) FILTER (WHERE end_at IS NOT NULL) AS end_at,
+               first(total_cost ORDER BY rank) FILTER (WHERE total_cost IS NOT NULL) AS total_cost,
+               first(length_of_stay_days ORDER BY rank) FILTER (WHERE length_of_stay_days IS NOT NULL) AS los,
+               first(bed_days ORDER BY rank) FILTER (WHERE bed_days IS NOT NULL) AS bed_days
+        FROM stay_rows GROUP BY stay"""
+    )
+    q.execute(
+        "CREATE OR REPLACE TEMP TABLE period_stays AS SELECT * FROM stay_facts "
+        "WHERE end_at >= $start AND end_at < $end",
+        params,
+    )
+
+
+def _outpatient(q: DuckDBChecks, params: dict[str, Any]) -> tuple[Kpi, float | None]:
+    if not q.rows_in.get("encounter"):
+        return _not_applicable(
+            "outpatient_visits", "the canonical table encounter is empty at this site"
+        ), None
+    p = {**params, "types": list(REGISTRATION_TYPES)}
+    q.execute(
+        """CREATE OR REPLACE TEMP TABLE registrations AS
+        SELECT e.system, e.encounter_type, coalesce(e.status, 'done') AS status,
+               coalesce(e.visit_serial, ev.visit_id, e.system || ':' || e.record_key) AS visit
+        FROM encounter e
+        LEFT JOIN ev ON ev."table" = 'encounter' AND ev.system = e.system AND ev.record_key = e.record_key
+        WHERE list_contains($types, e.encounter_type) AND e.start_at >= $start AND e.start_at < $end""",
+        p,
+    )
+    if not q.scalar("SELECT count(*) FROM registrations"):
+        return _not_applicable(
+            "outpatient_visits", "no outpatient, emergency or check-up encounter in the period"
+        ), None
+    # A registration an export lost still has its outpatient charges. Its visit type is told by a charge
+    # category that, among the visits we know, only one visit type has (a registration fee of outpatient
+    # visits, another of emergency ones); a lost visit no category tells is counted as a reason, not a visit.
+    q.execute(
+        """CREATE OR REPLACE TEMP TABLE lost_visits AS
+        WITH known AS (SELECT DISTINCT visit_serial FROM encounter WHERE visit_serial IS NOT NULL),
+        outpatient_charges AS (
+            SELECT visit_serial, category, amount, charged_at FROM charge
+            WHERE setting = 'outpatient' AND visit_serial IS NOT NULL
+        ), category_types AS (
+            SELECT c.category, min(e.encounter_type) AS encounter_type
+            FROM outpatient_charges c JOIN encounter e ON e.visit_serial = c.visit_serial
+            WHERE c.category IS NOT NULL GROUP BY c.category HAVING count(DISTINCT e.encounter_type) = 1
+        ), lost AS (
+            SELECT c.visit_serial, sum(c.amount) AS net, min(c.charged_at) AS at,
+                   list(DISTINCT t.encounter_type) FILTER (WHERE t.encounter_type IS NOT NULL) AS types
+            FROM outpatient_charges c LEFT JOIN known k ON k.visit_serial = c.visit_serial
+            LEFT JOIN category_types t ON t.category = c.category
+            WHERE k.visit_serial IS NULL GROUP BY c.visit_serial
+        )
+        SELECT visit_serial, CASE WHEN len(types) = 1 THEN types[1] END AS encounter_type FROM lost
+        WHERE net > 0 AND at >= $start AND at < $end"""
+        if q.rows_in.get("charge")
+        else "CREATE OR REPLACE TEMP TABLE lost_visits (visit_serial VARCHAR, encounter_type VARCHAR)",
+        params if q.rows_in.get("charge") else None,
+    )
+    recovered = q.scalar("SELECT count(*) FROM lost_visits WHERE encounter_type = 'outpatient'")
+    untold = q.scalar("SELECT count(*) FROM lost_visits WHERE encounter_type IS NULL")
+    q.execute(
+        "CREATE OR REPLACE TEMP TABLE outpatient_visits AS "
+        "SELECT DISTINCT visit FROM registrations WHERE encounter_type = 'outpatient' AND status = 'done' "
+        "UNION SELECT visit_serial FROM lost_visits WHERE encounter_type = 'outpatient'"
+    )
+    reconciled = q.scalar("SELECT count(*) FROM outpatient_visits")
+    sources = []
+    for row in q.rows(
+        """SELECT system, count(*) AS rows,
+                  count(*) FILTER (WHERE status = 'refunded') AS refunded,
+                  count(*) FILTER (WHERE status = 'cancelled') AS cancelled,
+                  count(*) FILTER (WHERE status = 'done' AND encounter_type = 'emergency') AS emergency,
+                  count(*) FILTER (WHERE status = 'done' AND encounter_type = 'checkup') AS checkup,
+                  count(*) FILTER (WHERE status = 'done' AND encounter_type = 'outpatient') AS done_rows,
+                  count(DISTINCT visit) FILTER (WHERE status = 'done' AND encounter_type = 'outpatient')
+                      AS done_visits
+           FROM registrations GROUP BY system ORDER BY system"""
+    ):
+        lacks = reconciled - int(row["done_visits"])
+        named = {
+            "registration refunded (退号)": row["refunded"],
+            "registration cancelled": row["cancelled"],
+            "emergency visit excluded": row["emergency"],
+            "health check-up excluded": row["checkup"],
+            "several registrations of one visit": row["done_rows"] - row["done_visits"],
+            "visit this system lacks (in another system, or lost and evidenced by its charges)": -lacks,
+        }
+        sources.append(
+            _source(
+                f"{row['system']}/encounter",
+                "registrations (outpatient, emergency, check-up) in the period",
+                float(row["rows"]),
+                reconciled,
+                {k: float(v) for k, v in named.items()},
+            )
+        )
+    revenue: float | None = None
+    if q.rows_in.get("charge"):
+        # every outpatient-type registration's visit (refunded ones net to zero) and the lost ones
+        revenue = round(
+            float(
+                q.rows(
+                    """WITH serials AS (
+                        SELECT DISTINCT visit FROM registrations WHERE encounter_type = 'outpatient'
+                        UNION SELECT visit_serial FROM lost_visits WHERE encounter_type = 'outpatient')
+                    SELECT coalesce(sum(c.amount), 0) AS revenue FROM charge c JOIN serials s
+                    ON s.visit = c.visit_serial WHERE c.setting = 'outpatient'"""
+                )[0]["revenue"]
+            ),
+            2,
+        )
+    completed = q.scalar(
+        "SELECT count(DISTINCT visit) FROM registrations "
+        "WHERE encounter_type = 'outpatient' AND status = 'done'"
+    )
+    explanation = (
+        f"{completed} completed outpatient registrations plus {recovered} lost registrations evidenced by "
+        f"their outpatient charges"
+        + (f"; {untold} more lost visits whose type no charge tells are not counted" if untold else "")
+    )
     kpi = Kpi(
         "outpatient_visits",
-        "outpatient registrations that took place; emergency and check-ups excluded",
+        KPI_NAMES["outpatient_visits"],
         reconciled,
         reconciled,
         None,
-        f"{official} completed outpatient registrations in HIS plus {recovered} the HIS export lost",
-        [his],
+        explanation,
+        sources,
     )
     return kpi, revenue
 
 
-def _stay_keys(t: Any) -> Any:
-    return t.inpatient_no + "-" + t.admission_count.cast("string")
-
-
-def _discharges(sheets: Any, admissions: Any) -> Kpi:
-    stays = sheets.select(key=_stay_keys(sheets), final=sheets.discharged_at)
-    reconciled = int(stays.count().execute())
-    his = admissions.mutate(key=_stay_keys(admissions))
-    rows = his.left_join(stays, his.key == stays.key)
-    in_period = rows.filter(rows.key_right.notnull())
-    per_stay = in_period.group_by(in_period.key).aggregate(n=in_period.count())
-    extra_recalled = int(_scalar((per_stay.n - 1).sum()))
-    his_stays = int(per_stay.count().execute())
-    missing = reconciled - his_stays
-    his_count = extra_recalled + his_stays
-    breakdown = {
-        "recalled discharge (出院召回): HIS adds an admission and a discharge": float(extra_recalled),
-        "stay missing from the HIS export (on the front sheet)": float(-missing),
-    }
-    source = SourceCount(
-        "his/admissions",
-        "discharge rows for the period's stays",
-        his_count,
-        his_count - reconciled,
-        breakdown,
-    )
+def _discharges(q: DuckDBChecks) -> Kpi:
+    reconciled = q.scalar("SELECT count(*) FROM period_stays")
+    if not q.scalar("SELECT count(*) FROM stay_rows"):
+        return _not_applicable("discharges", "no inpatient or day-surgery encounter at this site")
+    sources = []
+    for row in q.rows(
+        """SELECT r.system, count(*) AS rows, count(DISTINCT r.stay) AS stays,
+                  count(*) FILTER (WHERE coalesce(r.recalled, false)) AS recalled
+           FROM stay_rows r JOIN period_stays s USING (stay) GROUP BY r.system ORDER BY r.system"""
+    ):
+        named = {
+            "recalled discharge (出院召回): a continuation row of the same stay": float(row["recalled"]),
+            "several rows of one stay, not flagged recalled": float(
+                row["rows"] - row["stays"] - row["recalled"]
+            ),
+            "stay missing from this system's export": -float(reconciled - row["stays"]),
+        }
+        sources.append(
+            _source(
+                f"{row['system']}/encounter",
+                "stay rows of the period's stays",
+                row["rows"],
+                reconciled,
+                named,
+            )
+        )
     return Kpi(
         "discharges",
-        "stays discharged in the period, any discharge mode (EMR front sheets)",
+        KPI_NAMES["discharges"],
         reconciled,
         reconciled,
         None,
-        "one front sheet per stay; a recalled discharge is one stay",
-        [source],
+        "one stay per inpatient number and admission count (or visit), discharged in the period by the first "
+        "system in the site's precedence that records its discharge; a recalled discharge is one stay",
+        sources,
     )
 
 
-def _operations(sheets: Any, operations: Any) -> dict[str, Kpi]:
-    stays = sheets.select(key=_stay_keys(sheets), day_surgery=sheets.day_surgery)
-    discharges = int(stays.count().execute())
-    coded = [
-        sheets.filter(sheets[f"procedure_code_{n}"].notnull() & (sheets[f"procedure_code_{n}"] != "")).select(
-            key=_stay_keys(sheets)
-        )
-        for n in PROCEDURE_SLOTS
-    ]
-    procedures = ibis.union(*coded, distinct=False)
-    coded_count = int(procedures.count().execute())
-    operated = int(procedures.key.nunique().execute())
-    o = operations.mutate(key=_stay_keys(operations))
-    period_stays = stays.select(skey=stays.key)
-    o = o.join(period_stays, o.key == period_stays.skey)
-    n_ops = int(o.count().execute())
-    sessions = int(o.select("key", "session_no").distinct().count().execute())
-    surgery_stays = int(o.key.nunique().execute())
-    mi = int(o.filter(o.minimally_invasive).count().execute())
-    grade4 = int(o.filter(o.grade == 4).count().execute())
-    elective = int(o.filter(o.urgency == "elective").count().execute())
-    day = int(o.filter(o.day_surgery & (o.urgency == "elective")).count().execute())
-    per_session = SourceCount(
-        "surgery/operations",
-        "theatre sessions",
-        sessions,
-        sessions - operated,
-        {
-            "several theatre sessions in one stay (KPI counts the stay once)": sessions - surgery_stays,
-            "operated stay without a theatre record": surgery_stays - operated,
-        },
-    )
-    per_procedure = SourceCount(
-        "surgery/operations",
-        "procedure rows",
-        n_ops,
-        n_ops - operated,
-        {
-            "several theatre sessions in one stay (KPI counts the stay once)": sessions - surgery_stays,
-            "several procedures in one session": n_ops - sessions,
-            "operated stay without a theatre record": surgery_stays - operated,
-        },
-    )
-    front = SourceCount(
-        "emr/front_sheets",
-        "coded procedures (C14)",
-        coded_count,
-        coded_count - operated,
-        {"several procedures coded for one stay": coded_count - operated},
-    )
-    share = Kpi(
+def _operations(q: DuckDBChecks, discharges: Kpi) -> dict[str, Kpi]:
+    names = (
+        "operated_discharges",
         "operated_discharge_share",
-        "operated discharged patients / discharges (per person per stay)",
-        _ratio(operated, discharges),
-        operated,
-        discharges,
-        "stays with at least one coded procedure on the front sheet, over all discharges",
-        [front, per_session, per_procedure],
-    )
-    count = Kpi(
         "operations",
-        "operations on discharged patients (procedures)",
-        coded_count,
-        coded_count,
-        None,
-        "procedures coded on the front sheets of the period's stays",
-        [
-            SourceCount(
-                "surgery/operations",
-                "procedure rows",
-                n_ops,
-                n_ops - coded_count,
-                {"procedure without a theatre record or theatre record not coded": n_ops - coded_count},
-            )
-        ],
+        "minimally_invasive_share",
+        "grade4_share",
+        "day_surgery_share",
     )
-    return {
+    if not q.rows_in.get("procedure"):
+        return {n: _not_applicable(n, "the canonical table procedure is empty at this site") for n in names}
+    if discharges.status != "measured":
+        return {n: _not_applicable(n, discharges.reason) for n in names}
+    expr, joins = _stay_of("x", "procedure")
+    q.execute(
+        f"""CREATE OR REPLACE TEMP TABLE period_procedures AS
+        SELECT x.*, {expr} AS stay FROM "procedure" x {joins}
+        WHERE {expr} IN (SELECT stay FROM period_stays)"""
+    )
+    roles = {r["role"] for r in q.rows("SELECT DISTINCT role FROM period_procedures")}
+    # The KPI counts stays with a coded procedure on the front sheet; a site without front-sheet rows
+    # counts stays with any procedure record.
+    coded_role = "front_sheet" if "front_sheet" in roles else None
+    coded_filter = "role = 'front_sheet'" if coded_role else "true"
+    q.execute(
+        "CREATE OR REPLACE TEMP TABLE operated AS SELECT DISTINCT stay FROM period_procedures "
+        f"WHERE {coded_filter}"
+    )
+    operated = q.scalar("SELECT count(*) FROM operated")
+    coded_count = q.scalar(f"SELECT count(*) FROM period_procedures WHERE {coded_filter}")
+    n_discharges = float(discharges.value or 0)
+    coded_sources = [
+        _source(
+            f"{row['system']}/procedure ({row['role'] or 'no role'})",
+            "coded procedures of the period's stays",
+            row["rows"],
+            operated,
+            {
+                "several procedures coded for one stay": float(row["rows"] - row["stays"]),
+                "operated stay this system has no procedure for": -float(operated - row["stays"]),
+            },
+        )
+        for row in q.rows(
+            f"""SELECT system, role, count(*) AS rows, count(DISTINCT stay) AS stays FROM period_procedures
+            WHERE {coded_filter} GROUP BY ALL ORDER BY system, role"""
+        )
+    ]
+    theatre_sources: list[SourceCount] = []
+    for row in q.rows(
+        """SELECT system, count(*) AS rows, count(DISTINCT (stay, session_no)) AS sessions,
+                  count(DISTINCT stay) AS stays,
+                  count(DISTINCT stay) FILTER (WHERE stay NOT IN (SELECT stay FROM operated)) AS not_coded
+           FROM period_procedures WHERE role = 'theatre' GROUP BY system ORDER BY system"""
+    ):
+        without_theatre = q.scalar(
+            "SELECT count(*) FROM operated WHERE stay NOT IN (SELECT stay FROM period_procedures "
+            "WHERE role = 'theatre' AND system = $s)",
+            {"s": row["system"]},
+        )
+        multi = float(row["sessions"] - row["stays"])
+        stays_reasons = {
+            "theatre record of a stay with no coded procedure": float(row["not_coded"]),
+            "operated stay without a theatre record": -float(without_theatre),
+        }
+        theatre_sources.append(
+            _source(
+                f"{row['system']}/procedure (theatre)",
+                "theatre sessions",
+                row["sessions"],
+                operated,
+                {"several theatre sessions in one stay (KPI counts the stay once)": multi, **stays_reasons},
+            )
+        )
+        theatre_sources.append(
+            _source(
+                f"{row['system']}/procedure (theatre)",
+                "procedure rows",
+                row["rows"],
+                operated,
+                {
+                    "several theatre sessions in one stay (KPI counts the stay once)": multi,
+                    "several procedures in one session": float(row["rows"] - row["sessions"]),
+                    **stays_reasons,
+                },
+            )
+        )
+    theatre = q.rows(
+        """SELECT count(*) AS n, count(*) FILTER (WHERE minimally_invasive) AS mi,
+                  count(*) FILTER (WHERE grade = 4) AS grade4,
+                  count(*) FILTER (WHERE urgency = 'elective') AS elective,
+                  count(*) FILTER (WHERE day_surgery AND urgency = 'elective') AS day
+           FROM period_procedures WHERE role = 'theatre'"""
+    )[0]
+    n_ops = int(theatre["n"])
+    no_theatre = "no theatre procedure (procedure.role = theatre) of the period's stays at this site"
+    operation_sources = [
+        _source(s.source, "procedure rows", s.value, coded_count, {})
+        for s in theatre_sources
+        if s.counts == "procedure rows"
+    ]
+    out = {
         "operated_discharges": Kpi(
             "operated_discharges",
-            "operated stays",
+            KPI_NAMES["operated_discharges"],
             operated,
             operated,
             None,
-            "stays with at least one coded procedure",
-            [front],
+            "stays with at least one coded procedure" + ("" if coded_role else " (any procedure record)"),
+            coded_sources,
         ),
-        "operated_discharge_share": share,
-        "operations": count,
-        "minimally_invasive_share": Kpi(
-            "minimally_invasive_share",
-            "minimally invasive operations / operations",
-            _ratio(mi, n_ops),
-            mi,
-            n_ops,
-            "anaesthesia system flags per procedure",
+        "operated_discharge_share": Kpi(
+            "operated_discharge_share",
+            KPI_NAMES["operated_discharge_share"],
+            _ratio(operated, n_discharges),
+            operated,
+            n_discharges,
+            "operated stays over all discharges",
+            [*coded_sources, *theatre_sources],
         ),
-        "grade4_share": Kpi(
-            "grade4_share",
-            "grade-4 operations / operations",
-            _ratio(grade4, n_ops),
-            grade4,
-            n_ops,
-            "operation grade per procedure",
-        ),
-        "day_surgery_share": Kpi(
-            "day_surgery_share",
-            "day-surgery operations / elective operations",
-            _ratio(day, elective),
-            day,
-            elective,
-            "procedures of day-surgery stays (B38) among elective procedures",
+        "operations": Kpi(
+            "operations",
+            KPI_NAMES["operations"],
+            coded_count,
+            coded_count,
+            None,
+            "procedures coded for the period's stays",
+            operation_sources,
         ),
     }
+    if n_ops == 0:
+        for n in ("minimally_invasive_share", "grade4_share", "day_surgery_share"):
+            out[n] = _not_applicable(n, no_theatre)
+        return out
+    out["minimally_invasive_share"] = Kpi(
+        "minimally_invasive_share",
+        KPI_NAMES["minimally_invasive_share"],
+        _ratio(theatre["mi"], n_ops),
+        theatre["mi"],
+        n_ops,
+        "theatre records' minimally-invasive flag per procedure",
+    )
+    out["grade4_share"] = Kpi(
+        "grade4_share",
+        KPI_NAMES["grade4_share"],
+        _ratio(theatre["grade4"], n_ops),
+        theatre["grade4"],
+        n_ops,
+        "operation grade per theatre procedure",
+    )
+    out["day_surgery_share"] = Kpi(
+        "day_surgery_share",
+        KPI_NAMES["day_surgery_share"],
+        _ratio(theatre["day"], theatre["elective"]),
+        theatre["day"],
+        theatre["elective"],
+        "day-surgery procedures among elective theatre procedures",
+    )
+    return out
 
 
-def _costs_and_stay(sheets: Any, admissions: Any, settlements: Any, discharges: float) -> dict[str, Kpi]:
-    cost = round(_scalar(sheets.total_cost.sum()), 2)
-    bed_days = _scalar(sheets.length_of_stay.sum())
-    stays = sheets.select(
-        key=_stay_keys(sheets), ino=sheets.inpatient_no, day=sheets.admitted_at.date(), d01=sheets.total_cost
-    )
-    s = settlements.select(
-        sino=settlements.inpatient_no, sday=settlements.admitted_at.date(), settled=settlements.total_cost
-    )
-    j = stays.left_join(s, [stays.ino == s.sino, stays.day == s.sday])
-    uninsured = round(_scalar(j.filter(j.sino.isnull()).d01.sum()), 2)
-    settled_total = round(_scalar(j.settled.sum()), 2)
-    mismatch = round(_scalar(j.filter(j.sino.notnull()).mutate(diff=j.settled - j.d01).diff.sum()), 2)
-    settlement = SourceCount(
-        "insurance/settlements",
-        "settled totals of the period's stays",
-        settled_total,
-        round(settled_total - cost, 2),
-        {
-            "not insured: no settlement list": -uninsured,
-            "settlement total differs from the front sheet": mismatch,
-        },
-    )
-    adm = admissions.mutate(key=_stay_keys(admissions))
-    period_stays = stays.select(skey=stays.key)
-    adm = adm.join(period_stays, adm.key == period_stays.skey)
-    his_days = _scalar(adm.bed_days.sum())
-    per_stay_his = adm.group_by("key").aggregate(days=adm.bed_days.sum(), rows=adm.count())
-    los = sheets.select(lkey=_stay_keys(sheets), los=sheets.length_of_stay)
-    cmp = per_stay_his.join(los, per_stay_his.key == los.lkey)
-    recalled_extra = _scalar(cmp.filter(cmp.rows > 1).mutate(d=cmp.days - cmp.los).d.sum())
-    missing_days = bed_days - _scalar(cmp.los.sum())
-    his_source = SourceCount(
-        "his/admissions",
-        "bed-days of the period's stays",
-        his_days,
-        his_days - bed_days,
-        {
-            "recalled discharge: HIS counts each part as its own stay": recalled_extra,
-            "stay missing from the HIS export": -missing_days,
-        },
-    )
-    return {
-        "inpatient_cost": Kpi(
+def _costs_and_stay(q: DuckDBChecks, discharges: Kpi) -> dict[str, Kpi]:
+    out: dict[str, Kpi] = {}
+    n_discharges = discharges.value
+    if discharges.status != "measured":
+        return {
+            n: _not_applicable(n, discharges.reason)
+            for n in ("inpatient_cost", "cost_per_discharge", "bed_days", "average_length_of_stay")
+        }
+    totals = q.rows(
+        "SELECT count(total_cost) AS stated, sum(total_cost) AS cost, "
+        "count(coalesce(los, bed_days)) AS days_n, "
+        "sum(coalesce(los, bed_days)) AS days FROM period_stays"
+    )[0]
+    if not totals["stated"]:
+        reason = "no encounter of the period's stays states its total cost (encounter.total_cost)"
+        out["inpatient_cost"] = _not_applicable("inpatient_cost", reason)
+        out["cost_per_discharge"] = _not_applicable("cost_per_discharge", reason)
+    else:
+        cost = round(float(totals["cost"]), 2)
+        sources: list[SourceCount] = []
+        for table, label in (("settlement", "settled totals"), ("charge", "charges summed")):
+            if not q.rows_in.get(table):
+                continue
+            expr, joins = _stay_of("x", table)
+            amount = "x.total_cost" if table == "settlement" else "x.amount"
+            where = "" if table == "settlement" else "WHERE x.setting IS DISTINCT FROM 'outpatient'"
+            q.execute(
+                f"""CREATE OR REPLACE TEMP TABLE stay_amounts AS
+                SELECT x.system, {expr} AS stay, sum({amount}) AS amount FROM "{table}" x {joins} {where}
+                GROUP BY ALL"""
+            )
+            for row in q.rows(
+                """SELECT y.system,
+                          sum(a.amount) FILTER (WHERE s.total_cost IS NOT NULL) AS value,
+                          sum(a.amount - s.total_cost) FILTER (WHERE s.total_cost IS NOT NULL) AS differs,
+                          (SELECT sum(s2.total_cost) FROM period_stays s2 WHERE s2.total_cost IS NOT NULL
+                           AND s2.stay NOT IN (SELECT stay FROM stay_amounts z WHERE z.system = y.system
+                                               AND z.stay IS NOT NULL)) AS missing
+                   FROM (SELECT DISTINCT system FROM stay_amounts) y
+                   LEFT JOIN stay_amounts a ON a.system = y.system
+                   LEFT JOIN period_stays s ON s.stay = a.stay
+                   GROUP BY y.system ORDER BY y.system"""
+            ):
+                value = round(float(row["value"] or 0), 2)
+                named = {
+                    f"stay without {table} rows in this system": -round(float(row["missing"] or 0), 2),
+                    f"{label} differ from the stay's stated total": round(float(row["differs"] or 0), 2),
+                }
+                sources.append(
+                    _source(f"{row['system']}/{table}", f"{label} of the period's stays", value, cost, named)
+                )
+        out["inpatient_cost"] = Kpi(
             "inpatient_cost",
-            "total cost of discharged patients (front sheet D01)",
+            KPI_NAMES["inpatient_cost"],
             cost,
             cost,
             None,
-            "sum of D01 over the period's stays",
-            [settlement],
-        ),
-        "cost_per_discharge": Kpi(
+            "each stay's stated total (encounter.total_cost) from the first system in the site's precedence "
+            "that states it, summed over the period's stays",
+            sources,
+        )
+        out["cost_per_discharge"] = Kpi(
             "cost_per_discharge",
-            "inpatient cost / discharges",
-            _ratio(cost, discharges),
+            KPI_NAMES["cost_per_discharge"],
+            _ratio(cost, n_discharges),
             cost,
-            discharges,
-            "front-sheet totals over reconciled discharges",
-        ),
-        "bed_days": Kpi(
-            "bed_days",
-            "bed-days of discharged patients (B20)",
-            bed_days,
-            bed_days,
-            None,
-            "a stay ending before midnight counts one day",
-            [his_source],
-        ),
-        "average_length_of_stay": Kpi(
-            "average_length_of_stay",
-            "bed-days / discharges",
-            _ratio(bed_days, discharges),
-            bed_days,
-            discharges,
-            "front-sheet length of stay over reconciled discharges",
-        ),
-    }
+            n_discharges,
+            "stated stay totals over reconciled discharges",
+        )
+    if not totals["days_n"]:
+        reason = "no encounter of the period's stays states its length of stay or bed-days"
+        out["bed_days"] = _not_applicable("bed_days", reason)
+        out["average_length_of_stay"] = _not_applicable("average_length_of_stay", reason)
+        return out
+    bed_days = float(totals["days"])
+    day_sources: list[SourceCount] = []
+    for row in q.rows(
+        """WITH per AS (
+               SELECT r.system, r.stay, sum(coalesce(r.bed_days, r.length_of_stay_days)) AS days,
+                      count(*) AS n
+               FROM stay_rows r JOIN period_stays s USING (stay)
+               WHERE coalesce(r.bed_days, r.length_of_stay_days) IS NOT NULL GROUP BY ALL
+           )
+           SELECT per.system, sum(per.days) AS value,
+                  sum(per.days - coalesce(s.los, s.bed_days)) FILTER (WHERE per.n > 1) AS recalled,
+                  (SELECT sum(coalesce(s2.los, s2.bed_days)) FROM period_stays s2
+                   WHERE s2.stay NOT IN (SELECT stay FROM per p2 WHERE p2.system = per.system)) AS missing
+           FROM per JOIN period_stays s USING (stay) GROUP BY per.system ORDER BY per.system"""
+    ):
+        named = {
+            "recalled discharge: each part of the stay counted as its own stay": float(row["recalled"] or 0),
+            "stay missing from this system's export": -float(row["missing"] or 0),
+        }
+        day_sources.append(
+            _source(
+                f"{row['system']}/encounter",
+                "bed-days of the period's stays",
+                float(row["value"]),
+                bed_days,
+                named,
+            )
+        )
+    out["bed_days"] = Kpi(
+        "bed_days",
+        KPI_NAMES["bed_days"],
+        bed_days,
+        bed_days,
+        None,
+        "each stay's length of stay from the first system in the site's precedence that states it; a stay "
+        "ending before midnight counts one day",
+        day_sources,
+    )
+    out["average_length_of_stay"] = Kpi(
+        "average_length_of_stay",
+        KPI_NAMES["average_length_of_stay"],
+        _ratio(bed_days, n_discharges),
+        bed_days,
+        n_discharges,
+        "stated lengths of stay over reconciled discharges",
+    )
+    return out

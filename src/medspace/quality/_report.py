@@ -12,6 +12,7 @@ from typing import Any
 
 from ._kpis import KpiReconciliation
 from ._label import QualityCheck, QualityLabel
+from ._mapping_coverage import DomainCoverage
 
 MAX_FAILING_ROWS = 60
 
@@ -111,6 +112,7 @@ def render_report(
     checks: list[QualityCheck],
     systems: list[SystemRow],
     version: str,
+    coverage: tuple[DomainCoverage, ...] = (),
 ) -> str:
     """The HTML report, one self-contained file."""
     failing = [c for c in checks if c.status in ("failed", "error")]
@@ -139,6 +141,20 @@ def render_report(
             },
             dimension_chart=dimension_chart,
             system_chart=_stacked(systems),
+            coverage=coverage,
+            coverage_chart=_bars(
+                [
+                    (
+                        c.domain,
+                        100.0 * (c.row_share or 0.0),
+                        "#3e8e41" if (c.row_share or 0) >= 0.9 else "#f0b429",
+                    )
+                    for c in coverage
+                    if c.status == "measured"
+                ],
+                unit="%",
+                maximum=100.0,
+            ),
             version=version,
             fmt_num=_fmt_num,
             fmt_score=_fmt_score,

@@ -1,27 +1,29 @@
 """The quality stage over a workspace: every check, the KPI reconciliation, the label and the report.
 
 Writes ``<workspace>/quality/``: ``dqd_results.json`` (DataQualityDashboard's format), ``cross_system.json``
-and ``cross_system_details.parquet``, ``kpis.json``, ``label.json`` and ``report.html``. Tests re-check each
+and ``cross_system_details.parquet``, ``kpis.json``, ``mapping_coverage.json`` (mapped share per CDM
+domain), ``label.json`` and ``report.html``. Tests re-check each
 figure in them through an independent route.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
+import duckdb
 import pyarrow.parquet as pq
 
 import medspace
-from medspace.core import EngineName, InputError, Workspace, refresh_catalog, replace_folder
+from medspace.core import ConfigError, EngineName, InputError, Workspace, refresh_catalog, replace_folder
 
-from ._kpis import KpiReconciliation, reconcile_kpis
+from ._kpis import KpiReconciliation, not_applicable_kpis, reconcile_kpis
 from ._label import Dimension, EhdsQuality, QualityCheck, QualityLabel, Status, quality_label
+from ._mapping_coverage import DomainCoverage, mapping_coverage
 from ._report import SystemRow, render_report
 
 # Thresholds of the workspace-level checks (percent of rows), in the spirit of DQD's defaults.
@@ -41,32 +43,73 @@ class QualityRun:
     kpis: KpiReconciliation
     checks: list[QualityCheck]
     seconds: float
+    coverage: tuple[DomainCoverage, ...] = ()
+
+
+def _staged_tables(workspace: Path) -> list[Path]:
+    staging = workspace / "staging"
+    return sorted(p for p in staging.glob("*.parquet") if p.name != "quarantine.parquet")
 
 
 def staging_checks(workspace: Path) -> tuple[list[QualityCheck], list[SystemRow]]:
-    """Quarantine and duplicate rates per staged table, and each table's link outcome."""
-    manifest = json.loads((workspace / "staging" / "manifest.json").read_text(encoding="utf-8"))
-    link_manifest = workspace / "link" / "manifest.json"
-    linked: dict[str, dict[str, int]] = (
-        json.loads(link_manifest.read_text(encoding="utf-8"))["events"] if link_manifest.exists() else {}
+    """Quarantine and duplicate rates per raw table, and each canonical table's link outcome per system.
+
+    Counted from the staged rows and ``quarantine.parquet`` themselves (distinct file and row, so a raw row
+    unpivoted into several canonical rows counts once), and from ``link/events.parquet``.
+    """
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
+    tables = _staged_tables(workspace)
+    lineage = "system, _source_table AS raw_table, _source_file AS file, _source_row AS row"
+    if tables:
+        con.read_parquet([str(t) for t in tables], union_by_name=True).select(lineage).create_view("staged")
+    else:
+        con.execute(
+            "CREATE VIEW staged AS SELECT NULL::VARCHAR AS system, NULL::VARCHAR AS raw_table, "
+            "NULL::VARCHAR AS file, NULL::BIGINT AS row WHERE false"
+        )
+    quarantine = workspace / "staging" / "quarantine.parquet"
+    if quarantine.exists():
+        con.read_parquet(str(quarantine)).select(
+            'system, "table" AS raw_table, file, CAST("row" AS BIGINT) AS row, rule'
+        ).create_view("quarantined")
+    else:
+        con.execute(
+            "CREATE VIEW quarantined AS SELECT NULL::VARCHAR AS system, NULL::VARCHAR AS raw_table, "
+            "NULL::VARCHAR AS file, NULL::BIGINT AS row, NULL::VARCHAR AS rule WHERE false"
+        )
+    per_raw = (
+        con.sql(
+            """
+        WITH s AS (SELECT DISTINCT system, raw_table, file, row FROM staged),
+        q AS (SELECT system, raw_table, file, row, bool_or(rule = 'duplicate_key') AS duplicate,
+                     bool_or(rule <> 'duplicate_key') AS broken
+              FROM quarantined GROUP BY ALL),
+        rows AS (SELECT system, raw_table, file, row FROM s UNION SELECT system, raw_table, file, row FROM q)
+        SELECT r.system, r.raw_table, count(*) AS rows_read,
+               count(*) FILTER (WHERE q.broken OR q.duplicate) AS quarantined,
+               count(*) FILTER (WHERE q.duplicate AND NOT q.broken) AS duplicates
+        FROM rows r LEFT JOIN q USING (system, raw_table, file, row)
+        GROUP BY ALL ORDER BY r.system, r.raw_table
+        """
+        )
+        .to_arrow_table()
+        .to_pylist()
     )
-    duplicates: dict[str, int] = {}
-    for f in manifest["files"]:
-        key = f"{f['system']}/{f['table']}"
-        duplicates[key] = duplicates.get(key, 0) + int(f["rules"].get("duplicate_key", 0))
     checks: list[QualityCheck] = []
-    rows: list[SystemRow] = []
-    for t in manifest["tables"]:
-        key = f"{t['system']}/{t['table']}"
-        read, bad = int(t["rows_read"]), int(t["quarantined"])
-        other = bad - duplicates.get(key, 0)
+    for t in per_raw:
+        key = f"{t['system']}/{t['raw_table']}"
+        read, bad, dup = int(t["rows_read"]), int(t["quarantined"]), int(t["duplicates"])
+        other = bad - dup
         pct = 100.0 * other / read if read else 0.0
-        dup_pct = 100.0 * duplicates.get(key, 0) / read if read else 0.0
-        status: Any = "not_applicable" if read == 0 else "passed" if pct <= QUARANTINE_THRESHOLD else "failed"
+        dup_pct = 100.0 * dup / read if read else 0.0
+        status: Status = (
+            "not_applicable" if read == 0 else "passed" if pct <= QUARANTINE_THRESHOLD else "failed"
+        )
         checks.append(
             QualityCheck(
                 "staging",
-                f"rows breaking the mapping spec: {key}",
+                f"rows breaking the site mapping: {key}",
                 "normativity",
                 "validity",
                 status,
@@ -85,27 +128,42 @@ def staging_checks(workspace: Path) -> tuple[list[QualityCheck], list[SystemRow]
                 status,
                 round(dup_pct, 4),
                 QUARANTINE_THRESHOLD,
-                f"{duplicates.get(key, 0):,} exact re-sent rows",
+                f"{dup:,} exact re-sent rows",
             )
         )
-        events = linked.get(key, {})
-        total = sum(events.values())
-        row = SystemRow(
-            key,
-            read,
-            bad,
-            events.get("linked", 0),
-            events.get("relinked", 0),
-            events.get("recovered", 0),
-            events.get("orphan", 0),
+    rows: list[SystemRow] = []
+    events = workspace / "link" / "events.parquet"
+    if events.exists():
+        con.read_parquet(str(events)).create_view("events")
+        outcome = (
+            con.sql(
+                """SELECT "table" || '/' || system AS key, count(*) AS n,
+                      count(*) FILTER (WHERE status = 'linked') AS linked,
+                      count(*) FILTER (WHERE status = 'relinked') AS relinked,
+                      count(*) FILTER (WHERE status = 'recovered') AS recovered,
+                      count(*) FILTER (WHERE status = 'orphan') AS orphan
+               FROM events GROUP BY ALL ORDER BY key"""
+            )
+            .to_arrow_table()
+            .to_pylist()
         )
-        rows.append(row)
-        if total:
-            orphan_pct = 100.0 * (row.orphan + row.recovered) / total
+        for e in outcome:
+            row = SystemRow(
+                e["key"],
+                int(e["n"]),
+                0,
+                int(e["linked"]),
+                int(e["relinked"]),
+                int(e["recovered"]),
+                int(e["orphan"]),
+            )
+            rows.append(row)
+            total = row.rows_read
+            orphan_pct = 100.0 * (row.orphan + row.recovered) / total if total else 0.0
             checks.append(
                 QualityCheck(
                     "link",
-                    f"records whose parent is missing: {key}",
+                    f"records whose parent is missing: {row.table}",
                     "completeness",
                     "completeness",
                     "passed" if orphan_pct <= ORPHAN_THRESHOLD else "failed",
@@ -114,11 +172,11 @@ def staging_checks(workspace: Path) -> tuple[list[QualityCheck], list[SystemRow]
                     f"{row.orphan:,} orphans, {row.recovered:,} recovered by another path",
                 )
             )
-            relinked_pct = 100.0 * row.relinked / total
+            relinked_pct = 100.0 * row.relinked / total if total else 0.0
             checks.append(
                 QualityCheck(
                     "link",
-                    f"records filed against another visit: {key}",
+                    f"records filed against another visit: {row.table}",
                     "consistency",
                     "consistency",
                     "passed" if relinked_pct <= RELINKED_THRESHOLD else "failed",
@@ -127,18 +185,34 @@ def staging_checks(workspace: Path) -> tuple[list[QualityCheck], list[SystemRow]
                     f"{row.relinked:,} re-linked by event time",
                 )
             )
+    con.close()
     return checks, rows
 
 
 def kpi_checks(kpis: KpiReconciliation) -> list[QualityCheck]:
-    """Every KPI source whose difference from the reconciled value is fully explained passes."""
+    """Every KPI source whose difference from the reconciled value is explained by named reasons passes; a
+    KPI that cannot be computed at this site is one not-applicable entry with the reason."""
     checks = []
     for k in kpis.kpis.values():
+        if k.status != "measured":
+            checks.append(
+                QualityCheck(
+                    "kpi_reconciliation",
+                    f"{k.name}: reconciles",
+                    "consistency",
+                    "consistency",
+                    "not_applicable",
+                    None,
+                    None,
+                    k.reason,
+                )
+            )
+            continue
         for s in k.sources:
             checks.append(
                 QualityCheck(
                     "kpi_reconciliation",
-                    f"{k.name}: {s.source} reconciles",
+                    f"{k.name}: {s.source} ({s.counts}) reconciles",
                     "consistency",
                     "consistency",
                     "passed" if s.explained else "failed",
@@ -151,33 +225,77 @@ def kpi_checks(kpis: KpiReconciliation) -> list[QualityCheck]:
     return checks
 
 
+# The canonical tables whose event time marks when a record was made at the visit (hospital.yaml
+# event_time): how far a system runs ahead of the patient index's last batch shows in these.
+_VISIT_TIME: dict[str, str] = {
+    "encounter": "start_at",
+    "lab_order": "ordered_at",
+    "imaging_exam": "requested_at",
+}
+
+
 def timeliness(workspace: Path, kpis: KpiReconciliation) -> tuple[list[QualityCheck], dict[str, object]]:
-    """Sync lag (how far other systems run ahead of HIS's last batch) and lab review turnaround."""
+    """Sync lag (how far other systems run ahead of the period's close) and lab review turnaround."""
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
     staging = workspace / "staging"
-    requests = pq.read_table(staging / "lis" / "requests.parquet", columns=["ordered_at"]).column(
-        "ordered_at"
-    )
-    results = pq.read_table(staging / "lis" / "results.parquet", columns=["reported_at", "reviewed_at"])
-    latest = pc.max(requests).as_py()
-    his_end = kpis.period_end
-    lag_days = max(0.0, (latest.date() - his_end).days + 1.0)
-    # turnaround in Arrow, not Python: LIS results run to millions of rows
-    elapsed = pc.cast(pc.subtract(results.column("reviewed_at"), results.column("reported_at")), pa.int64())
-    reviewed = int(pc.count(elapsed).as_py())
-    # the difference counts in the timestamps' own unit (staging writes microseconds)
-    per_second = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}[results.schema.field("reported_at").type.unit]
-    median = round(float(pc.quantile(elapsed, q=0.5)[0].as_py()) / per_second / 3600, 2) if reviewed else None
-    checks = [
-        QualityCheck(
-            "timeliness",
-            "HIS export behind the other systems (sync lag, days)",
-            "timeliness",
-            "timeliness",
-            "passed" if lag_days <= SYNC_LAG_DAYS_THRESHOLD else "failed",
-            lag_days,
-            SYNC_LAG_DAYS_THRESHOLD,
-            f"LIS runs to {latest:%Y-%m-%d}; HIS's last batch closes {his_end}",
-        ),
+    latest: dict[str, dt.date] = {}
+    for table, column in _VISIT_TIME.items():
+        path = staging / f"{table}.parquet"
+        if not path.exists():
+            continue
+        con.read_parquet(str(path)).create_view(f"visit_times_{table}")
+        query = f'SELECT system, max("{column}") FROM visit_times_{table} GROUP BY system'
+        for system, at in con.execute(query).fetchall():
+            if at is not None:
+                day = at.date() if isinstance(at, dt.datetime) else at
+                latest[system] = max(latest.get(system, day), day)
+    checks: list[QualityCheck] = []
+    facts: dict[str, object] = {}
+    end = kpis.period_end
+    if end is None or not latest:
+        checks.append(
+            QualityCheck(
+                "timeliness",
+                "export behind the other systems (sync lag, days)",
+                "timeliness",
+                "timeliness",
+                "not_applicable",
+                None,
+                SYNC_LAG_DAYS_THRESHOLD,
+                kpis.reason or "no encounter, lab order or imaging exam at this site",
+            )
+        )
+    else:
+        system, last = max(latest.items(), key=lambda kv: kv[1])
+        lag_days = max(0.0, (last - end).days + 1.0)
+        checks.append(
+            QualityCheck(
+                "timeliness",
+                "export behind the other systems (sync lag, days)",
+                "timeliness",
+                "timeliness",
+                "passed" if lag_days <= SYNC_LAG_DAYS_THRESHOLD else "failed",
+                lag_days,
+                SYNC_LAG_DAYS_THRESHOLD,
+                f"{system} runs to {last:%Y-%m-%d}; the patient index's last batch closes {end}",
+            )
+        )
+        facts["sync lag (days)"] = lag_days
+        facts["latest record per system"] = ", ".join(f"{s} {d:%Y-%m-%d}" for s, d in sorted(latest.items()))
+        facts["period closes"] = str(end)
+    median: float | None = None
+    reviewed = 0
+    results = staging / "lab_result.parquet"
+    if results.exists():
+        con.read_parquet(str(results)).create_view("lab_results")
+        row = con.execute(
+            "SELECT count(reviewed_at - resulted_at) AS n, "
+            "median(epoch(reviewed_at) - epoch(resulted_at)) AS seconds FROM lab_results"
+        ).fetchone()
+        if row is not None and row[0]:
+            reviewed, median = int(row[0]), round(float(row[1]) / 3600, 2)
+    checks.append(
         QualityCheck(
             "timeliness",
             "lab report to review, median hours",
@@ -190,15 +308,13 @@ def timeliness(workspace: Path, kpis: KpiReconciliation) -> tuple[list[QualityCh
             else "failed",
             median,
             REVIEW_HOURS_THRESHOLD,
-            f"{reviewed:,} reviewed results",
-        ),
-    ]
-    facts = {
-        "sync lag (days)": lag_days,
-        "latest record in LIS": f"{latest:%Y-%m-%d}",
-        "HIS period closes": str(his_end),
-        "median lab review turnaround (hours)": median,
-    }
+            f"{reviewed:,} reviewed results"
+            if median is not None
+            else "no lab result at this site records both its report and review time",
+        )
+    )
+    facts["median lab review turnaround (hours)"] = median
+    con.close()
     return checks, facts
 
 
@@ -210,11 +326,13 @@ def accessibility(workspace: Path) -> tuple[list[QualityCheck], dict[str, object
         if (cdm / "manifest.json").exists()
         else {}
     )
-    tables = (
-        {k: int(v) for k, v in manifest.get("tables", {}).items()}
-        if isinstance(manifest.get("tables"), dict)
-        else {}
-    )
+    # a built CDM's manifest gives rows per table; an imported one gives its import counts per table
+    raw = manifest.get("tables") if isinstance(manifest.get("tables"), dict) else {}
+    tables = {
+        k: int(v["rows_imported"] if isinstance(v, dict) else v)
+        for k, v in raw.items()
+        if not isinstance(v, dict) or "rows_imported" in v
+    }
     empty = sorted(k for k, v in tables.items() if v == 0)
     checks = [
         QualityCheck(
@@ -266,9 +384,11 @@ def cross_system_quality_checks(results: Any) -> list[QualityCheck]:
                 r.dimension,
                 ehds,
                 status,
-                round(100.0 * r.rate, 4),
+                None if status == "not_applicable" else round(100.0 * r.rate, 4),
                 round(100.0 * r.threshold, 4),
-                f"{r.fact}: {r.disagreeing:,} of {r.compared:,} disagree ({', '.join(r.systems)})",
+                r.reason
+                if r.status == "not applicable"
+                else f"{r.fact}: {r.disagreeing:,} of {r.compared:,} disagree ({', '.join(r.systems)})",
             )
         )
     return checks
@@ -315,7 +435,7 @@ def dataset_facts(
     """The EHDS Article 78 elements that are facts: documentation, coverage, links, maturity, availability."""
     cdm = workspace / "cdm"
     person = pq.read_table(cdm / "person.parquet", columns=["gender_concept_id", "year_of_birth"]).to_pylist()
-    year = kpis.period_end.year
+    year = kpis.period_end.year if kpis.period_end is not None else dt.date.today().year
     ages = [year - p["year_of_birth"] for p in person if p["year_of_birth"] is not None]
     bands = {"0-17": 0, "18-44": 0, "45-64": 0, "65-79": 0, "80+": 0}
     for a in ages:
@@ -323,15 +443,21 @@ def dataset_facts(
             "0-17" if a < 18 else "18-44" if a < 45 else "45-64" if a < 65 else "65-79" if a < 80 else "80+"
         )
         bands[band] += 1
-    link = json.loads((workspace / "link" / "manifest.json").read_text(encoding="utf-8"))
-    staging = json.loads((workspace / "staging" / "manifest.json").read_text(encoding="utf-8"))
-    systems = sorted({t["system"] for t in staging["tables"]})
+    link_path = workspace / "link" / "manifest.json"
+    link = json.loads(link_path.read_text(encoding="utf-8")) if link_path.exists() else {}
+    site_path = workspace / "staging" / "site.json"
+    site = json.loads(site_path.read_text(encoding="utf-8")) if site_path.exists() else {}
+    systems = sorted(site.get("systems") or [])
+    cdm_manifest = cdm / "manifest.json"
+    imported = json.loads(cdm_manifest.read_text(encoding="utf-8")) if cdm_manifest.exists() else {}
+    code_systems = site.get("code_systems") or {}
     return {
         "documentation": {
             "data model": "OMOP CDM v5.4 (schema generated from the official specification)",
-            "source mapping specs": ", ".join(systems),
+            "site": site.get("site") or f"imported OMOP CDM ({imported.get('source', 'unknown source')})",
+            "source systems": ", ".join(systems) or "none staged",
             "provenance": "each staged row keeps its system, file and row; each CDM row its source value",
-            "standards": "ICD-10 (clinical 2.0, insurance 2.0), ICD-9-CM-3, LOINC, UCUM, GB/T 2261.1",
+            "code systems": ", ".join(sorted(code_systems)) or "as the imported CDM's vocabulary tables",
         },
         "coverage_and_representativeness": {
             "persons": len(person),
@@ -339,7 +465,9 @@ def dataset_facts(
                 sum(p["gender_concept_id"] == 8532 for p in person) / max(1, len(person)), 3
             ),
             "age bands": ", ".join(f"{k} {v}" for k, v in bands.items()),
-            "period": f"{kpis.period_start} to {kpis.period_end} (exclusive)",
+            "period": f"{kpis.period_start} to {kpis.period_end} (exclusive)"
+            if kpis.period_start is not None
+            else "not stated: no staged encounters",
         },
         "links_to_other_datasets": {
             "systems linked": len(systems),
@@ -355,39 +483,83 @@ def dataset_facts(
     }
 
 
+def coverage_facts(coverage: tuple[DomainCoverage, ...]) -> dict[str, object]:
+    """The mapped share per domain, as the label states it."""
+    out: dict[str, object] = {}
+    for c in coverage:
+        if c.status != "measured":
+            out[c.domain] = f"not applicable: {c.reason}"
+            continue
+        top = ", ".join(f"{u.source_value} ({u.rows:,})" for u in c.top_unmapped[:5])
+        out[c.domain] = (
+            f"{100 * (c.row_share or 0):.1f}% of {c.rows:,} rows and {100 * (c.code_share or 0):.1f}% of "
+            f"{c.codes:,} source codes mapped (concept_id != 0)"
+            + (f"; most frequent unmapped: {top}" if top else "")
+        )
+    return out
+
+
+def _hospital_inputs(ws: Workspace) -> tuple[str, str]:
+    """Why the cross-system checks and the KPIs cannot run on this workspace ('' when they can)."""
+    if not (ws.stage("staging") / "site.json").exists():
+        reason = (
+            "the workspace holds no staged hospital data (staging/site.json), as after `cdm --from-omop`: "
+            "there are no source systems to compare"
+        )
+        return reason, reason
+    if not (ws.stage("link") / "events.parquet").exists():
+        return "the workspace has no link output (link/events.parquet); run `medspace link`", ""
+    return "", ""
+
+
 def run_quality(
     workspace: Path, *, overrides: Path | None = None, engine: EngineName = "duckdb"
 ) -> QualityRun:
     """Check a workspace's data, reconcile its KPIs, write its label and report to ``<workspace>/quality/``.
 
+    A workspace built by ``cdm --from-omop`` (a CDM and no staged hospital data) gets the DQD checks and the
+    mapped share; its cross-system checks and KPIs are reported as not applicable with the reason.
+
     Args:
-        workspace: a workspace with ``staging/``, ``link/`` and ``cdm/`` (``medspace run``).
+        workspace: a workspace with ``cdm/`` and, for a hospital, ``staging/`` and ``link/``.
         overrides: a YAML file adding or overriding DQD checks and thresholds.
         engine: the engine the checks run on.
 
     Returns:
         The label, the reconciled KPIs and every check, with the output folder.
+
+    Raises:
+        InputError: if the workspace has no CDM.
+        ConfigError: for an engine the checks do not run on (DuckDB only).
     """
-    from ._cross_system import cross_system_checks, write_cross_system
+    from ._cross_system import cross_system_checks, not_applicable_results, write_cross_system
     from ._dqd_results import write_dqd_json
     from ._dqd_run import run_checks
 
     began = time.perf_counter()
     ws = Workspace(Path(workspace))
-    for stage in ("staging", "link", "cdm"):
-        if not (ws.stage(stage) / "manifest.json").exists():
-            raise InputError(
-                f"the workspace has no {stage} output; run `medspace run` first", file=str(ws.stage(stage))
-            )
+    if not (ws.stage("cdm") / "manifest.json").exists():
+        raise InputError(
+            "the workspace has no cdm output; run `medspace run` or `medspace cdm --from-omop` first",
+            file=str(ws.stage("cdm")),
+        )
+    if engine != "duckdb":
+        raise ConfigError(f"the quality checks run on DuckDB only, not {engine!r}; use engine='duckdb'")
     dqd = run_checks(ws.root, overrides=overrides, engine=engine)
-    cross = cross_system_checks(ws.root)
-    kpis = reconcile_kpis(ws.root, engine=engine)
+    no_cross, no_kpis = _hospital_inputs(ws)
+    cross = not_applicable_results(no_cross) if no_cross else cross_system_checks(ws.root)
+    kpis = not_applicable_kpis(no_kpis) if no_kpis else reconcile_kpis(ws.root, engine=engine)
+    coverage = mapping_coverage(ws.stage("cdm"))
     with replace_folder(ws.stage("quality")) as out:
         write_dqd_json(dqd, out / "dqd_results.json")
         write_cross_system(cross, out)
         (out / "kpis.json").write_text(kpis.to_json(), encoding="utf-8")
+        (out / "mapping_coverage.json").write_text(
+            json.dumps({"domains": [asdict(c) for c in coverage]}, indent=2, ensure_ascii=False) + "\n",
+            encoding="utf-8",
+        )
         dqd_json = json.loads((out / "dqd_results.json").read_text(encoding="utf-8"))
-        staged, rows = staging_checks(ws.root)
+        staged, rows = staging_checks(ws.root) if not no_kpis else ([], [])
         late, late_facts = timeliness(ws.root, kpis)
         reachable, reach_facts = accessibility(ws.root)
         checks = [
@@ -399,14 +571,20 @@ def run_quality(
             *reachable,
         ]
         facts = dataset_facts(
-            ws.root, kpis, {"time_from_collection_to_availability": late_facts, "accessibility": reach_facts}
+            ws.root,
+            kpis,
+            {
+                "time_from_collection_to_availability": late_facts,
+                "accessibility": reach_facts,
+                "vocabulary_mapping": coverage_facts(coverage),
+            },
         )
         label = quality_label(str(ws.root.name), checks, facts)
         (out / "label.json").write_text(
             json.dumps(asdict(label), indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8"
         )
         (out / "report.html").write_text(
-            render_report(label, kpis, checks, rows, medspace.__version__), encoding="utf-8"
+            render_report(label, kpis, checks, rows, medspace.__version__, coverage), encoding="utf-8"
         )
     refresh_catalog(ws.root)
-    return QualityRun(ws.stage("quality"), label, kpis, checks, time.perf_counter() - began)
+    return QualityRun(ws.stage("quality"), label, kpis, checks, time.perf_counter() - began, coverage)
