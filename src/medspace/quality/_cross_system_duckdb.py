@@ -183,8 +183,8 @@ class DuckDBChecks:
         return list(self.table(sql, params).to_pylist())
 
     def scalar(self, sql: str, params: Mapping[str, Any] | None = None) -> int:
-        row = self.con.execute(sql, dict(params) if params else None).fetchone()
-        return int(row[0] or 0) if row else 0
+        rows = self.con.sql(sql, params=dict(params) if params else None).fetchall()
+        return int(rows[0][0] or 0) if rows else 0
 
     def counts(self, sql: str, params: Mapping[str, Any] | None = None) -> Counts:
         """Run a query returning one row with the five count columns."""
