@@ -114,12 +114,14 @@ def test_site_check_reads_the_real_files_and_reports_what_maps(mimic: Path) -> N
 def test_every_raw_row_is_staged_quarantined_or_excluded(
     workspace: Path, raw: duckdb.DuckDBPyConnection
 ) -> None:
+    """Per raw table: raw rows = staged + quarantined (quarantine.parquet holds each quarantined row), and
+    per map: the staged rows it reads = written + quarantined + excluded (with the documented reason)."""
     manifest = _manifest(workspace)
     quarantine = str(workspace / "staging" / "quarantine.parquet")
-    raw_tables = manifest["raw_tables"]
+    tables = {f"{t['system']}.{t['table']}": t for t in manifest["tables"]}
     for stem, name in RAW_TABLES.items():
         rows = _scalar(raw, f"select count(*) from {stem.lower()}")
-        entry = raw_tables[f"{SYSTEM}.{name}"]
+        entry = tables[f"{SYSTEM}.{name}"]
         quarantined = _scalar(
             raw,
             'select count(*) from read_parquet(?) where system = ? and "table" = ?',
@@ -130,18 +132,31 @@ def test_every_raw_row_is_staged_quarantined_or_excluded(
         assert entry["rows_read"] == rows, stem
         assert entry["quarantined"] == quarantined, stem
         assert entry["staged"] + entry["quarantined"] == rows, stem
+    mapped = {m["source"] for m in manifest["maps"]}
+    assert {f"{SYSTEM}.{name}" for name in RAW_TABLES.values()} <= mapped
     for entry in manifest["maps"]:
-        staged = raw_tables[entry["from"]]["staged"]
+        assert entry["rows"] == tables[entry["source"]]["staged"], entry
         accounted = entry["written"] + entry["quarantined"] + entry["excluded"] + entry["empty_slots"]
-        assert accounted == staged, entry
+        assert accounted == entry["rows"] * entry["slots"], entry
         if entry["excluded"]:
-            assert entry.get("excluded_because"), entry
+            assert entry["excluded_because"], entry
+
+
+def test_every_staged_row_reaches_the_cdm(workspace: Path) -> None:
+    """cdm accounts for every staged row it reads; on this site none is excluded."""
+    cdm = json.loads((workspace / "cdm" / "manifest.json").read_text(encoding="utf-8"))
+    staged = {c["table"]: c["rows"] for c in _manifest(workspace)["canonical"]}
+    for table, entry in cdm["staged"].items():
+        assert entry["rows"] == staged[table], table
+        assert entry["excluded"] == {}, table
+        if entry["rows"]:
+            assert sum(entry["written"].values()) == entry["rows"], table
 
 
 def test_transfers_keep_the_moves_and_exclude_the_stays_start_and_end(
     workspace: Path, raw: duckdb.DuckDBPyConnection
 ) -> None:
-    (transfer_map,) = [m for m in _manifest(workspace)["maps"] if m["from"] == f"{SYSTEM}.transfers"]
+    (transfer_map,) = [m for m in _manifest(workspace)["maps"] if m["source"] == f"{SYSTEM}.transfers"]
     moves = _scalar(raw, "select count(*) from transfers where eventtype = 'transfer'")
     others = _scalar(raw, "select count(*) from transfers where eventtype <> 'transfer'")
     assert transfer_map["written"] == moves
