@@ -178,6 +178,40 @@ def test_diagnoses_without_a_code_are_quarantined_by_the_required_rule(
     assert quarantined == uncoded
 
 
+def test_a_diagnosis_row_without_a_code_is_quarantined_with_file_row_and_reason(
+    mimic: Path, tmp_path: Path
+) -> None:
+    """The demo's DIAGNOSES_ICD has a code on every row; blank two (as the full MIMIC-III has) and they are
+    quarantined by the model's required rule, naming the file and row, while every other row is written."""
+    import gzip
+    import shutil
+
+    from medspace.sources import stage_site
+
+    exports = tmp_path / "exports"
+    shutil.copytree(mimic, exports)
+    diagnoses = exports / "DIAGNOSES_ICD.csv.gz"
+    lines = gzip.decompress(diagnoses.read_bytes()).decode("utf-8").splitlines(keepends=True)
+    for row in (3, 7):  # data rows 3 and 7: ROW_ID,SUBJECT_ID,HADM_ID,SEQ_NUM,"ICD9_CODE"
+        lines[row] = lines[row].rsplit(",", 1)[0] + ",\n"
+    diagnoses.write_bytes(gzip.compress("".join(lines).encode("utf-8")))
+
+    report = stage_site("mimic-iii", exports, tmp_path / "ws")
+
+    (entry,) = [m for m in report.maps if m.source == "mimic.diagnoses_icd"]
+    assert (entry.written, entry.quarantined) == (len(lines) - 1 - 2, 2)
+    with duckdb.connect() as con:
+        rows = con.execute(
+            'select file, "row", field, rule, reason from read_parquet(?) where "table" = ? order by 2',
+            [str(tmp_path / "ws" / "staging" / "quarantine.parquet"), "diagnosis"],
+        ).fetchall()
+    assert [(file, row, field, rule) for file, row, field, rule, _ in rows] == [
+        ("DIAGNOSES_ICD.csv.gz", 3, "code", "required"),
+        ("DIAGNOSES_ICD.csv.gz", 7, "code", "required"),
+    ]
+    assert all(reason for *_, reason in rows)
+
+
 def test_cdm_counts_equal_a_recount_of_the_raw_files(workspace: Path, raw: duckdb.DuckDBPyConnection) -> None:
     def count(sql: str) -> int:
         return int(_scalar(raw, sql))
