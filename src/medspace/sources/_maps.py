@@ -283,11 +283,11 @@ def _split(
     n = kept.num_rows
     schema = table.arrow_schema()
     columns: list[pa.Array | pa.ChunkedArray] = []
-    for name, column in table.columns.items():
+    for name, spec in table.columns.items():
         target = schema.field(name).type
         if name in mapping.columns:
             # DuckDB gives microsecond timestamps; the model keeps seconds (sub-second parts are dropped).
-            columns.append(pc.cast(kept.column(name), target, safe=column.type != "timestamp"))
+            columns.append(pc.cast(kept.column(name), target, safe=spec.type != "timestamp"))
         else:
             columns.append(pa.nulls(n, target))
     columns += [
