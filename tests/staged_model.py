@@ -9,44 +9,13 @@ row does not give it.
 from __future__ import annotations
 
 import json
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import yaml
 
-TYPES = {
-    "string": pa.string(),
-    "int": pa.int64(),
-    "float": pa.float64(),
-    "bool": pa.bool_(),
-    "date": pa.date32(),
-    "timestamp": pa.timestamp("us"),
-}
-LINEAGE = [
-    ("system", pa.string()),
-    ("_source_table", pa.string()),
-    ("_source_file", pa.string()),
-    ("_source_row", pa.int64()),
-]
-QUARANTINE = pa.schema(
-    [
-        (name, pa.int64() if name == "row" else pa.string())
-        for name in ("system", "table", "file", "row", "field", "rule", "reason", "raw", "key")
-    ]
-)
-
-
-def model() -> dict[str, Any]:
-    text = files("medspace.sources").joinpath("data/model/hospital.yaml").read_text(encoding="utf-8")
-    return yaml.safe_load(text)  # type: ignore[no-any-return]
-
-
-def schema(table: str) -> pa.Schema:
-    columns = model()["tables"][table]["columns"]
-    return pa.schema([(name, TYPES[c["type"]]) for name, c in columns.items()] + LINEAGE)
+from medspace.sources import QUARANTINE, load_model
 
 
 def write_staging(
@@ -61,7 +30,8 @@ def write_staging(
     """Write a staging folder into ``workspace``; return it."""
     staging = workspace / "staging"
     staging.mkdir(parents=True, exist_ok=True)
-    for name in model()["tables"]:
+    model = load_model()
+    for name in model.tables:
         rows = []
         for i, row in enumerate(tables.get(name, []), start=1):
             full = {
@@ -71,7 +41,9 @@ def write_staging(
                 **row,
             }
             rows.append(full)
-        pq.write_table(pa.Table.from_pylist(rows, schema=schema(name)), staging / f"{name}.parquet")
+        pq.write_table(
+            pa.Table.from_pylist(rows, schema=model.arrow_schema(name)), staging / f"{name}.parquet"
+        )
     pq.write_table(pa.Table.from_pylist(quarantine or [], schema=QUARANTINE), staging / "quarantine.parquet")
     site = {
         "site": "tiny",

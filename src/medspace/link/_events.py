@@ -150,9 +150,7 @@ class EventLinker:
             _serial=col("visit_serial") if table != "encounter" else ibis.null("string"),
             _ino=col("inpatient_no"),
             _count=col("admission_count", "int64"),
-            _stay=stay_label(
-                col("inpatient_no"), col("admission_count", "int64"), st.site.inpatient_no == "per_admission"
-            ),
+            _stay=stay_label(col("inpatient_no"), col("admission_count", "int64"), st.per_admission),
             _has_enc=t.system.isin(sorted(self.index.systems)) if self.index.systems else ibis.literal(False),
         )
         return t.left_join(self.who, "_rid")
@@ -171,12 +169,16 @@ class EventLinker:
             )
         if table == "encounter":
             return self._encounter_events(t)
-        t = self._parent(t, table)
-        t = self._by_serial(t)
-        t = self._relink(t)
-        t = self._by_stay(t)
-        t = self._by_inpatient_no_and_time(t)
+        # Each step is computed once: chained as one expression, the SQL of the later steps repeats the
+        # earlier ones' expressions and compiling it alone takes longer than running it.
+        t = self._step(self._parent(t, table), table, "parent")
+        t = self._step(self._by_serial(t), table, "serial")
+        t = self._step(self._relink(t), table, "relink")
+        t = self._step(self._by_inpatient_no_and_time(self._by_stay(t)), table, "stay")
         return self._outcome(t, table)
+
+    def _step(self, t: Any, table: str, step: str) -> Any:
+        return materialise(self.con, t, f"link_events_{table}_{step}")
 
     # -- parents -------------------------------------------------------------------------------------------
     def _parent(self, t: Any, table: str) -> Any:
@@ -296,18 +298,25 @@ class EventLinker:
 
     def _by_inpatient_no_and_time(self, t: Any) -> Any:
         """A row with an inpatient number but no count: the stay of that number whose window holds the event
-        (with numbers per admission, the number's one stay)."""
-        per_admission = self.st.site.inpatient_no == "per_admission"
+        (nearest start first); without an event time, the number's only stay (with numbers per admission
+        the number has one stay, whatever the time)."""
+        per_admission = self.st.per_admission
         need = t.filter(t._serial.isnull() & t.a_visit.isnull() & t._ino.notnull() & t._count.isnull())
         v = self.visits.filter(~self.visits.vsub)
         cand = need.select("_ek", "_at", i=need._ino)
         cand = cand.join(v, cand.i == v.vino)
         inside = _within(cand.vtype, cand.vstart, cand.vend, cand._at).fill_null(False)
         if not per_admission:
-            cand = cand.filter(inside)
+            cand = cand.filter(inside | cand._at.isnull())
         gap = (cand._at.epoch_seconds() - cand.vstart.epoch_seconds()).abs().fill_null(0)
-        cand = cand.mutate(rank=ibis.row_number().over(group_by=cand._ek, order_by=[gap, cand.vid]))
-        best = cand.filter(cand.rank == 0).select(i_ek="_ek", i_visit="vid")
+        cand = cand.mutate(
+            rank=ibis.row_number().over(group_by=cand._ek, order_by=[gap, cand.vid]),
+            stays=cand.vid.count().over(group_by=cand._ek),
+        )
+        unique = cand._at.notnull() | (cand.stays == 1) | ibis.literal(per_admission)
+        best = cand.filter(cand.rank == 0).select(
+            i_ek="_ek", i_visit=ibis.cases((unique, cand.vid), else_=ibis.null("string")), i_known=True
+        )
         return t.left_join(best, t._ek == best.i_ek).drop("i_ek")
 
     # -- outcome -------------------------------------------------------------------------------------------
@@ -331,7 +340,12 @@ class EventLinker:
             else_=ibis.null("string"),
         )
         present = ibis.cases(
-            (serial, t.s_present), (stay, t.a_present), (ino, t.i_visit.notnull()), else_=True
+            (serial, t.s_present),
+            (stay, t.a_present),
+            # a stay of the number exists, but the row cannot tell which: not a lost parent
+            (ino & t._at.isnull(), t.i_known.notnull()),
+            (ino, t.i_visit.notnull()),
+            else_=True,
         )
         direct_status = ibis.cases(
             (direct_visit.notnull() & ~present, "recovered"),
@@ -376,7 +390,16 @@ class EventLinker:
                 "another system's",
             ),
             (stay, "no stay with this inpatient number and admission count in any encounter export"),
+            (
+                ino & t.i_visit.notnull() & t._at.isnull(),
+                "stay found by inpatient number: its only stay (the row has no event time)",
+            ),
             (ino & t.i_visit.notnull(), "stay found by inpatient number and event time"),
+            (
+                ino & t._at.isnull(),
+                "the row has an inpatient number but neither an admission count nor an event time to tell "
+                "which of its stays",
+            ),
             (ino, "no stay with this inpatient number covers the event time"),
             (
                 (t._path == "person") & t.row_person.notnull(),
@@ -385,6 +408,12 @@ class EventLinker:
             (t._path == "person", "its patient is in no identity record"),
             else_="the row carries no patient, visit or parent reference",
         )
+        t = self._step(
+            t.mutate(_dvisit=direct_visit, _present=present, _dstatus=direct_status, _how=how),
+            table,
+            "direct",
+        )
+        direct_visit, present, direct_status, how = t._dvisit, t._present, t._dstatus, t._how
         inherit = t._pref & t._pfound
         lost = t._pref & ~t._pfound
         what = t._pwhat.fill_null("parent")
@@ -403,7 +432,7 @@ class EventLinker:
                 else_=how,
             ),
         )
-        t = self._visit_person(t)
+        t = self._visit_person(self._step(t, table, "outcome"))
         return self._quarantine(t, table)
 
     def _visit_person(self, t: Any) -> Any:

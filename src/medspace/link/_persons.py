@@ -109,7 +109,7 @@ def key_edges(st: StagedTables, records: Any) -> Any:
             a=record_id(t.system, t.patient_key), b=prefix + t[column].cast("string"), rule=ibis.literal(rule)
         )
 
-    if st.site.inpatient_no == "per_patient":
+    if not st.per_admission:
         # one inpatient number per patient across admissions: whoever carries it is that patient
         edges += [
             edge(t, "inpatient_no", "ino:", "inpatient_no")

@@ -2,8 +2,8 @@
 
 Staging writes ``<workspace>/staging/<table>.parquet`` for every table of the canonical hospital model
 (``sources/data/model/hospital.yaml``), ``quarantine.parquet`` and ``site.json``. This module opens them on an
-Ibis backend and gives link the few site declarations it needs (``patient_index``, ``precedence``,
-``identifiers``) from ``site.json`` alone, and each table's event time from the model. Nothing here knows
+Ibis backend, with the site declarations (``patient_index``, ``precedence``, ``identifiers``) read from
+``site.json`` alone and each table's event time from the model. Nothing here knows
 which systems a site has.
 
 Paths reach the engine as arguments of ``read_parquet`` (DuckDB binds them, Spark takes them as paths), never
@@ -12,72 +12,16 @@ spliced into SQL text, so a workspace path may hold any character.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import cached_property
-from importlib.resources import files
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pyarrow.parquet as pq
-import yaml
 from ibis import BaseBackend
 
 from medspace.core import InputError
-
-InpatientNumbering = Literal["per_patient", "per_admission"]
-
-
-@dataclass(frozen=True)
-class SiteDeclarations:
-    """What link needs to know about a site, read from ``staging/site.json``."""
-
-    site: str
-    patient_index: str | None  # the system whose patient records anchor persons
-    precedence: tuple[str, ...]  # whose value wins when systems disagree on one fact
-    inpatient_no: InpatientNumbering
-
-    def rank(self, system: str) -> int:
-        """A system's place in precedence (systems not named come after every named one)."""
-        return self.precedence.index(system) if system in self.precedence else len(self.precedence)
-
-
-def read_declarations(path: Path) -> SiteDeclarations:
-    """Read the site declarations staging copied from the site mapping.
-
-    Raises:
-        InputError: the file is missing or not a site declaration.
-    """
-    if not path.exists():
-        raise InputError(
-            "the staged site declaration is missing; run `medspace ingest` first", file=str(path)
-        )
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"the staged site declaration cannot be read ({exc})", file=str(path)) from exc
-    if not isinstance(data, dict):
-        raise InputError("the staged site declaration is not a JSON object", file=str(path))
-    numbering = (data.get("identifiers") or {}).get("inpatient_no", "per_patient")
-    if numbering not in ("per_patient", "per_admission"):
-        raise InputError(
-            f"identifiers.inpatient_no is {numbering!r}; use per_patient or per_admission",
-            file=str(path),
-            field="identifiers.inpatient_no",
-        )
-    return SiteDeclarations(
-        site=str(data.get("site", "")),
-        patient_index=data.get("patient_index"),
-        precedence=tuple(data.get("precedence") or ()),
-        inpatient_no=numbering,
-    )
-
-
-def model_event_times() -> dict[str, str | None]:
-    """Each canonical table's event-time column (the time an event of the table happened), by the model."""
-    text = files("medspace.sources").joinpath("data/model/hospital.yaml").read_text(encoding="utf-8")
-    model = yaml.safe_load(text)
-    return {name: table.get("event_time") for name, table in model["tables"].items()}
+from medspace.sources import SiteDeclarations, load_model, read_site
 
 
 @dataclass(frozen=True)
@@ -89,11 +33,17 @@ class StagedTables:
 
     @cached_property
     def site(self) -> SiteDeclarations:
-        return read_declarations(self.staging / "site.json")
+        return read_site(self.staging.parent)
+
+    @cached_property
+    def per_admission(self) -> bool:
+        """Whether the site gives a new inpatient number to every admission (domain.md 1.1)."""
+        return self.site.identifiers.inpatient_no == "per_admission"
 
     @cached_property
     def event_times(self) -> dict[str, str | None]:
-        return model_event_times()
+        """Each canonical table's event-time column, by the model (in model order)."""
+        return {name: table.event_time for name, table in load_model().tables.items()}
 
     @property
     def tables(self) -> tuple[str, ...]:

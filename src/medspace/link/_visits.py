@@ -83,7 +83,7 @@ def visit_index(st: StagedTables, persons: Any) -> VisitIndex:
     """Group the staged encounter rows into visits and give each visit its attributes and person."""
     con = st.con
     site = st.site
-    per_admission = site.inpatient_no == "per_admission"
+    per_admission = st.per_admission
     e = st.table("encounter")
     who = persons.select(identity=persons.record_id, person_id=persons.person_id)
     rank = ibis.cases(
