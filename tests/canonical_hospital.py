@@ -81,7 +81,7 @@ class CanonicalWorkspace:
         self.code_systems: dict[str, dict[str, str]] = {
             "icd10_gb_clinical_2": {"description": "ICD-10 clinical 2.0"},
             "icd9cm3_gb_clinical_3": {"description": "ICD-9-CM-3 clinical 3.0"},
-            "local_lab_items": {"description": "lab items"},
+            "lis_item": {"description": "lab items"},
         }
 
     def row(

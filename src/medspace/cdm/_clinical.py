@@ -92,7 +92,10 @@ class Clinical:
             visit_occurrence_id=c.v_occ,
             condition_source_value=c.code,
             condition_source_concept_id=c.source_concept_id,
-            condition_status_source_value=c.role,
+            # the role, and whether the code is the main one (rank 1) of its record
+            condition_status_source_value=ibis.cases(
+                (c.rank == 1, c.role + ":main"), (c.rank.notnull(), c.role + ":other"), else_=c.role
+            ),
         )
 
     def observations(self, diagnoses: Any) -> Any:
@@ -377,7 +380,7 @@ class Clinical:
         b = b.filter(b.outcome == "cost")
         b = b.group_by("v_occ").aggregate(total=b.amount.sum())
         bills = b.select(
-            event=b.v_occ,
+            event=b.v_occ.cast("int64"),
             total_charge=b.total.cast("float64").round(2),
             total_paid=ibis.null("float64"),
             paid_by_payer=ibis.null("float64"),
@@ -392,13 +395,13 @@ class Clinical:
         pl = plans.select(pl_person="person_key", pl_type="insurance_type", pl_id="payer_plan_period_id")
         s = s.left_join(pl, [s.ev_person == pl.pl_person, s.insurance_type == pl.pl_type])
         settled = s.select(
-            event=s.v_occ,
+            event=s.v_occ.cast("int64"),
             total_charge=ibis.null("float64"),
             total_paid=s.total_cost.cast("float64"),
             paid_by_payer=s.fund_paid.cast("float64"),
             paid_by_patient=s.self_paid.cast("float64"),
             kind=ibis.literal(CLAIM),
-            plan=s.pl_id,
+            plan=s.pl_id.cast("int64"),
             src="settlement:" + s.src,
         )
         c = ibis.union(bills, settled, distinct=False)

@@ -61,10 +61,22 @@ RULES: dict[str, str] = {
 
 
 @cache
+def _model() -> dict[str, Any]:
+    text = resources.files("medspace.sources").joinpath("data", "model", "hospital.yaml").read_text("utf-8")
+    model: dict[str, Any] = yaml.safe_load(text)
+    return model
+
+
+@cache
+def model_event_times() -> dict[str, str]:
+    """The column that dates each canonical table's rows (the model's ``event_time``), where it has one."""
+    return {name: t["event_time"] for name, t in _model()["tables"].items() if t.get("event_time")}
+
+
+@cache
 def model_schemas() -> dict[str, pa.Schema]:
     """Every canonical table's Arrow schema as staging writes it: model columns, then lineage."""
-    text = resources.files("medspace.sources").joinpath("data", "model", "hospital.yaml").read_text("utf-8")
-    model = yaml.safe_load(text)
+    model = _model()
     out: dict[str, pa.Schema] = {}
     for name, table in model["tables"].items():
         fields = [pa.field(c, _MODEL_TYPES[spec["type"]]) for c, spec in table["columns"].items()]

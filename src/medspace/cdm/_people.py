@@ -4,8 +4,9 @@ providers, persons, visits (visit_occurrence, visit_detail), observation periods
 Rules (each counted in the manifest where it applies):
 - A person's sex, birth date and address come, field by field, from the first of their patient records, in
   the site's precedence of systems, then by registration date, that has the field. A person whose records
-  keep no birth date gets a year of birth from an age (year of the record minus the age; the latest record
-  with an age wins), as a lab request or imaging exam states it.
+  keep no birth date gets a year of birth from an age, as a lab request or imaging exam states it: the year
+  of the record (its registration date, else the latest event of that patient in that system) minus the
+  age; the latest record with an age wins.
 - A person with no year of birth at all is not written (year_of_birth is required); their rows are excluded
   as ``orphan``.
 - A visit is a linked visit without a parent that was not refunded or cancelled; a sub-visit (an ICU stay)
@@ -24,7 +25,7 @@ import ibis
 import pyarrow as pa
 
 from ._concepts import with_concepts
-from ._hospital import HospitalData, orphan_rules, outcome
+from ._hospital import HospitalData, model_event_times, model_schemas, orphan_rules, outcome
 
 EHR = 32817  # Type Concept "EHR": every record here comes from the hospital's own systems
 VISIT_DETAIL = 9201  # visit_detail_concept_id of a ward segment or sub-visit, as before
@@ -56,9 +57,16 @@ def nulls_last(column: Any) -> list[Any]:
 
 # ---------------------------------------------------------------------------------------- reference tables
 def care_sites(h: HospitalData) -> Any:
-    """The departments of the mapping file, then every other department code the visits and transfers name."""
-    known = [{"code": d.code, "name": d.name} for d in h.mappings.departments.values()]
-    deps = h.lookup("departments", known, pa.schema([("code", pa.string()), ("name", pa.string())]))
+    """The departments of the mapping file, then every other department code the visits and transfers name.
+
+    A code some export writes without its letter prefix (``stripped_code`` in ``departments.csv``, domain.md
+    §1.4) is ambiguous alone; with the department's name it is the listed department, not a new care site.
+    """
+    known = [
+        {"code": d.code, "stripped": d.stripped_code, "name": d.name} for d in h.mappings.departments.values()
+    ]
+    schema = pa.schema([("code", pa.string()), ("stripped", pa.string()), ("name", pa.string())])
+    deps = h.lookup("departments", known, schema)
     v = h.linked("visits")
     tr = h.staged("transfer")
     seen = ibis.union(
@@ -69,8 +77,11 @@ def care_sites(h: HospitalData) -> Any:
         distinct=False,
     )
     seen = seen.filter(seen.code.notnull() & ~seen.code.isin(deps.code))
+    named = deps.select(n_stripped="stripped", n_name="name")
+    seen = seen.left_join(named, [seen.code == named.n_stripped, seen.name == named.n_name])
+    seen = seen.filter(seen.n_stripped.isnull())
     seen = seen.group_by("code").aggregate(name=seen.name.max())
-    sites = ibis.union(deps, seen, distinct=False)
+    sites = ibis.union(deps, seen.mutate(stripped=ibis.null("string")).select("code", "stripped", "name"))
     return sites.mutate(
         care_site_id=ranked(sites.code),
         care_site_name=sites.name,
@@ -80,10 +91,17 @@ def care_sites(h: HospitalData) -> Any:
     )
 
 
-def with_care_site(t: Any, code: str, sites: Any) -> Any:
-    """Add ``care_site_id`` to ``t`` from a department code column."""
+def with_care_site(t: Any, code: str, sites: Any, name: str | None = None) -> Any:
+    """Add ``care_site_id`` to ``t`` from a department code column (and its name, for stripped codes)."""
     s = sites.select(s_code="code", care_site_id="care_site_id")
-    return t.left_join(s, t[code] == s.s_code).drop("s_code")
+    t = t.left_join(s, t[code] == s.s_code).drop("s_code")
+    if name is None:
+        return t
+    n = sites.filter(sites.stripped.notnull()).select(
+        n_stripped="stripped", n_name="name", n_id="care_site_id"
+    )
+    t = t.left_join(n, [t.care_site_id.isnull(), t[code] == n.n_stripped, t[name] == n.n_name])
+    return t.mutate(care_site_id=ibis.coalesce(t.care_site_id, t.n_id)).drop("n_stripped", "n_name", "n_id")
 
 
 def locations(h: HospitalData) -> Any:
@@ -117,6 +135,24 @@ def _first_by_precedence(h: HospitalData, j: Any, column: str) -> Any:
     return c.filter(c.rank == 0).select("person_id", column)
 
 
+def _last_seen(h: HospitalData) -> Any:
+    """Per (system, patient_key): the latest event time of the patient's rows in any canonical table.
+
+    An age a record states without its own date (a lab request's patient, whose registration date the lab
+    does not keep) is an age at the patient's events in that system.
+    """
+    parts = []
+    for table, column in sorted(model_event_times().items()):
+        schema = model_schemas()[table]
+        if table == "patient" or "patient_key" not in schema.names:
+            continue
+        t = h.staged(table)
+        t = t.filter(t.patient_key.notnull() & t[column].notnull())
+        parts.append(t.select(l_system=t.system, l_key=t.patient_key, l_at=t[column].cast("timestamp")))
+    u = ibis.union(*parts, distinct=False)
+    return u.group_by(["l_system", "l_key"]).aggregate(l_at=u.l_at.max())
+
+
 def person_attributes(h: HospitalData) -> Any:
     """One row per linked person: person_id (text), sex, birth_date, address, year from an age."""
     records = h.linked("person_records")
@@ -128,14 +164,16 @@ def person_attributes(h: HospitalData) -> Any:
     out = everyone
     for column in ("sex", "birth_date", "address"):
         out = out.left_join(_first_by_precedence(h, j, column), "person_id").drop("person_id_right")
-    ages = j.filter(j.age_years.notnull() & j.registered_date.notnull())
+    ages = j.filter(j.age_years.notnull())
+    seen = _last_seen(h)
+    ages = ages.left_join(seen, [ages.system == seen.l_system, ages.patient_key == seen.l_key])
+    ages = ages.mutate(at=ibis.coalesce(ages.registered_date.cast("timestamp"), ages.l_at))
+    ages = ages.filter(ages.at.notnull())
     ages = ages.mutate(
-        rank=ibis.row_number().over(
-            group_by=ages.person_id, order_by=[ibis.desc(ages.registered_date), ages.record_key]
-        )
+        rank=ibis.row_number().over(group_by=ages.person_id, order_by=[ibis.desc(ages.at), ages.record_key])
     )
     ages = ages.filter(ages.rank == 0).select(
-        "person_id", age_year=(ages.registered_date.year() - ages.age_years).cast("int64")
+        "person_id", age_year=(ages.at.year() - ages.age_years).cast("int64")
     )
     out = out.left_join(ages, "person_id").drop("person_id_right")
     return out.mutate(year_of_birth=ibis.coalesce(out.birth_date.year().cast("int64"), out.age_year))
@@ -190,7 +228,7 @@ def visit_index(h: HospitalData, kept: Any) -> Any:
 
 def visits(h: HospitalData, index: Any, sites: Any) -> Any:
     v = index.filter(~index.is_detail)
-    v = with_care_site(v, "department_code", sites)
+    v = with_care_site(v, "department_code", sites, "department_name")
     concept = {
         vt.visit_type: vt.visit_concept_id
         for vt in h.mappings.visit_types.values()

@@ -32,6 +32,8 @@ def tiny_hospital() -> CanonicalWorkspace:
     w.patient("emr", "E1", "P00000001", birth_date=day(1961, 1, 1))
     w.patient("lab", "L2", "P00000002", sex="F", age_years=40, registered_date=day(2024, 3, 1))
     w.patient("lab", "L3", "P00000003", sex="F")
+    w.patient("lab", "L4", "P00000004", age_years=50)  # an age, dated by the patient's lab request
+    w.row("lab_order", "lab", "O4", person="P00000004", patient_key="L4", ordered_at=at(2024, 6, 1))
     w.patient("lab", "L9", None)  # a patient record link could not place
     # visits: a stay that ended in death with an ICU stay, an outpatient visit, a refunded registration
     w.visit(
@@ -251,11 +253,12 @@ def manifest(ws: Path) -> dict[str, Any]:
 
 def test_persons_take_each_fact_by_precedence_and_a_year_from_an_age(built: Path) -> None:
     people = {p["person_id"]: p for p in rows(built, "person")}
-    assert set(people) == {1, 2}  # P3 has no year of birth
+    assert set(people) == {1, 2, 4}  # P3 has no year of birth
     assert (people[1]["year_of_birth"], people[1]["month_of_birth"]) == (1961, 1)  # EMR before HIS
     assert people[1]["gender_concept_id"] == 8507  # only HIS knows the sex
     assert people[1]["location_id"] is not None
     assert (people[2]["year_of_birth"], people[2]["birth_datetime"]) == (1984, None)
+    assert people[4]["year_of_birth"] == 1974
 
 
 def test_visits_details_and_death(built: Path) -> None:
@@ -375,5 +378,5 @@ def test_a_site_without_a_table_builds_the_rest(tmp_path: Path) -> None:
     report = build_cdm(ws)
     assert report.tables["measurement"] == 0
     assert report.tables["payer_plan_period"] == 0
-    assert report.tables["person"] == 2
+    assert report.tables["person"] == 3
     assert report.staged["lab_result"] == {"rows": 0, "written": {}, "excluded": {}, "dated_by_visit": 0}
