@@ -231,6 +231,25 @@ def test_cdm_counts_equal_a_recount_of_the_raw_files(workspace: Path, raw: duckd
     )
 
 
+@pytest.mark.parametrize(
+    "table",
+    [
+        "visit_occurrence",
+        "visit_detail",
+        "condition_occurrence",
+        "procedure_occurrence",
+        "drug_exposure",
+        "measurement",
+        "death",
+    ],
+)
+def test_no_cdm_row_lacks_its_person(workspace: Path, table: str) -> None:
+    path = str(workspace / "cdm" / f"{table}.parquet")
+    assert (
+        _scalar(duckdb.connect(), "select count(*) from read_parquet(?) where person_id is null", path) == 0
+    )
+
+
 def test_lab_values_reach_the_cdm_unchanged(workspace: Path, raw: duckdb.DuckDBPyConnection) -> None:
     """Per lab item: as many results and numeric values as LABEVENTS has, with the same sum, both as the
     number (value_as_number, rounded to 4 decimals by cdm) and as the text written (value_source_value).
