@@ -24,12 +24,14 @@ import json
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 
 from medspace.core import InputError
 from medspace.sources._model import HospitalModel, ModelTable
@@ -49,6 +51,8 @@ QUARANTINE = pa.schema(
         pa.field("key", pa.string()),
     ]
 )
+
+_BATCH_ROWS = 1 << 17
 
 _DUCKDB_TYPES = {
     "string": "VARCHAR",
@@ -94,9 +98,8 @@ class Quarantine:
 
 @dataclass
 class MapOutcome:
-    """The canonical tables (every model table, in model order) and the per-map and per-table counts."""
+    """The per-map and per-canonical-table counts (the tables themselves are handed to ``write``)."""
 
-    tables: dict[str, pa.Table]
     maps: list[MapReport]
     canonical: list[CanonicalReport]
 
@@ -148,10 +151,16 @@ def map_sql(mapping: MapSpec, table: ModelTable, views: dict[str, str]) -> str:
             checks.append(f"""WHEN "{name}" NOT IN ({values}) THEN 'bad_value:{name}'""")
     failure = f"CASE {' '.join(checks)} END" if checks else "NULL"
     raw_columns = ", ".join(f'"m__{name}"' for name in mapping.columns)
+    typed = ", ".join(f'"{name}"' for name in mapping.columns)
+    # The mapped values before the cast are kept only for quarantined rows (their quarantine entry).
+    kept_raw = ", ".join(
+        f'CASE WHEN _failure IS NOT NULL THEN "m__{name}" END AS "m__{name}"' for name in mapping.columns
+    )
     return (
-        f"SELECT *, {failure} AS _failure FROM ("
+        f"SELECT _slot, _source_file, _source_row, _key, _empty, _excluded, {typed}, _failure, {kept_raw} "
+        f"FROM (SELECT *, {failure} AS _failure FROM ("
         f"SELECT _slot, _source_file, _source_row, _key, _empty, _excluded, {raw_columns}, {casts} "
-        f"FROM ({union})) ORDER BY _source_file, _source_row, _slot"
+        f"FROM ({union}))) ORDER BY _source_file, _source_row, _slot"
     )
 
 
@@ -165,36 +174,46 @@ _MESSAGES = {
 def run_maps(
     site: Site,
     model: HospitalModel,
-    raw: dict[str, pa.Table],
+    raw: dict[str, tuple[Path, int]],
     quarantine: Quarantine,
+    write: Callable[[str, pa.Table], None],
     on_map: Callable[[int], None] | None = None,
 ) -> MapOutcome:
-    """Evaluate every map of ``site`` over the phase-1 tables ``raw`` (keyed ``system.table``).
-
-    ``raw`` is emptied as tables stop being needed, so memory holds only the tables later maps read.
+    """Evaluate every map of ``site`` over the phase-1 tables ``raw`` (``system.table`` -> Parquet file and
+    row count), and hand each canonical table to ``write`` (every model table, in model order, each as soon
+    as the last map feeding it has run, so memory holds one table's maps at a time).
 
     Raises:
         InputError: a map's expression fails in the engine (for example a CAST of text that is not a
             number; use TRY_CAST).
     """
-    last_use: dict[str, int] = {}
+    last_map: dict[str, int] = {name: -1 for name in model.tables}
     for index, mapping in enumerate(site.maps):
-        for name in [mapping.source, *(lookup.table for lookup in mapping.lookups)]:
-            last_use[name] = index
+        last_map[mapping.to] = index
     con = duckdb.connect()
     views: dict[str, str] = {}
-    for i, name in enumerate(raw):
+    for i, (name, (path, _)) in enumerate(raw.items()):
         views[name] = f"raw_{i}"
-        con.register(views[name], raw[name])
+        # An Arrow dataset is scanned by Arrow, so DuckDB's own file access can be switched off below.
+        con.register(views[name], ds.dataset(path, format="parquet"))
     con.execute("SET enable_external_access = false")
     parts: dict[str, list[pa.Table]] = {name: [] for name in model.tables}
     reports: list[dict[str, Any]] = []
+    rows: dict[str, int] = {}
     try:
         for index, mapping in enumerate(site.maps):
             table = model.tables[mapping.to]
-            rows = raw[mapping.source].num_rows
+            report: dict[str, Any] = {"written": 0, "quarantined": 0, "excluded": 0, "empty_slots": 0}
+            report["rules"] = Counter()
             try:
-                result = con.sql(map_sql(mapping, table, views)).to_arrow_table()
+                # Batch by batch: memory holds the written rows, not the whole result next to them.
+                for batch in con.sql(map_sql(mapping, table, views)).to_arrow_reader(_BATCH_ROWS):
+                    written, counts = _split(
+                        mapping, index, table, pa.Table.from_batches([batch]), quarantine
+                    )
+                    parts[mapping.to].append(written)
+                    for name, value in counts.items():
+                        report[name] += value
             except duckdb.Error as exc:
                 # DuckDB's message may quote a value from the data; name the map and the error kind only.
                 raise InputError(
@@ -203,25 +222,25 @@ def run_maps(
                     "may not convert)",
                     rule="map_error",
                 ) from None
-            written, report = _split(site, mapping, index, table, result, quarantine)
-            parts[mapping.to].append(written)
-            reports.append({**report, "rows": rows})
-            for name in [mapping.source, *(lookup.table for lookup in mapping.lookups)]:
-                if last_use.get(name) == index and name in raw:
-                    con.unregister(views[name])
-                    del raw[name]
+            reports.append({**report, "rows": raw[mapping.source][1]})
+            if last_map[mapping.to] == index:
+                full = _deduplicate(
+                    mapping.to, parts.pop(mapping.to), reports, quarantine, table.arrow_schema()
+                )
+                write(mapping.to, full)
+                rows[mapping.to] = full.num_rows
+                del full
             if on_map is not None:
                 on_map(index)
     finally:
         con.close()
-    tables: dict[str, pa.Table] = {}
     canonical: list[CanonicalReport] = []
     for name, table in model.tables.items():
-        full = _deduplicate(name, parts[name], reports, quarantine, table.arrow_schema())
-        tables[name] = full
+        if name not in rows:
+            write(name, table.arrow_schema().empty_table())
         feeding = [i for i, m in enumerate(site.maps) if m.to == name]
         canonical.append(
-            CanonicalReport(table=name, path=f"staging/{name}.parquet", rows=full.num_rows, maps=feeding)
+            CanonicalReport(table=name, path=f"staging/{name}.parquet", rows=rows.get(name, 0), maps=feeding)
         )
     maps = [
         MapReport(
@@ -239,11 +258,11 @@ def run_maps(
         )
         for i, (m, r) in enumerate(zip(site.maps, reports, strict=True))
     ]
-    return MapOutcome(tables, maps, canonical)
+    return MapOutcome(maps, canonical)
 
 
 def _split(
-    site: Site, mapping: MapSpec, index: int, table: ModelTable, result: pa.Table, quarantine: Quarantine
+    mapping: MapSpec, index: int, table: ModelTable, result: pa.Table, quarantine: Quarantine
 ) -> tuple[pa.Table, dict[str, Any]]:
     """Count and separate one map's output: written rows (model schema + lineage), quarantined ones."""
     empty = pc.fill_null(result.column("_empty"), False)
