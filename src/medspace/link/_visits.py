@@ -132,9 +132,16 @@ def visit_index(st: StagedTables, persons: Any) -> VisitIndex:
         id_stay=first(g.id_stay),
         id_row=first(g.id_row),
         parent_visit_serial=first(g.parent_visit_serial),
+        is_sub=g.sub.max(),
         systems=g.system.collect(distinct=True).sort().join(","),
     )
     agg = agg.mutate(visit_id=ibis.coalesce(agg.id_serial, agg.id_stay, agg.id_row))
+    # a sub-encounter whose own serial a stay also uses is known by its row, so visit ids stay unique
+    taken = agg.filter(~agg.is_sub).select(taken=agg.visit_id)
+    agg = agg.left_join(taken, agg.visit_id == taken.taken)
+    agg = agg.mutate(
+        visit_id=ibis.cases((agg.is_sub & agg.taken.notnull(), agg.id_row), else_=agg.visit_id)
+    ).drop("taken")
     agg = materialise(con, agg, "link_visit_groups")
 
     rows = g.join(agg.select("component", "visit_id"), "component").select(
