@@ -435,6 +435,8 @@ def cross_system_checks(
     profiles: dict[str, Any] = {}
 
     def systems(check: _Check) -> list[str]:
+        if check.name == "patient_number_unique":  # one system's numbers: the site's patient index
+            return [q.patient_index] if q.patient_index else []
         return sorted({s for table, column in check.reads for s in q.systems_with(table, column)})
 
     def run(name: str, compute: Callable[[], tuple[Any, ...]]) -> None:

@@ -327,7 +327,8 @@ def accessibility(workspace: Path) -> tuple[list[QualityCheck], dict[str, object
         else {}
     )
     # a built CDM's manifest gives rows per table; an imported one gives its import counts per table
-    raw = manifest.get("tables") if isinstance(manifest.get("tables"), dict) else {}
+    listed = manifest.get("tables")
+    raw: dict[str, Any] = listed if isinstance(listed, dict) else {}
     tables = {
         k: int(v["rows_imported"] if isinstance(v, dict) else v)
         for k, v in raw.items()
