@@ -10,6 +10,11 @@ the column's values). Rows breaking one are quarantined with the canonical colum
 are written. A (system, record_key) that repeats in a canonical table keeps its first row (map order, then
 file and row) and quarantines the others as ``duplicate_record_key``.
 
+Memory stays flat as a site grows: results stream from DuckDB in batches (its sort spills to the scratch
+folder beyond `ENGINE_MEMORY`), a map's written rows move to a Parquet part file once they pass
+`_SPILL_BYTES`, and a canonical table is assembled from its parts, the repeated keys found by an
+aggregation, so no table is ever sorted or held twice.
+
 The SQL text holds only names the site mapping's load-time checks admitted (snake_case fields, aliases and
 model columns) and the mapping's own expressions, parsed and re-printed by sqlglot; no value from the data
 and no path is ever interpolated, and the connection has external access switched off, so an expression
