@@ -170,6 +170,10 @@ def map_sql(mapping: MapSpec, table: ModelTable, views: dict[str, str]) -> str:
     failure = f"CASE {' '.join(checks)} END" if checks else "NULL"
     raw_columns = ", ".join(f'"m__{name}"' for name in mapping.columns)
     typed = ", ".join(f'"{name}"' for name in mapping.columns)
+    # DuckDB keeps the row order of one table through SELECT, WHERE and UNION ALL (its documented order
+    # preservation), so a map without lookups comes out in file and row order, slot by slot, without a
+    # sort; a JOIN does not keep it, so a map with lookups is sorted (the sort spills beyond its memory).
+    order = " ORDER BY _source_file, _source_row, _slot" if mapping.lookups else ""
     # The mapped values before the cast are kept, as one JSON text, only for quarantined rows (their
     # quarantine entry): one mostly-null column rather than one per mapped column through the sort.
     packed = ", ".join(f'"{name}" := "m__{name}"' for name in mapping.columns)
@@ -178,7 +182,7 @@ def map_sql(mapping: MapSpec, table: ModelTable, views: dict[str, str]) -> str:
         f"SELECT _slot, _source_file, _source_row, _key, _empty, _excluded, {typed}, _failure, {kept_raw} "
         f"FROM (SELECT *, {failure} AS _failure FROM ("
         f"SELECT _slot, _source_file, _source_row, _key, _empty, _excluded, {raw_columns}, {casts} "
-        f"FROM ({union}))) ORDER BY _source_file, _source_row, _slot"
+        f"FROM ({union}))){order}"
     )
 
 
