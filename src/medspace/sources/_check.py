@@ -156,7 +156,7 @@ def check_site(site: Site | str | Path, exports: Path, model: HospitalModel | No
     for system, table in site.raw_tables():
         reference = f"{system}.{table.name}"
         used = read_fields.get(reference, set())
-        paths = sorted(p for p in exports.glob(table.files) if p.is_file())
+        paths = table.export_files(exports)
         found = [_check_file(p, p.relative_to(exports).as_posix(), table) for p in paths]
         mapped = any(m.source == reference or reference in {lk.table for lk in m.lookups} for m in site.maps)
         raw_tables.append(
@@ -189,8 +189,13 @@ def check_site(site: Site | str | Path, exports: Path, model: HospitalModel | No
 
 def _check_file(path: Path, relative: str, table: TableSpec) -> ColumnCheck:
     sources = list(dict.fromkeys(s for c in table.columns for s in c.sources))
-    if isinstance(table.format, NdjsonFormat):
-        return _check_ndjson(path, relative, sources)
+    try:
+        if isinstance(table.format, NdjsonFormat):
+            return _check_ndjson(path, relative, sources)
+    except OSError as exc:
+        return ColumnCheck(
+            file=relative, present=[], missing=[], unused=[], problem=f"unreadable: {exc.strerror}"
+        )
     try:
         header = (
             _csv_header(path, table.format)
@@ -199,6 +204,10 @@ def _check_file(path: Path, relative: str, table: TableSpec) -> ColumnCheck:
         )
     except ValueError as exc:
         return ColumnCheck(file=relative, present=[], missing=[], unused=[], problem=str(exc))
+    except OSError as exc:
+        return ColumnCheck(
+            file=relative, present=[], missing=[], unused=[], problem=f"unreadable: {exc.strerror}"
+        )
     return ColumnCheck(
         file=relative,
         present=[s for s in sources if s in header],

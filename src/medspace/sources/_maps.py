@@ -10,6 +10,11 @@ the column's values). Rows breaking one are quarantined with the canonical colum
 are written. A (system, record_key) that repeats in a canonical table keeps its first row (map order, then
 file and row) and quarantines the others as ``duplicate_record_key``.
 
+Memory stays flat as a site grows: results stream from DuckDB in batches (its sort spills to the scratch
+folder beyond `ENGINE_MEMORY`), a map's written rows move to a Parquet part file once they pass
+`_SPILL_BYTES`, and a canonical table is assembled from its parts, the repeated keys found by an
+aggregation, so no table is ever sorted or held twice.
+
 The SQL text holds only names the site mapping's load-time checks admitted (snake_case fields, aliases and
 model columns) and the mapping's own expressions, parsed and re-printed by sqlglot; no value from the data
 and no path is ever interpolated, and the connection has external access switched off, so an expression
@@ -22,7 +27,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,6 +61,8 @@ QUARANTINE = pa.schema(
 _BATCH_ROWS = 1 << 17
 #: Rows per row group of a canonical table's Parquet file.
 _ROW_GROUP = 1 << 20
+#: A map's written rows beyond this size move from memory to a Parquet file in the scratch folder.
+_SPILL_BYTES = 256 << 20
 #: DuckDB's memory while maps run; beyond it, its sorts spill to the scratch folder.
 ENGINE_MEMORY = "1GB"
 #: Columns of a map's part file beyond the canonical ones: the map, the row's order within it, its raw key.
@@ -163,6 +170,10 @@ def map_sql(mapping: MapSpec, table: ModelTable, views: dict[str, str]) -> str:
     failure = f"CASE {' '.join(checks)} END" if checks else "NULL"
     raw_columns = ", ".join(f'"m__{name}"' for name in mapping.columns)
     typed = ", ".join(f'"{name}"' for name in mapping.columns)
+    # DuckDB keeps the row order of one table through SELECT, WHERE and UNION ALL (its documented order
+    # preservation), so a map without lookups comes out in file and row order, slot by slot, without a
+    # sort; a JOIN does not keep it, so a map with lookups is sorted (the sort spills beyond its memory).
+    order = " ORDER BY _source_file, _source_row, _slot" if mapping.lookups else ""
     # The mapped values before the cast are kept, as one JSON text, only for quarantined rows (their
     # quarantine entry): one mostly-null column rather than one per mapped column through the sort.
     packed = ", ".join(f'"{name}" := "m__{name}"' for name in mapping.columns)
@@ -171,7 +182,7 @@ def map_sql(mapping: MapSpec, table: ModelTable, views: dict[str, str]) -> str:
         f"SELECT _slot, _source_file, _source_row, _key, _empty, _excluded, {typed}, _failure, {kept_raw} "
         f"FROM (SELECT *, {failure} AS _failure FROM ("
         f"SELECT _slot, _source_file, _source_row, _key, _empty, _excluded, {raw_columns}, {casts} "
-        f"FROM ({union}))) ORDER BY _source_file, _source_row, _slot"
+        f"FROM ({union}))){order}"
     )
 
 
@@ -217,15 +228,15 @@ def run_maps(
         # An Arrow dataset is scanned by Arrow, so DuckDB's own file access can be switched off below.
         con.register(views[name], ds.dataset(path, format="parquet"))
     con.execute("SET enable_external_access = false")
-    parts: dict[str, list[tuple[int, Path]]] = {name: [] for name in model.tables}
+    parts: dict[str, list[_Part]] = {name: [] for name in model.tables}
     reports: list[dict[str, Any]] = []
     rows: dict[str, int] = {}
     try:
         for index, mapping in enumerate(site.maps):
             table = model.tables[mapping.to]
-            part = scratch / f"map_{index}.parquet"
+            part = _Part(index, scratch / f"map_{index}.parquet", _part_schema(table))
             report = _run_map(con, mapping, index, table, views, part, quarantine)
-            parts[mapping.to].append((index, part))
+            parts[mapping.to].append(part)
             reports.append({**report, "rows": raw[mapping.source][1]})
             if last_map[mapping.to] == index:
                 rows[mapping.to] = _assemble(
@@ -262,35 +273,79 @@ def run_maps(
     return MapOutcome(maps, canonical)
 
 
+class _Part:
+    """One map's written rows: kept in memory while small, moved to a Parquet file in the scratch folder
+    once they pass `_SPILL_BYTES` (a hospital's lab results would not fit twice in memory)."""
+
+    def __init__(self, index: int, path: Path, schema: pa.Schema) -> None:
+        self.index = index
+        self.path = path
+        self.schema = schema
+        self.tables: list[pa.Table] = []
+        self.bytes = 0
+        self.writer: pq.ParquetWriter | None = None
+
+    def write(self, table: pa.Table) -> None:
+        if self.writer is not None:
+            self.writer.write_table(table)
+            return
+        self.tables.append(table)
+        self.bytes += table.nbytes
+        if self.bytes > _SPILL_BYTES:
+            self.writer = pq.ParquetWriter(self.path, self.schema, compression="lz4")
+            for kept in self.tables:
+                self.writer.write_table(kept)
+            self.tables = []
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+    def source(self) -> pa.Table | ds.Dataset:
+        """What DuckDB scans."""
+        if self.writer is not None:
+            return ds.dataset(self.path, format="parquet")
+        return pa.concat_tables(self.tables) if self.tables else self.schema.empty_table()
+
+    def batches(self) -> Iterator[pa.Table]:
+        if self.writer is not None:
+            for batch in pq.ParquetFile(self.path).iter_batches(batch_size=_BATCH_ROWS):
+                yield pa.Table.from_batches([batch])
+            self.path.unlink()
+        else:
+            yield from self.tables
+        self.tables = []
+
+
 def _run_map(
     con: duckdb.DuckDBPyConnection,
     mapping: MapSpec,
     index: int,
     table: ModelTable,
     views: dict[str, str],
-    part: Path,
+    part: _Part,
     quarantine: Quarantine,
 ) -> dict[str, Any]:
-    """One map, batch by batch into the Parquet file ``part`` (canonical columns plus `_PART_COLUMNS`)."""
+    """One map, batch by batch into ``part`` (canonical columns plus `_PART_COLUMNS`)."""
     report: dict[str, Any] = {"written": 0, "quarantined": 0, "excluded": 0, "empty_slots": 0}
     report["rules"] = Counter()
-    schema = _part_schema(table)
-    with pq.ParquetWriter(part, schema, compression="lz4") as writer:
-        try:
-            for batch in con.sql(map_sql(mapping, table, views)).to_arrow_reader(_BATCH_ROWS):
-                written, counts = _split(mapping, index, table, pa.Table.from_batches([batch]), quarantine)
-                seq = np.arange(report["written"], report["written"] + written.num_rows, dtype=np.int64)
-                writer.write_table(written.append_column("_seq", pa.array(seq)))
-                for name, value in counts.items():
-                    report[name] += value
-        except duckdb.Error as exc:
-            # DuckDB's message may quote a value from the data; name the map and the error kind only.
-            raise InputError(
-                f"map {index} ({mapping.source} -> {mapping.to}) failed in the engine "
-                f"({type(exc).__name__}); check its expressions (TRY_CAST instead of CAST for text that "
-                "may not convert)",
-                rule="map_error",
-            ) from None
+    try:
+        for batch in con.sql(map_sql(mapping, table, views)).to_arrow_reader(_BATCH_ROWS):
+            written, counts = _split(mapping, index, table, pa.Table.from_batches([batch]), quarantine)
+            seq = np.arange(report["written"], report["written"] + written.num_rows, dtype=np.int64)
+            part.write(written.append_column("_seq", pa.array(seq)))
+            for name, value in counts.items():
+                report[name] += value
+    except duckdb.Error as exc:
+        # DuckDB's message may quote a value from the data; name the map and the error kind only.
+        raise InputError(
+            f"map {index} ({mapping.source} -> {mapping.to}) failed in the engine "
+            f"({type(exc).__name__}); check its expressions (TRY_CAST instead of CAST for text that "
+            "may not convert)",
+            rule="map_error",
+        ) from None
+    finally:
+        part.close()
     return report
 
 
@@ -302,22 +357,25 @@ def _assemble(
     con: duckdb.DuckDBPyConnection,
     name: str,
     schema: pa.Schema,
-    parts: list[tuple[int, Path]],
+    parts: list[_Part],
     reports: list[dict[str, Any]],
     quarantine: Quarantine,
     out: Path,
 ) -> int:
     """Write canonical table ``name`` from its maps' part files (in map order); a (system, record_key) that
     repeats keeps its first row (map, then file and row) and quarantines the others. Returns the rows."""
-    con.register("parts", ds.dataset([str(p) for _, p in parts], format="parquet"))
+    for i, part in enumerate(parts):
+        con.register(f"part_{i}", part.source())
+    union = " UNION ALL ".join(f"SELECT * FROM part_{i}" for i in range(len(parts)))
     # Only the repeated keys come back to Python, with where each row came from: few, and they name the rows
     # to drop, so the table itself streams from its parts without a sort.
     repeated = con.sql(
-        "SELECT p.* "
-        "FROM parts AS p JOIN (SELECT system, record_key FROM parts GROUP BY ALL HAVING count(*) > 1) "
+        f"WITH parts AS ({union}) SELECT p.* FROM parts AS p JOIN "
+        "(SELECT system, record_key FROM parts GROUP BY ALL HAVING count(*) > 1) "
         "USING (system, record_key) ORDER BY p.system, p.record_key, p._map, p._seq"
     ).to_arrow_table()
-    con.unregister("parts")
+    for i in range(len(parts)):
+        con.unregister(f"part_{i}")
     dropped: dict[int, set[int]] = {}
     first: dict[tuple[str, str], dict[str, Any]] = {}
     for row in repeated.to_pylist():
@@ -344,16 +402,14 @@ def _assemble(
         report["rules"]["duplicate_record_key"] += 1
     written = 0
     with _RowGroupWriter(out / f"{name}.parquet", schema) as writer:
-        for index, part in parts:
-            drop = dropped.get(index, set())
-            for batch in pq.ParquetFile(part).iter_batches(batch_size=_BATCH_ROWS):
-                chunk = pa.Table.from_batches([batch])
+        for part in parts:
+            drop = dropped.get(part.index, set())
+            for chunk in part.batches():
                 if drop:
                     keep = ~np.isin(chunk.column("_seq").to_numpy(), np.fromiter(drop, dtype=np.int64))
                     chunk = chunk.filter(pa.array(keep))
                 writer.write(chunk.drop_columns([c.name for c in _PART_COLUMNS]))
                 written += chunk.num_rows
-            part.unlink()
     return written
 
 

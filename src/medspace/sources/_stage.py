@@ -237,12 +237,12 @@ def _phase1_report(
 
 
 def _export_bytes(exports: Path, table: TableSpec) -> int:
-    return sum(p.stat().st_size for p in exports.glob(table.files) if p.is_file())
+    return sum(p.stat().st_size for p in table.export_files(exports) if p.is_file())
 
 
 def _stage_raw_table(exports: Path, system: str, table: TableSpec, folder: Path) -> RawStaged:
     quarantine = Quarantine()
-    paths = sorted(p for p in exports.glob(table.files) if p.is_file())
+    paths = table.export_files(exports)
     results: list[_FileResult] = []
     problems: list[Problem] = []
     if not paths:

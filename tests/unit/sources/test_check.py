@@ -44,7 +44,9 @@ def test_a_missing_column_and_a_missing_file_are_named(exports: Path) -> None:
     text[0] = text[0].replace('"XB"', '"SEX"')
     path.write_text("".join(text), encoding="utf-8")
     shutil.rmtree(exports / "surgery")
+    (exports / "ris" / "exams.csv").write_bytes(b"")
     check = check_site("synthetic-hospital", exports)
+    assert "ris/exams.csv: the file is empty or has no header line" in check.errors
     assert not check.ok
     assert "his/patients.csv: missing column(s) XB" in check.errors
     assert any("surgery.operations: no file matches" in e for e in check.errors)

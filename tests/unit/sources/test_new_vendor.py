@@ -115,3 +115,18 @@ def test_a_record_key_two_maps_give_keeps_the_first(tmp_path: Path) -> None:
     ]
     assert "row 1 of clinic/patients.csv (map 0)" in repeats[0]["reason"]
     assert [p["patient_key"] for p in table(tmp_path / "ws" / "staging", "patient")] == ["1", "3"]
+
+
+def test_maps_spilled_to_disk_give_the_same_bytes(
+    toy: tuple[StagingReport, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import medspace.sources._maps as maps
+
+    monkeypatch.setattr(maps, "_SPILL_BYTES", 0)  # every map's rows go through a Parquet part file
+    ws = tmp_path / "spilled 'quoted\" workspace"  # a path no SQL text may hold
+    spilled = stage_site(TOY / "site.yaml", TOY / "exports", ws)
+    _, staging = toy
+    assert spilled.model_dump(exclude={"staging"}) == toy[0].model_dump(exclude={"staging"})
+    for path in sorted(staging.iterdir()):
+        assert (ws / "staging" / path.name).read_bytes() == path.read_bytes(), path.name
+    assert not (ws / "staging" / "_phase1").exists()
