@@ -20,7 +20,6 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from medspace.core import SpecError
-from medspace.sources._convert import ARROW_TYPES
 from medspace.sources._spec import ColumnType
 
 #: The lineage columns staging adds to every canonical row, after the model's columns.
@@ -32,6 +31,17 @@ LINEAGE = pa.schema(
         pa.field("_source_row", pa.int64()),
     ]
 )
+
+#: Arrow types of the model's column types. Timestamps are milliseconds: Parquet has no seconds unit, so
+#: what is written is what a reader gets back.
+MODEL_ARROW_TYPES: dict[str, pa.DataType] = {
+    "string": pa.string(),
+    "int": pa.int64(),
+    "float": pa.float64(),
+    "bool": pa.bool_(),
+    "date": pa.date32(),
+    "timestamp": pa.timestamp("ms"),
+}
 
 _MODEL_FILE = "hospital.yaml"
 
@@ -50,7 +60,7 @@ class ModelColumn(_Model):
 
     @property
     def arrow_type(self) -> pa.DataType:
-        return ARROW_TYPES[self.type]
+        return MODEL_ARROW_TYPES[self.type]
 
 
 class ModelTable(_Model):

@@ -133,8 +133,8 @@ class StagingReport(_Model):
 
     @property
     def failed_files(self) -> list[FileReport]:
-        """Files that could not be read at all."""
-        return [f for f in self.files if f.failed]
+        """Files that could not be used at all: unreadable, or lacking a column the mapping reads."""
+        return [f for f in self.files if f.failed or f.rules.get("missing_column")]
 
     def table(self, system: str, table: str) -> TableReport:
         """The report of one raw table."""

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlglot import exp
 
 from medspace.core import SpecError
+from medspace.sources._jsonpath import parse_json_path
 from medspace.sources._model import HospitalModel, load_model
 from medspace.sources._spec import TableSpec
 
@@ -234,7 +235,14 @@ class _LineList(list[Any]):
     lines: list[int]
 
 
-class _LineLoader(yaml.SafeLoader):
+# libyaml's parser when PyYAML was built with it (five times faster on a site file), else the pure-Python one.
+try:
+    from yaml import CSafeLoader as _SafeLoader
+except ImportError:  # pragma: no cover - PyYAML built without libyaml
+    from yaml import SafeLoader as _SafeLoader  # type: ignore[assignment]
+
+
+class _LineLoader(_SafeLoader):
     """PyYAML's safe loader, recording where every mapping, sequence and key starts.
 
     Booleans are YAML 1.2's ``true`` and ``false`` only: YAML 1.1 would read a lookup's ``on:`` (and a
@@ -244,7 +252,7 @@ class _LineLoader(yaml.SafeLoader):
 
 _LineLoader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    for first, resolvers in _SafeLoader.yaml_implicit_resolvers.items()
 }
 _LineLoader.add_implicit_resolver(
     "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
@@ -307,25 +315,25 @@ class _Problems:
     def __init__(self, file: str, data: Any) -> None:
         self.file = file
         self.data = data
-        self.items: list[tuple[tuple[Any, ...], str]] = []
+        self.items: list[tuple[tuple[Any, ...], str, int | None]] = []
 
-    def add(self, loc: tuple[Any, ...], message: str) -> None:
-        self.items.append((loc, message))
+    def add(self, loc: tuple[Any, ...], message: str, line: int | None = None) -> None:
+        """Record a problem at ``loc``; ``line`` when the location's node is no longer in the data."""
+        self.items.append((loc, message, line if line is not None else _line_of(self.data, loc)))
 
     def raise_if_any(self) -> None:
         if not self.items:
             return
         described = []
-        for loc, message in self.items:
-            line = _line_of(self.data, loc)
+        for loc, message, line in self.items:
             where = ".".join(str(p) for p in loc) or "(top)"
             described.append(f"line {line}, {where}: {message}" if line else f"{where}: {message}")
-        first_loc, _ = self.items[0]
+        first_loc, _, first_line = self.items[0]
         more = f" ({len(described)} problems)" if len(described) > 1 else ""
         raise SpecError(
             f"invalid site mapping{more}: " + "; ".join(described) + "; fix the site file",
             file=self.file,
-            row=_line_of(self.data, first_loc),
+            row=first_line,
             field=".".join(str(p) for p in first_loc) or None,
             rule="site",
         )
@@ -350,15 +358,17 @@ def _expand_tables(data: Any, problems: _Problems) -> None:
             expanded = _LineList()
             expanded.line, expanded.lines = fields.line, []
             for index, item in enumerate(fields):
-                loc = ("systems", system, "tables", name, "fields", index, "repeat")
+                loc = ("systems", system, "tables", name, "fields", index)
                 if not isinstance(item, dict) or "repeat" not in item:
+                    _check_json_paths(table, item, loc, problems)
                     expanded.append(item)
                     expanded.lines.append(fields.lines[index])
                     continue
                 repeat = item["repeat"]
                 ranges = _repeat_ranges(repeat)
                 if ranges is None:
-                    problems.add(loc, "repeat takes one variable and [first, last], e.g. {i: [1, 40]}")
+                    message = "repeat takes one variable and [first, last], e.g. {i: [1, 40]}"
+                    problems.add((*loc, "repeat"), message, fields.lines[index])
                     continue
                 variable, first, last = ranges
                 for value in range(first, last + 1):
@@ -369,9 +379,23 @@ def _expand_tables(data: Any, problems: _Problems) -> None:
                             copy_[key] = _substitute(copy_[key], {variable: value})
                         elif isinstance(copy_.get(key), list):
                             copy_[key] = [_substitute(str(s), {variable: value}) for s in copy_[key]]
+                    _check_json_paths(table, copy_, loc, problems)
                     expanded.append(copy_)
                     expanded.lines.append(fields.lines[index])
             table["fields"] = expanded
+
+
+def _check_json_paths(table: Any, item: Any, loc: tuple[Any, ...], problems: _Problems) -> None:
+    """For an NDJSON table, the field's sources are JSON paths: check them here, where the line is known."""
+    fmt = table.get("format")
+    if not isinstance(fmt, dict) or fmt.get("kind") != "ndjson" or not isinstance(item, dict):
+        return
+    source = item.get("source")
+    for path in [source] if isinstance(source, str) else source if isinstance(source, list) else []:
+        try:
+            parse_json_path(str(path))
+        except ValueError as exc:
+            problems.add((*loc, "source"), str(exc))
 
 
 def _repeat_ranges(repeat: Any) -> tuple[str, int, int] | None:

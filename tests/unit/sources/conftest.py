@@ -1,4 +1,5 @@
-"""A small synthetic hospital, staged once per test session, shared by the sources tests."""
+"""A small synthetic hospital, staged once per test session by its shipped site mapping, shared by the
+sources tests."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from medspace.sources import StagingReport, stage_exports
+from medspace.sources import StagingReport, stage_site
 from medspace.synth import HospitalConfig, generate_hospital
 
 CONFIG = HospitalConfig(patients=1_500, seed=11)
@@ -27,4 +28,4 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def report(hospital: Path, workspace: Path) -> StagingReport:
     """The hospital staged into ``workspace`` (tests read ``workspace / "staging"``)."""
-    return stage_exports(hospital, workspace)
+    return stage_site("synthetic-hospital", hospital, workspace)

@@ -9,11 +9,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from medspace.sources import SourceSpec, StagingReport, load_specs, stage_exports
-
-
-def spec(system: str) -> SourceSpec:
-    return next(s for s in load_specs() if s.system == system)
+from medspace.core import InputError
+from medspace.sources import StagingReport, stage_site
+from site_cut import cut_site
 
 
 @pytest.fixture
@@ -26,11 +24,19 @@ def exports(hospital: Path, tmp_path: Path) -> Path:
 
 
 def stage(exports: Path, tmp_path: Path, *systems: str) -> tuple[StagingReport, list[dict[str, object]]]:
-    report = stage_exports(exports, tmp_path / "ws", [spec(s) for s in systems])
+    report = stage_site(cut_site(*systems), exports, tmp_path / "ws")
     quarantine = pq.read_table(tmp_path / "ws" / "staging" / "quarantine.parquet").to_pylist()
     for f in report.files:
         assert f.staged + f.quarantined == f.rows_read, f.file
+    for m in report.maps:
+        assert m.rows * m.slots == m.written + m.quarantined + m.excluded + m.empty_slots, m
     return report, quarantine
+
+
+def staged(tmp_path: Path, table: str, system: str, source: str) -> list[dict[str, object]]:
+    """The rows of canonical ``table`` that came from raw table ``system.source``."""
+    rows = pq.read_table(tmp_path / "ws" / "staging" / f"{table}.parquet").to_pylist()
+    return [r for r in rows if r["system"] == system and r["_source_table"] == source]
 
 
 def lines(path: Path, encoding: str = "utf-8") -> list[str]:
@@ -50,7 +56,11 @@ def test_a_missing_column_quarantines_that_file_and_stages_the_others(exports: P
     assert problem.file == "his/patients.csv" and problem.field == "XB"
     assert "his/patients.csv" in problem.message and "XB" in problem.message
     assert {q["rule"] for q in quarantine if q["file"] == "his/patients.csv"} == {"missing_column"}
+    # the raw key is still known, so later stages can tell which patient was lost
+    assert all(q["key"] for q in quarantine if q["file"] == "his/patients.csv")
     assert report.table("his", "registrations").staged > 0
+    assert staged(tmp_path, "patient", "his", "patients") == []
+    assert staged(tmp_path, "encounter", "his", "registrations")
 
 
 def test_a_malformed_date_quarantines_the_row(exports: Path, tmp_path: Path) -> None:
@@ -93,8 +103,8 @@ def test_a_few_undecodable_rows_are_quarantined_and_the_rest_staged(exports: Pat
     path.write_bytes(bytes(data))
     _, quarantine = stage(exports, tmp_path, "his")
     assert [(q["row"], q["rule"]) for q in quarantine if q["file"] == "his/patients.csv"] == [(3, "encoding")]
-    rows = pq.read_table(tmp_path / "ws" / "staging" / "his" / "patients.parquet").column("_source_row")
-    assert rows.to_pylist()[:3] == [1, 2, 4]
+    rows = [r["_source_row"] for r in staged(tmp_path, "patient", "his", "patients")]
+    assert rows[:3] == [1, 2, 4]
 
 
 def test_a_utf8_file_declared_gbk_fails_as_a_whole_with_a_clear_message(
@@ -132,9 +142,9 @@ def test_a_ragged_row_is_quarantined_without_shifting_row_numbers(exports: Path,
     assert [(q["row"], q["rule"]) for q in quarantine if q["file"] == "his/bills.csv"] == [
         (10, "field_count")
     ]
-    bills = pq.read_table(tmp_path / "ws" / "staging" / "his" / "bills.parquet").to_pylist()
+    bills = staged(tmp_path, "charge", "his", "bills")
     assert [b["_source_row"] for b in bills[8:11]] == [9, 11, 12]
-    assert bills[9]["bill_id"] == text[11].split(",")[0].strip('"')
+    assert bills[9]["record_key"] == text[11].split(",")[0].strip('"')
 
 
 def test_a_conflicting_key_is_quarantined_apart_from_exact_duplicates(exports: Path, tmp_path: Path) -> None:
@@ -148,6 +158,8 @@ def test_a_conflicting_key_is_quarantined_apart_from_exact_duplicates(exports: P
     found = [(q["row"], q["rule"]) for q in quarantine if q["file"] == "his/transfers.csv"]
     assert found == [(rows + 1, "duplicate_key"), (rows + 2, "conflicting_key")]
     assert report.file("his/transfers.csv").staged == rows
+    first_key = text[1].split(",")[0].strip('"')
+    assert [q["key"] for q in quarantine if q["file"] == "his/transfers.csv"] == [first_key, first_key]
 
 
 def test_bad_json_and_a_missing_file_are_reported(exports: Path, tmp_path: Path) -> None:
@@ -162,13 +174,14 @@ def test_bad_json_and_a_missing_file_are_reported(exports: Path, tmp_path: Path)
     ]
     assert [p.rule for p in report.problems] == ["missing_file"]
     assert report.table("his", "transfers").staged == 0
-    assert pq.read_table(tmp_path / "ws" / "staging" / "his" / "transfers.parquet").num_rows == 0
+    assert pq.read_table(tmp_path / "ws" / "staging" / "transfer.parquet").num_rows == 0
+    assert "transfer" in report.empty_tables
 
 
 def test_a_failed_run_keeps_the_last_good_staging(exports: Path, tmp_path: Path) -> None:
     good, _ = stage(exports, tmp_path, "his")
     before = (tmp_path / "ws" / "staging" / "manifest.json").read_bytes()
-    with pytest.raises(Exception, match="export folder"):
-        stage_exports(tmp_path / "nowhere", tmp_path / "ws", [spec("his")])
+    with pytest.raises(InputError, match="export folder"):
+        stage_site(cut_site("his"), tmp_path / "nowhere", tmp_path / "ws")
     assert (tmp_path / "ws" / "staging" / "manifest.json").read_bytes() == before
     assert good.staged > 0
