@@ -110,8 +110,8 @@ class DuckDbDqdEngine:
             name = path.stem.lower()
             if name == "quarantine" or not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
                 continue
-            literal = str(path).replace("'", "''")
-            self._sql(f"CREATE OR REPLACE VIEW \"{name}\" AS SELECT * FROM read_parquet('{literal}')")
+            # the path reaches DuckDB as a Python value, never as SQL text (a workspace may hold ' and ")
+            self._con.con.read_parquet(str(path)).create_view(name)
             columns = {str(r[0]).upper(): str(r[1]) for r in self._sql(f'DESCRIBE "{name}"')}
             rows = int(self._sql(f'SELECT count(*) FROM "{name}"')[0][0])
             self.tables[name.upper()] = TableFacts(name=name, rows=rows, columns=columns)

@@ -20,7 +20,7 @@ from medspace.cdm import build_cdm, import_omop
 from medspace.core import ConfigError, InputError
 from medspace.link import link_workspace
 from medspace.quality import CheckResult, QualityResults, run_checks, write_dqd_json
-from medspace.sources import stage_exports
+from medspace.sources import stage_site
 from medspace.synth import HospitalConfig, generate_hospital
 
 CONTROL = Path(__file__).resolve().parents[3] / "src/medspace/quality/data/dqd-5.4"
@@ -45,7 +45,7 @@ def gibleed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, QualityResu
 def hospital(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, QualityResults]:
     ws = tmp_path_factory.mktemp("dqd-hospital")
     generate_hospital(HospitalConfig(patients=400, seed=3, chunk_patients=400), ws / "hospital")
-    stage_exports(ws / "hospital", ws)
+    stage_site(None, ws / "hospital", ws)
     link_workspace(ws)
     build_cdm(ws)
     return ws, run_checks(ws)

@@ -83,7 +83,7 @@ def test_breaking_a_mapping_shows_in_the_share(tmp_path: Path) -> None:
 def imported(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # fails, not skips, without the shared data (issue 9, item 8)
     assert SYNTHEA_ZIP.exists(), f"the shared reference data is missing: {SYNTHEA_ZIP}"
-    workspace = tmp_path_factory.mktemp("omop only")
+    workspace = tmp_path_factory.mktemp('it\'s an "imported" cdm')  # quotes: paths are bound, never SQL text
     import_omop(SYNTHEA_ZIP, workspace)
     run_quality(workspace)
     return workspace
