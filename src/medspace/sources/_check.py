@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict
 from medspace.core import InputError
 from medspace.sources._jsonpath import extract, parse_json_path
 from medspace.sources._model import HospitalModel, load_model
+from medspace.sources._readers import open_export, resolve_export_files
 from medspace.sources._site import Site, fields_read, load_site
 from medspace.sources._spec import CsvFormat, NdjsonFormat, TableSpec
 
@@ -156,7 +157,7 @@ def check_site(site: Site | str | Path, exports: Path, model: HospitalModel | No
     for system, table in site.raw_tables():
         reference = f"{system}.{table.name}"
         used = read_fields.get(reference, set())
-        paths = table.export_files(exports)
+        paths = resolve_export_files(exports, table.files)
         found = [_check_file(p, p.relative_to(exports).as_posix(), table) for p in paths]
         mapped = any(m.source == reference or reference in {lk.table for lk in m.lookups} for m in site.maps)
         raw_tables.append(
@@ -217,7 +218,7 @@ def _check_file(path: Path, relative: str, table: TableSpec) -> ColumnCheck:
 
 
 def _csv_header(path: Path, fmt: CsvFormat) -> list[str]:
-    with path.open("rb") as f:
+    with open_export(path) as f:
         first = f.readline()
     if not first.strip():
         raise ValueError("the file is empty or has no header line")
@@ -248,7 +249,7 @@ def _xlsx_header(path: Path, sheet: str) -> list[str]:
 
 def _check_ndjson(path: Path, relative: str, sources: list[str]) -> ColumnCheck:
     documents: list[Any] = []
-    with path.open("rb") as f:
+    with open_export(path) as f:
         for _, line in zip(range(_NDJSON_SAMPLE), f, strict=False):
             try:
                 documents.append(json.loads(line.decode("utf-8").lstrip("\ufeff")))

@@ -203,7 +203,8 @@ def _refuse_outside(path: Path, relative: str) -> None:
         )
 
 
-def _open(path: Path) -> IO[bytes]:
+def open_export(path: Path) -> IO[bytes]:
+    """An export file opened for reading bytes, through gzip when its name ends in ``.gz``."""
     if path.name.endswith(".gz"):
         return cast(IO[bytes], gzip.open(path, "rb"))
     return path.open("rb")
@@ -211,7 +212,7 @@ def _open(path: Path) -> IO[bytes]:
 
 def _data_lines(path: Path) -> IO[bytes]:
     """The file, open at its first data line."""
-    f = _open(path)
+    f = open_export(path)
     f.readline()
     return f
 
@@ -222,7 +223,7 @@ def _line_encoding(encoding: str) -> str:
 
 
 def _read_bytes(path: Path) -> bytes:
-    with _open(path) as f:
+    with open_export(path) as f:
         return f.read()
 
 
@@ -256,7 +257,7 @@ class _Scan:
 
 
 def _scan(path: Path) -> _Scan:
-    with _open(path) as f:
+    with open_export(path) as f:
         header = f.readline()
         newlines = 0
         nul = False
@@ -331,7 +332,7 @@ def _names(text: str, relative: str, delimiter: str) -> list[str]:
 def _read_csv(path: Path, relative: str, fmt: CsvFormat) -> RawFile:
     if not _ascii_compatible(fmt.encoding):
         return _read_csv_lines(path, relative, fmt, None)
-    with _open(path) as f:
+    with open_export(path) as f:
         header = _header(f.readline(), relative, fmt)
     # Arrow parses in its own threads without the GIL while this one scans the bytes: the check is free.
     with ThreadPoolExecutor(max_workers=1) as pool:

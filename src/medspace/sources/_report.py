@@ -30,7 +30,7 @@ class Problem(_Model):
 
     @classmethod
     def from_error(cls, error: InputError) -> Problem:
-        return cls(message=str(error), file=error.file, row=error.row, field=error.field, rule=error.rule)
+        return cls(message=error.message, file=error.file, row=error.row, field=error.field, rule=error.rule)
 
     def to_error(self) -> InputError:
         """The problem as the error a caller may raise (e.g. the CLI)."""
@@ -40,8 +40,9 @@ class Problem(_Model):
 class FileReport(_Model):
     """One export file: rows read, staged and quarantined, quarantine entries per rule.
 
-    ``staged + quarantined == rows_read`` always. A file that could not be read at all (``failed``) has no
-    rows read and one quarantine entry with a null row, counted under its rule.
+    ``staged + quarantined == rows_read`` always. A file that could not be read as a whole (``failed``) is
+    either one that could not be opened (no rows read, one quarantine entry with a null row, counted under
+    its rule) or one of which no line decoded (every line quarantined with its bytes).
     """
 
     system: str

@@ -43,7 +43,7 @@ from medspace.core import InputError, Workspace, refresh_catalog, replace_folder
 from medspace.sources._convert import Converted, convert, schema
 from medspace.sources._maps import QUARANTINE, Quarantine, run_maps
 from medspace.sources._model import HospitalModel, load_model
-from medspace.sources._readers import RawFile, read_file
+from medspace.sources._readers import RawFile, read_file, resolve_export_files
 from medspace.sources._report import FileReport, Problem, StagingReport, TableReport
 from medspace.sources._site import Site, load_site
 from medspace.sources._spec import TableSpec
@@ -237,12 +237,12 @@ def _phase1_report(
 
 
 def _export_bytes(exports: Path, table: TableSpec) -> int:
-    return sum(p.stat().st_size for p in table.export_files(exports) if p.is_file())
+    return sum(p.stat().st_size for p in resolve_export_files(exports, table.files) if p.is_file())
 
 
 def _stage_raw_table(exports: Path, system: str, table: TableSpec, folder: Path) -> RawStaged:
     quarantine = Quarantine()
-    paths = table.export_files(exports)
+    paths = resolve_export_files(exports, table.files)
     results: list[_FileResult] = []
     problems: list[Problem] = []
     if not paths:
@@ -313,6 +313,11 @@ def _stage_file(
         failure = InputError(f"cannot read the file: {exc.strerror}", file=relative, rule="unreadable_file")
         return _failed_file(relative, system, table, failure, quarantine)
     result = _FileResult(relative=relative, raw=raw)
+    if raw.unreadable is not None:
+        # Nothing in the file decoded (another encoding than declared): every line is quarantined below with
+        # its bytes, and the file counts as failed like one that cannot be opened: ingest exits non-zero.
+        result.failed = True
+        result.problems.append(Problem.from_error(raw.unreadable))
     for note in raw.notes:
         result.problems.append(Problem.from_error(InputError(note, file=relative, rule="encoding")))
     for reject in raw.rejects:

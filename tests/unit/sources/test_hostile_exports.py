@@ -496,7 +496,7 @@ def test_a_file_without_read_permission_is_one_clear_error(
         raise PermissionError(13, "Permission denied", str(path))
 
     path, relative = write(tmp_path, ("PATIENT_ID,NAME,BIRTH_DATE,WEIGHT\n" + row(1)).encode())
-    monkeypatch.setattr(_readers, "_open", refuse)
+    monkeypatch.setattr(_readers, "open_export", refuse)
     with pytest.raises(UnreadableFileError) as caught:
         read_file(path, relative, csv_table())
     assert caught.value.rule == "unreadable_file" and "Permission denied" in str(caught.value)
