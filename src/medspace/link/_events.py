@@ -172,18 +172,44 @@ class EventLinker:
             return self._encounter_events(t)
         # Each step is computed once: chained as one expression, the SQL of the later steps repeats the
         # earlier ones' expressions and compiling it alone takes longer than running it.
-        t = self._step(self._parent(t, table), table, "parent")
-        t = self._step(self._by_serial(t), table, "serial")
-        t = self._step(self._relink(t), table, "relink")
-        t = self._step(self._by_inpatient_no_and_time(self._by_stay(t)), table, "stay")
+        # A path whose reference the table never fills is skipped (its columns stay null): a site's
+        # lab results without visit serials do not pay for serial lookups.
+        t = self._parent(t, table)
+        t = self._step(t, table, "parent") if self._parent_references(table) else t
+        if self.st.filled(table, "visit_serial"):
+            t = self._step(self._by_serial(t), table, "serial")
+            t = self._step(self._relink(t), table, "relink")
+        else:
+            t = t.mutate(
+                s_visit=ibis.null("string"),
+                s_consistent=ibis.literal(False),
+                s_present=ibis.literal(False),
+                r_visit=ibis.null("string"),
+                r_person=ibis.null("string"),
+            )
+        if self.st.filled(table, "inpatient_no"):
+            t = self._step(self._by_inpatient_no_and_time(self._by_stay(t)), table, "stay")
+        else:
+            t = t.mutate(
+                a_visit=ibis.null("string"),
+                a_present=ibis.literal(False),
+                i_visit=ibis.null("string"),
+                i_known=ibis.null("boolean"),
+            )
         return self._outcome(t, table)
+
+    def _parent_references(self, table: str) -> list[ParentReference]:
+        """The parent references the table fills, whose parent table has been linked."""
+        return [
+            r for r in PARENTS.get(table, ()) if r.parent in self.done and self.st.filled(table, r.column)
+        ]
 
     def _step(self, t: Any, table: str, step: str) -> Any:
         return materialise(self.con, t, f"link_events_{table}_{step}")
 
     # -- parents -------------------------------------------------------------------------------------------
     def _parent(self, t: Any, table: str) -> Any:
-        refs = [r for r in PARENTS.get(table, ()) if r.column in t.columns and r.parent in self.done]
+        refs = self._parent_references(table)
         t = t.mutate(
             _pref=ibis.literal(False),
             _pfound=ibis.literal(False),
