@@ -3,7 +3,9 @@ expression that runs on DuckDB or Spark.
 
 Labs report the same test in different units (glucose in mmol/L or mg/dL, HbA1c in % or mmol/mol; domain.md
 §1.5). The CDM keeps the source value and unit and stores the value in the test's canonical unit
-(``lab_tests.csv``), using the factors and offsets of ``unit_conversions.csv``.
+(``lab_tests.csv``), using the factors and offsets of ``unit_conversions.csv`` (`conversion_rows` gives them
+as a lookup table). A result whose test or unit has no known conversion keeps its value as reported, with its
+unit and unit concept 0, and is counted by status (`UNIT_STATUSES`), never turned into a null.
 """
 
 from __future__ import annotations
