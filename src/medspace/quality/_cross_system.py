@@ -214,7 +214,7 @@ CHECKS: tuple[_Check, ...] = (
     _Check(
         "encounter_cost",
         (("encounter", "total_cost"), ("charge", "amount")),
-        "visit cost: an encounter record's stated total (front sheet D01) vs the visit's charges summed",
+        "visit cost: an encounter record's stated total (the front sheet's total cost) vs the visit's charges summed",
         "Plausibility",
         "Atemporal",
         "accuracy",
@@ -278,7 +278,7 @@ CHECKS: tuple[_Check, ...] = (
     _Check(
         "discharge_mode_value_set",
         (("encounter", "discharge_mode"),),
-        "discharge mode within the national value set (B34C 1, 2, 3, 4, 5, 9)",
+        "discharge mode within the front sheet's national value set (1, 2, 3, 4, 5, 9)",
         "Conformance",
         "Value",
         "normativity",

@@ -649,9 +649,9 @@ def discharge_modes(q: DuckDBChecks) -> tuple[Counts, pa.Table]:
         SELECT system, file, row, key, 'discharge_mode' AS field, value, NULL AS other_system,
                NULL AS other_value,
                CASE WHEN value = '6'
-                        THEN 'discharge mode 6 is outside the national value set (B34C); a template '
+                        THEN 'discharge mode 6 is outside the national value set; a template '
                              || 'writes ''other'' as 6 instead of 9'
-                    ELSE 'discharge mode outside the national value set (B34C: 1, 2, 3, 4, 5, 9)'
+                    ELSE 'discharge mode outside the national value set (1, 2, 3, 4, 5, 9)'
                END AS reason
         FROM {source} WHERE outcome = 'disagreeing'
         """,

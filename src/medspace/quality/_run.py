@@ -288,10 +288,10 @@ def timeliness(workspace: Path, kpis: KpiReconciliation) -> tuple[list[QualityCh
     reviewed = 0
     results = staging / "lab_result.parquet"
     if results.exists():
-        con.read_parquet(str(results)).create_view("lab_results")
+        con.read_parquet(str(results)).create_view("lab_result")
         row = con.execute(
             "SELECT count(reviewed_at - resulted_at) AS n, "
-            "median(epoch(reviewed_at) - epoch(resulted_at)) AS seconds FROM lab_results"
+            "median(epoch(reviewed_at) - epoch(resulted_at)) AS seconds FROM lab_result"
         ).fetchone()
         if row is not None and row[0]:
             reviewed, median = int(row[0]), round(float(row[1]) / 3600, 2)

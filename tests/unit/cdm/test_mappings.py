@@ -21,7 +21,7 @@ def test_every_diagnosis_code_of_every_edition_maps() -> None:
     catalogue = load_catalogue()
     diagnoses = load_mappings().diagnoses
     for d in (*catalogue.conditions, *catalogue.general_diagnoses):
-        for edition in ("clinical", "insurance", "legacy"):
+        for edition in ("clinical", "nhsa", "legacy"):
             code = getattr(d, edition)
             assert code in diagnoses, (d.key, edition, code)
             assert diagnoses[code].edition == edition
@@ -36,7 +36,7 @@ def test_every_diagnosis_code_of_every_edition_maps() -> None:
 def test_every_procedure_code_maps_to_its_icd9cm3_code() -> None:
     procedures = load_mappings().procedures
     for p in load_catalogue().procedures:
-        for edition in ("clinical", "insurance"):
+        for edition in ("clinical", "nhsa"):
             mapped = procedures[getattr(p, edition)]
             assert mapped.edition == edition
             # The common code is the edition code's first five characters, without a trailing placeholder x.
