@@ -214,7 +214,7 @@ CHECKS: tuple[_Check, ...] = (
     _Check(
         "encounter_cost",
         (("encounter", "total_cost"), ("charge", "amount")),
-        "visit cost: an encounter record's stated total (the front sheet's total cost) vs the visit's charges summed",
+        "visit cost: an encounter record's stated total (a front sheet's) vs the visit's charges summed",
         "Plausibility",
         "Atemporal",
         "accuracy",
