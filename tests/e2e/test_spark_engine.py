@@ -12,7 +12,7 @@ import pytest
 
 from medspace.cdm import build_cdm
 from medspace.link import link_workspace
-from medspace.sources import stage_site
+from medspace.sources import DEFAULT_SITE, stage_site
 from medspace.synth import HospitalConfig, generate_hospital
 
 pytest.importorskip("pyspark")
@@ -36,7 +36,7 @@ def _same(a: Path, b: Path) -> None:
 
 def test_spark_and_duckdb_build_the_same_link_and_cdm(tmp_path: Path) -> None:
     generate_hospital(HospitalConfig(patients=300, seed=8), tmp_path / "hospital")
-    stage_site(None, tmp_path / "hospital", tmp_path / "duck")
+    stage_site(DEFAULT_SITE, tmp_path / "hospital", tmp_path / "duck")
     shutil.copytree(tmp_path / "duck" / "staging", tmp_path / "spark" / "staging")
     for folder, engine in (("duck", "duckdb"), ("spark", "spark")):
         link_workspace(tmp_path / folder, engine)  # type: ignore[arg-type]

@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from medspace.core import InputError
 from medspace.sources._jsonpath import extract, parse_json_path
 from medspace.sources._model import HospitalModel, load_model
 from medspace.sources._site import Site, fields_read, load_site
@@ -132,6 +133,10 @@ def check_site(site: Site | str | Path, exports: Path, model: HospitalModel | No
         Per raw table the files and columns found, missing and unused; per canonical table the maps, the
         unmapped columns, whether it stays empty and what that disables.
 
+    Raises:
+        InputError: ``exports`` is not a folder.
+        SpecError: the site mapping is invalid.
+
     Example:
         >>> check = check_site("synthetic-hospital", Path("hospital"))  # doctest: +SKIP
         >>> check.ok, [t.table for t in check.model_tables if t.empty]  # doctest: +SKIP
@@ -140,12 +145,18 @@ def check_site(site: Site | str | Path, exports: Path, model: HospitalModel | No
     site = site if isinstance(site, Site) else load_site(site)
     model = model or load_model()
     exports = Path(exports)
+    if not exports.is_dir():
+        raise InputError(
+            "the export folder does not exist or is not a folder; pass the folder holding the exports",
+            file=str(exports),
+            rule="missing_folder",
+        )
     read_fields = fields_read(site)
     raw_tables = []
     for system, table in site.raw_tables():
         reference = f"{system}.{table.name}"
         used = read_fields.get(reference, set())
-        paths = sorted(p for p in exports.glob(table.files) if p.is_file()) if exports.is_dir() else []
+        paths = table.export_files(exports)
         found = [_check_file(p, p.relative_to(exports).as_posix(), table) for p in paths]
         mapped = any(m.source == reference or reference in {lk.table for lk in m.lookups} for m in site.maps)
         raw_tables.append(
@@ -178,8 +189,13 @@ def check_site(site: Site | str | Path, exports: Path, model: HospitalModel | No
 
 def _check_file(path: Path, relative: str, table: TableSpec) -> ColumnCheck:
     sources = list(dict.fromkeys(s for c in table.columns for s in c.sources))
-    if isinstance(table.format, NdjsonFormat):
-        return _check_ndjson(path, relative, sources)
+    try:
+        if isinstance(table.format, NdjsonFormat):
+            return _check_ndjson(path, relative, sources)
+    except OSError as exc:
+        return ColumnCheck(
+            file=relative, present=[], missing=[], unused=[], problem=f"unreadable: {exc.strerror}"
+        )
     try:
         header = (
             _csv_header(path, table.format)
@@ -188,6 +204,10 @@ def _check_file(path: Path, relative: str, table: TableSpec) -> ColumnCheck:
         )
     except ValueError as exc:
         return ColumnCheck(file=relative, present=[], missing=[], unused=[], problem=str(exc))
+    except OSError as exc:
+        return ColumnCheck(
+            file=relative, present=[], missing=[], unused=[], problem=f"unreadable: {exc.strerror}"
+        )
     return ColumnCheck(
         file=relative,
         present=[s for s in sources if s in header],

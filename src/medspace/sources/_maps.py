@@ -10,6 +10,11 @@ the column's values). Rows breaking one are quarantined with the canonical colum
 are written. A (system, record_key) that repeats in a canonical table keeps its first row (map order, then
 file and row) and quarantines the others as ``duplicate_record_key``.
 
+Memory stays flat as a site grows: results stream from DuckDB in batches (its sort spills to the scratch
+folder beyond `ENGINE_MEMORY`), a map's written rows move to a Parquet part file once they pass
+`_SPILL_BYTES`, and a canonical table is assembled from its parts, the repeated keys found by an
+aggregation, so no table is ever sorted or held twice.
+
 The SQL text holds only names the site mapping's load-time checks admitted (snake_case fields, aliases and
 model columns) and the mapping's own expressions, parsed and re-printed by sqlglot; no value from the data
 and no path is ever interpolated, and the connection has external access switched off, so an expression
@@ -22,14 +27,17 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from medspace.core import InputError
 from medspace.sources._model import HospitalModel, ModelTable
@@ -49,6 +57,20 @@ QUARANTINE = pa.schema(
         pa.field("key", pa.string()),
     ]
 )
+
+_BATCH_ROWS = 1 << 17
+#: Rows per row group of a canonical table's Parquet file.
+_ROW_GROUP = 1 << 20
+#: A map's written rows beyond this size move from memory to a Parquet file in the scratch folder.
+_SPILL_BYTES = 256 << 20
+#: DuckDB's memory while maps run; beyond it, its sorts spill to the scratch folder.
+ENGINE_MEMORY = "1GB"
+#: Columns of a map's part file beyond the canonical ones: the map, the row's order within it, its raw key.
+_PART_COLUMNS = [
+    pa.field("_map", pa.int64()),
+    pa.field("_key", pa.string()),
+    pa.field("_seq", pa.int64()),
+]
 
 _DUCKDB_TYPES = {
     "string": "VARCHAR",
@@ -94,9 +116,8 @@ class Quarantine:
 
 @dataclass
 class MapOutcome:
-    """The canonical tables (every model table, in model order) and the per-map and per-table counts."""
+    """The per-map and per-canonical-table counts (the tables themselves are handed to ``write``)."""
 
-    tables: dict[str, pa.Table]
     maps: list[MapReport]
     canonical: list[CanonicalReport]
 
@@ -148,10 +169,20 @@ def map_sql(mapping: MapSpec, table: ModelTable, views: dict[str, str]) -> str:
             checks.append(f"""WHEN "{name}" NOT IN ({values}) THEN 'bad_value:{name}'""")
     failure = f"CASE {' '.join(checks)} END" if checks else "NULL"
     raw_columns = ", ".join(f'"m__{name}"' for name in mapping.columns)
+    typed = ", ".join(f'"{name}"' for name in mapping.columns)
+    # DuckDB keeps the row order of one table through SELECT, WHERE and UNION ALL (its documented order
+    # preservation), so a map without lookups comes out in file and row order, slot by slot, without a
+    # sort; a JOIN does not keep it, so a map with lookups is sorted (the sort spills beyond its memory).
+    order = " ORDER BY _source_file, _source_row, _slot" if mapping.lookups else ""
+    # The mapped values before the cast are kept, as one JSON text, only for quarantined rows (their
+    # quarantine entry): one mostly-null column rather than one per mapped column through the sort.
+    packed = ", ".join(f'"{name}" := "m__{name}"' for name in mapping.columns)
+    kept_raw = f"CASE WHEN _failure IS NOT NULL THEN to_json(struct_pack({packed}))::VARCHAR END AS _mapped"
     return (
-        f"SELECT *, {failure} AS _failure FROM ("
+        f"SELECT _slot, _source_file, _source_row, _key, _empty, _excluded, {typed}, _failure, {kept_raw} "
+        f"FROM (SELECT *, {failure} AS _failure FROM ("
         f"SELECT _slot, _source_file, _source_row, _key, _empty, _excluded, {raw_columns}, {casts} "
-        f"FROM ({union})) ORDER BY _source_file, _source_row, _slot"
+        f"FROM ({union}))){order}"
     )
 
 
@@ -165,63 +196,63 @@ _MESSAGES = {
 def run_maps(
     site: Site,
     model: HospitalModel,
-    raw: dict[str, pa.Table],
+    raw: dict[str, tuple[Path, int]],
     quarantine: Quarantine,
+    out: Path,
+    scratch: Path,
     on_map: Callable[[int], None] | None = None,
 ) -> MapOutcome:
-    """Evaluate every map of ``site`` over the phase-1 tables ``raw`` (keyed ``system.table``).
+    """Evaluate every map of ``site`` over the phase-1 tables ``raw`` (``system.table`` -> Parquet file and
+    row count) and write every canonical table of the model to ``out/<table>.parquet``.
 
-    ``raw`` is emptied as tables stop being needed, so memory holds only the tables later maps read.
+    Memory stays flat as the site grows: DuckDB streams each map's rows batch by batch (its sort spills to
+    ``scratch`` beyond `ENGINE_MEMORY`), each batch goes to a Parquet part file in ``scratch``, and a
+    canonical table is assembled from its parts once its last map has run, dropping the repeated
+    (system, record_key) rows an aggregation found.
 
     Raises:
         InputError: a map's expression fails in the engine (for example a CAST of text that is not a
             number; use TRY_CAST).
     """
-    last_use: dict[str, int] = {}
+    last_map: dict[str, int] = {name: -1 for name in model.tables}
     for index, mapping in enumerate(site.maps):
-        for name in [mapping.source, *(lookup.table for lookup in mapping.lookups)]:
-            last_use[name] = index
-    con = duckdb.connect()
+        last_map[mapping.to] = index
+    spill = scratch / "spill"
+    spill.mkdir(exist_ok=True)
+    # Settings as a config mapping, not SQL text: the workspace path may hold any character.
+    con = duckdb.connect(config={"temp_directory": str(spill), "memory_limit": ENGINE_MEMORY})
+    con.execute("SET enable_progress_bar = false")
     views: dict[str, str] = {}
-    for i, name in enumerate(raw):
+    for i, (name, (path, _)) in enumerate(raw.items()):
         views[name] = f"raw_{i}"
-        con.register(views[name], raw[name])
+        # An Arrow dataset is scanned by Arrow, so DuckDB's own file access can be switched off below.
+        con.register(views[name], ds.dataset(path, format="parquet"))
     con.execute("SET enable_external_access = false")
-    parts: dict[str, list[pa.Table]] = {name: [] for name in model.tables}
+    parts: dict[str, list[_Part]] = {name: [] for name in model.tables}
     reports: list[dict[str, Any]] = []
+    rows: dict[str, int] = {}
     try:
         for index, mapping in enumerate(site.maps):
             table = model.tables[mapping.to]
-            rows = raw[mapping.source].num_rows
-            try:
-                result = con.sql(map_sql(mapping, table, views)).to_arrow_table()
-            except duckdb.Error as exc:
-                # DuckDB's message may quote a value from the data; name the map and the error kind only.
-                raise InputError(
-                    f"map {index} ({mapping.source} -> {mapping.to}) failed in the engine "
-                    f"({type(exc).__name__}); check its expressions (TRY_CAST instead of CAST for text that "
-                    "may not convert)",
-                    rule="map_error",
-                ) from None
-            written, report = _split(site, mapping, index, table, result, quarantine)
-            parts[mapping.to].append(written)
-            reports.append({**report, "rows": rows})
-            for name in [mapping.source, *(lookup.table for lookup in mapping.lookups)]:
-                if last_use.get(name) == index and name in raw:
-                    con.unregister(views[name])
-                    del raw[name]
+            part = _Part(index, scratch / f"map_{index}.parquet", _part_schema(table))
+            report = _run_map(con, mapping, index, table, views, part, quarantine)
+            parts[mapping.to].append(part)
+            reports.append({**report, "rows": raw[mapping.source][1]})
+            if last_map[mapping.to] == index:
+                rows[mapping.to] = _assemble(
+                    con, mapping.to, table.arrow_schema(), parts.pop(mapping.to), reports, quarantine, out
+                )
             if on_map is not None:
                 on_map(index)
     finally:
         con.close()
-    tables: dict[str, pa.Table] = {}
     canonical: list[CanonicalReport] = []
     for name, table in model.tables.items():
-        full = _deduplicate(name, parts[name], reports, quarantine, table.arrow_schema())
-        tables[name] = full
+        if name not in rows:
+            pq.write_table(table.arrow_schema().empty_table(), out / f"{name}.parquet", compression="zstd")
         feeding = [i for i, m in enumerate(site.maps) if m.to == name]
         canonical.append(
-            CanonicalReport(table=name, path=f"staging/{name}.parquet", rows=full.num_rows, maps=feeding)
+            CanonicalReport(table=name, path=f"staging/{name}.parquet", rows=rows.get(name, 0), maps=feeding)
         )
     maps = [
         MapReport(
@@ -239,11 +270,181 @@ def run_maps(
         )
         for i, (m, r) in enumerate(zip(site.maps, reports, strict=True))
     ]
-    return MapOutcome(tables, maps, canonical)
+    return MapOutcome(maps, canonical)
+
+
+class _Part:
+    """One map's written rows: kept in memory while small, moved to a Parquet file in the scratch folder
+    once they pass `_SPILL_BYTES` (a hospital's lab results would not fit twice in memory)."""
+
+    def __init__(self, index: int, path: Path, schema: pa.Schema) -> None:
+        self.index = index
+        self.path = path
+        self.schema = schema
+        self.tables: list[pa.Table] = []
+        self.bytes = 0
+        self.writer: pq.ParquetWriter | None = None
+
+    def write(self, table: pa.Table) -> None:
+        if self.writer is not None:
+            self.writer.write_table(table)
+            return
+        self.tables.append(table)
+        self.bytes += table.nbytes
+        if self.bytes > _SPILL_BYTES:
+            self.writer = pq.ParquetWriter(self.path, self.schema, compression="lz4")
+            for kept in self.tables:
+                self.writer.write_table(kept)
+            self.tables = []
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+    def source(self) -> pa.Table | ds.Dataset:
+        """What DuckDB scans."""
+        if self.writer is not None:
+            return ds.dataset(self.path, format="parquet")
+        return pa.concat_tables(self.tables) if self.tables else self.schema.empty_table()
+
+    def batches(self) -> Iterator[pa.Table]:
+        if self.writer is not None:
+            for batch in pq.ParquetFile(self.path).iter_batches(batch_size=_BATCH_ROWS):
+                yield pa.Table.from_batches([batch])
+            self.path.unlink()
+        else:
+            yield from self.tables
+        self.tables = []
+
+
+def _run_map(
+    con: duckdb.DuckDBPyConnection,
+    mapping: MapSpec,
+    index: int,
+    table: ModelTable,
+    views: dict[str, str],
+    part: _Part,
+    quarantine: Quarantine,
+) -> dict[str, Any]:
+    """One map, batch by batch into ``part`` (canonical columns plus `_PART_COLUMNS`)."""
+    report: dict[str, Any] = {"written": 0, "quarantined": 0, "excluded": 0, "empty_slots": 0}
+    report["rules"] = Counter()
+    try:
+        for batch in con.sql(map_sql(mapping, table, views)).to_arrow_reader(_BATCH_ROWS):
+            written, counts = _split(mapping, index, table, pa.Table.from_batches([batch]), quarantine)
+            seq = np.arange(report["written"], report["written"] + written.num_rows, dtype=np.int64)
+            part.write(written.append_column("_seq", pa.array(seq)))
+            for name, value in counts.items():
+                report[name] += value
+    except duckdb.Error as exc:
+        # DuckDB's message may quote a value from the data; name the map and the error kind only.
+        raise InputError(
+            f"map {index} ({mapping.source} -> {mapping.to}) failed in the engine "
+            f"({type(exc).__name__}); check its expressions (TRY_CAST instead of CAST for text that "
+            "may not convert)",
+            rule="map_error",
+        ) from None
+    finally:
+        part.close()
+    return report
+
+
+def _part_schema(table: ModelTable) -> pa.Schema:
+    return pa.schema([*table.arrow_schema(), *_PART_COLUMNS])
+
+
+def _assemble(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    schema: pa.Schema,
+    parts: list[_Part],
+    reports: list[dict[str, Any]],
+    quarantine: Quarantine,
+    out: Path,
+) -> int:
+    """Write canonical table ``name`` from its maps' part files (in map order); a (system, record_key) that
+    repeats keeps its first row (map, then file and row) and quarantines the others. Returns the rows."""
+    for i, part in enumerate(parts):
+        con.register(f"part_{i}", part.source())
+    union = " UNION ALL ".join(f"SELECT * FROM part_{i}" for i in range(len(parts)))
+    # Only the repeated keys come back to Python, with where each row came from: few, and they name the rows
+    # to drop, so the table itself streams from its parts without a sort.
+    repeated = con.sql(
+        f"WITH parts AS ({union}) SELECT p.* FROM parts AS p JOIN "
+        "(SELECT system, record_key FROM parts GROUP BY ALL HAVING count(*) > 1) "
+        "USING (system, record_key) ORDER BY p.system, p.record_key, p._map, p._seq"
+    ).to_arrow_table()
+    for i in range(len(parts)):
+        con.unregister(f"part_{i}")
+    dropped: dict[int, set[int]] = {}
+    first: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in repeated.to_pylist():
+        key = (row["system"], row["record_key"])
+        if key not in first:
+            first[key] = row
+            continue
+        origin = first[key]
+        error = InputError(
+            f"{name}.record_key repeats row {origin['_source_row']} of {origin['_source_file']} "
+            f"(map {origin['_map']}) in system {row['system']}; the first is kept",
+            file=row["_source_file"],
+            row=row["_source_row"],
+            field="record_key",
+            rule="duplicate_record_key",
+        )
+        dropped.setdefault(row["_map"], set()).add(row["_seq"])
+        values = {k: v for k, v in row.items() if not k.startswith("_") and k != "system"}
+        raw = json.dumps(values, ensure_ascii=False, default=str)
+        quarantine.add(row["system"], name, error, raw, row["_key"])
+        report = reports[row["_map"]]
+        report["written"] -= 1
+        report["quarantined"] += 1
+        report["rules"]["duplicate_record_key"] += 1
+    written = 0
+    with _RowGroupWriter(out / f"{name}.parquet", schema) as writer:
+        for part in parts:
+            drop = dropped.get(part.index, set())
+            for chunk in part.batches():
+                if drop:
+                    keep = ~np.isin(chunk.column("_seq").to_numpy(), np.fromiter(drop, dtype=np.int64))
+                    chunk = chunk.filter(pa.array(keep))
+                writer.write(chunk.drop_columns([c.name for c in _PART_COLUMNS]))
+                written += chunk.num_rows
+    return written
+
+
+class _RowGroupWriter:
+    """A Parquet writer that cuts row groups at fixed row counts, whatever batches it is given, so the same
+    rows always give the same bytes."""
+
+    def __init__(self, path: Path, schema: pa.Schema) -> None:
+        self.writer = pq.ParquetWriter(path, schema, compression="zstd", write_statistics=True)
+        self.buffer: list[pa.Table] = []
+        self.buffered = 0
+
+    def write(self, table: pa.Table) -> None:
+        self.buffer.append(table)
+        self.buffered += table.num_rows
+        while self.buffered >= _ROW_GROUP:
+            self._flush(_ROW_GROUP)
+
+    def _flush(self, rows: int) -> None:
+        table = pa.concat_tables(self.buffer)
+        self.writer.write_table(table.slice(0, rows), row_group_size=rows)
+        rest = table.slice(rows)
+        self.buffer, self.buffered = [rest], rest.num_rows
+
+    def __enter__(self) -> _RowGroupWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.buffered:
+            self._flush(self.buffered)
+        self.writer.close()
 
 
 def _split(
-    site: Site, mapping: MapSpec, index: int, table: ModelTable, result: pa.Table, quarantine: Quarantine
+    mapping: MapSpec, index: int, table: ModelTable, result: pa.Table, quarantine: Quarantine
 ) -> tuple[pa.Table, dict[str, Any]]:
     """Count and separate one map's output: written rows (model schema + lineage), quarantined ones."""
     empty = pc.fill_null(result.column("_empty"), False)
@@ -256,9 +457,8 @@ def _split(
     quarantined = int(pc.sum(bad).as_py() or 0)
     if quarantined:
         rejected = result.filter(bad)
-        raw_names = [f"m__{name}" for name in mapping.columns]
         for row in rejected.select(
-            ["_source_file", "_source_row", "_key", "_failure", *raw_names]
+            ["_source_file", "_source_row", "_key", "_failure", "_mapped"]
         ).to_pylist():
             rule, column = str(row["_failure"]).split(":", 1)
             spec = table.columns[column]
@@ -270,14 +470,7 @@ def _split(
                 field=column,
                 rule=rule,
             )
-            mapped = {name: row[f"m__{name}"] for name in mapping.columns}
-            quarantine.add(
-                mapping.system,
-                mapping.to,
-                error,
-                json.dumps(mapped, ensure_ascii=False, default=str),
-                row["_key"],
-            )
+            quarantine.add(mapping.system, mapping.to, error, row["_mapped"], row["_key"])
             rules[rule] += 1
     kept = result.filter(good)
     n = kept.num_rows
@@ -307,49 +500,3 @@ def _split(
         "rules": rules,
     }
     return written, counts
-
-
-def _deduplicate(
-    name: str, parts: list[pa.Table], reports: list[dict[str, Any]], quarantine: Quarantine, schema: pa.Schema
-) -> pa.Table:
-    """One canonical table from its maps' rows; a repeated (system, record_key) keeps the first."""
-    if not parts:
-        return schema.empty_table()
-    table = pa.concat_tables(parts).combine_chunks()
-    n = table.num_rows
-    if n:
-        keys = table.select(["system", "record_key"]).append_column(
-            "_i", pa.array(np.arange(n, dtype=np.int64))
-        )
-        firsts = keys.group_by(["system", "record_key"], use_threads=False).aggregate([("_i", "min")])
-        if firsts.num_rows < n:
-            keep = np.zeros(n, dtype=bool)
-            keep[firsts.column("_i_min").to_numpy()] = True
-            pairs = keys.filter(pa.array(~keep)).join(firsts, keys=["system", "record_key"]).sort_by("_i")
-            for i, first in zip(
-                pairs.column("_i").to_pylist(), pairs.column("_i_min").to_pylist(), strict=True
-            ):
-                row = table.slice(i, 1).to_pylist()[0]
-                origin = table.slice(first, 1).select(["_source_file", "_source_row", "_map"]).to_pylist()[0]
-                error = InputError(
-                    f"{name}.record_key repeats row {origin['_source_row']} of {origin['_source_file']} "
-                    f"(map {origin['_map']}) in system {row['system']}; the first is kept",
-                    file=row["_source_file"],
-                    row=row["_source_row"],
-                    field="record_key",
-                    rule="duplicate_record_key",
-                )
-                values = {k: v for k, v in row.items() if not k.startswith("_") and k != "system"}
-                quarantine.add(
-                    row["system"],
-                    name,
-                    error,
-                    json.dumps(values, ensure_ascii=False, default=str),
-                    row["_key"],
-                )
-                report = reports[row["_map"]]
-                report["written"] -= 1
-                report["quarantined"] += 1
-                report["rules"]["duplicate_record_key"] += 1
-            table = table.filter(pa.array(keep))
-    return table.drop_columns(["_map", "_key"])

@@ -113,7 +113,7 @@ def load_model() -> HospitalModel:
         (1, ['record_key', 'patient_key', 'name'])
     """
     text = resources.files("medspace.sources").joinpath("data", "model", _MODEL_FILE).read_text("utf-8")
-    data: Any = yaml.safe_load(text)
+    data: Any = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     try:
         return HospitalModel.model_validate(data)
     except ValidationError as exc:  # pragma: no cover - the shipped model is checked by the tests

@@ -206,6 +206,12 @@ class TableSpec(_Model):
                     parse_json_path(path)  # raises ValueError with the position of the mistake
         return self
 
+    def export_files(self, exports: Path) -> list[Path]:
+        """The files of the export folder ``exports`` that ``files`` matches, sorted. Symbolic links are
+        listed too, so that reading refuses one leading outside the folder by name instead of skipping it.
+        """
+        return sorted(p for p in Path(exports).glob(self.files) if p.is_symlink() or p.is_file())
+
     def column(self, name: str) -> ColumnSpec:
         """The field named ``name``."""
         for column in self.columns:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -55,6 +56,8 @@ RAW_LINEAGE = pa.schema(
         pa.field("_key", pa.string()),
     ]
 )
+#: The temporary folder (inside the new staging folder, removed before it is swapped in) holding phase 1.
+PHASE1_FOLDER = "_phase1"
 #: How the fields of a composite key are joined in the quarantine's ``key`` column.
 KEY_SEPARATOR = "-"
 
@@ -89,7 +92,9 @@ class RawStaged:
 
     system: str
     spec: TableSpec
-    data: pa.Table
+    #: The typed rows, written to a Parquet file beside the output so memory holds one table at a time.
+    path: Path
+    rows: int
     results: list[_FileResult]
     quarantine: Quarantine
 
@@ -147,7 +152,9 @@ def stage_site(
         # depend on which table finished first.
         with ThreadPoolExecutor(max_workers=workers) as pool:
             order = sorted(range(len(jobs)), key=lambda i: -_export_bytes(exports, jobs[i][1]))
-            futures = {i: pool.submit(_stage_raw_table, exports, *jobs[i]) for i in order}
+            phase1 = tmp / PHASE1_FOLDER
+            phase1.mkdir()
+            futures = {i: pool.submit(_stage_raw_table, exports, *jobs[i], phase1) for i in order}
             raw: list[RawStaged] = []
             for i in range(len(jobs)):
                 raw.append(futures[i].result())
@@ -162,11 +169,9 @@ def stage_site(
             if progress is not None:
                 progress(done, total)
 
-        frames = {f"{r.system}.{r.spec.name}": r.data for r in raw}
-        del raw  # run_maps frees each phase-1 table once no later map reads it
-        outcome = run_maps(site, model, frames, quarantine, mapped)
-        for name, table in outcome.tables.items():
-            pq.write_table(table, tmp / f"{name}.parquet", compression="zstd", write_statistics=True)
+        sources = {f"{r.system}.{r.spec.name}": (r.path, r.rows) for r in raw}
+        outcome = run_maps(site, model, sources, quarantine, tmp, phase1, mapped)
+        shutil.rmtree(phase1)
         pq.write_table(quarantine.to_table(), tmp / "quarantine.parquet", compression="zstd")
         rules: Counter[str] = Counter()
         for f in files:
@@ -232,12 +237,12 @@ def _phase1_report(
 
 
 def _export_bytes(exports: Path, table: TableSpec) -> int:
-    return sum(p.stat().st_size for p in exports.glob(table.files) if p.is_file())
+    return sum(p.stat().st_size for p in table.export_files(exports) if p.is_file())
 
 
-def _stage_raw_table(exports: Path, system: str, table: TableSpec) -> RawStaged:
+def _stage_raw_table(exports: Path, system: str, table: TableSpec, folder: Path) -> RawStaged:
     quarantine = Quarantine()
-    paths = sorted(p for p in exports.glob(table.files) if p.is_file())
+    paths = table.export_files(exports)
     results: list[_FileResult] = []
     problems: list[Problem] = []
     if not paths:
@@ -265,7 +270,9 @@ def _stage_raw_table(exports: Path, system: str, table: TableSpec) -> RawStaged:
     else:
         # A table without files still reports its problem, on a pseudo file entry of zero rows.
         results.append(_FileResult(relative=table.files, raw=None, problems=problems))
-    return RawStaged(system, table, staged, results, quarantine)
+    path = folder / f"{system}.{table.name}.parquet"
+    pq.write_table(staged, path, compression="lz4")
+    return RawStaged(system, table, path, staged.num_rows, results, quarantine)
 
 
 def _failed_file(

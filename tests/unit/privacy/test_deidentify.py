@@ -32,7 +32,7 @@ from medspace.privacy import (
     deidentify_workspace,
     load_profile,
 )
-from medspace.sources import stage_exports
+from medspace.sources import DEFAULT_SITE, stage_site
 from medspace.synth import HospitalConfig, generate_hospital
 
 KEY = ProductKey.from_hex("5a" * 32)
@@ -42,7 +42,7 @@ KEY = ProductKey.from_hex("5a" * 32)
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ws = tmp_path_factory.mktemp("deid-ws")
     generate_hospital(HospitalConfig(patients=600, seed=11, chunk_patients=600), ws / "hospital")
-    stage_exports(ws / "hospital", ws)
+    stage_site(DEFAULT_SITE, ws / "hospital", ws)
     link_workspace(ws)
     build_cdm(ws)
     return ws

@@ -44,7 +44,9 @@ def test_a_missing_column_and_a_missing_file_are_named(exports: Path) -> None:
     text[0] = text[0].replace('"XB"', '"SEX"')
     path.write_text("".join(text), encoding="utf-8")
     shutil.rmtree(exports / "surgery")
+    (exports / "ris" / "exams.csv").write_bytes(b"")
     check = check_site("synthetic-hospital", exports)
+    assert "ris/exams.csv: the file is empty or has no header line" in check.errors
     assert not check.ok
     assert "his/patients.csv: missing column(s) XB" in check.errors
     assert any("surgery.operations: no file matches" in e for e in check.errors)
@@ -97,3 +99,10 @@ def test_ingest_exits_non_zero_when_a_whole_file_is_unreadable(exports: Path, tm
     result = runner.invoke(app, ["ingest", str(exports), "--workspace", str(tmp_path / "ws")])
     assert result.exit_code == 1
     assert "ris/exams.csv" in result.output and "unreadable_file" in result.output
+
+
+def test_site_check_refuses_a_missing_folder_and_an_unknown_site(tmp_path: Path) -> None:
+    nowhere = runner.invoke(app, ["site", "check", "synthetic-hospital", str(tmp_path / "nowhere")])
+    assert nowhere.exit_code == 1 and "export folder" in nowhere.output
+    unknown = runner.invoke(app, ["site", "check", "no-such-site", str(tmp_path)])
+    assert unknown.exit_code == 1 and "no shipped site" in unknown.output

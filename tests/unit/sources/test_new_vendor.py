@@ -5,6 +5,7 @@ every row accounted for."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -22,7 +23,8 @@ def toy(tmp_path_factory: pytest.TempPathFactory) -> tuple[StagingReport, Path]:
 
 
 def table(staging: Path, name: str) -> list[dict[str, object]]:
-    return pq.read_table(staging / f"{name}.parquet").to_pylist()
+    rows: list[dict[str, object]] = pq.read_table(staging / f"{name}.parquet").to_pylist()
+    return rows
 
 
 def test_the_toy_vendor_stages_its_rows(toy: tuple[StagingReport, Path]) -> None:
@@ -70,6 +72,8 @@ def test_every_toy_row_is_accounted_for(toy: tuple[StagingReport, Path]) -> None
         system, name = reference.split(".")
         t = report.table(system, name)
         assert t.rows_read == rows and t.staged + t.quarantined == rows, reference
+    [mapped] = [json.loads(q["raw"]) for q in quarantine if q["table"] == "encounter"]
+    assert mapped["encounter_type"] == "Q" and mapped["record_key"] == "V4"  # the mapped row, for the team
     [visits] = [m for m in report.maps if m.source == "clinic.visits"]
     assert (visits.rows, visits.written, visits.quarantined, visits.excluded) == (4, 2, 1, 1)
     assert visits.excluded_because and "test visits" in visits.excluded_because
@@ -91,3 +95,38 @@ def test_the_toy_site_checks_against_its_files() -> None:
         "diagnosis",
         "lab_result",
     }
+
+
+def test_a_record_key_two_maps_give_keeps_the_first(tmp_path: Path) -> None:
+    text = (TOY / "site.yaml").read_text(encoding="utf-8")
+    twice = "  - to: patient\n    from: clinic.patients\n    columns: {record_key: pid, patient_key: name}\n"
+    site = tmp_path / "twice.yaml"
+    site.write_text(text + twice, encoding="utf-8")
+    report = stage_site(site, TOY / "exports", tmp_path / "ws")
+    first, second = (m for m in report.maps if m.to == "patient")
+    assert (first.written, second.written, second.quarantined) == (2, 0, 2)
+    assert second.rules == {"duplicate_record_key": 2}
+    assert second.rows == second.written + second.quarantined + second.excluded + second.empty_slots
+    quarantine = pq.read_table(tmp_path / "ws" / "staging" / "quarantine.parquet").to_pylist()
+    repeats = [q for q in quarantine if q["rule"] == "duplicate_record_key"]
+    assert [(q["table"], q["row"], q["key"], q["field"]) for q in repeats] == [
+        ("patient", 1, "1", "record_key"),
+        ("patient", 3, "3", "record_key"),
+    ]
+    assert "row 1 of clinic/patients.csv (map 0)" in repeats[0]["reason"]
+    assert [p["patient_key"] for p in table(tmp_path / "ws" / "staging", "patient")] == ["1", "3"]
+
+
+def test_maps_spilled_to_disk_give_the_same_bytes(
+    toy: tuple[StagingReport, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import medspace.sources._maps as maps
+
+    monkeypatch.setattr(maps, "_SPILL_BYTES", 0)  # every map's rows go through a Parquet part file
+    ws = tmp_path / "spilled 'quoted\" workspace"  # a path no SQL text may hold
+    spilled = stage_site(TOY / "site.yaml", TOY / "exports", ws)
+    _, staging = toy
+    assert spilled.model_dump(exclude={"staging"}) == toy[0].model_dump(exclude={"staging"})
+    for path in sorted(staging.iterdir()):
+        assert (ws / "staging" / path.name).read_bytes() == path.read_bytes(), path.name
+    assert not (ws / "staging" / "_phase1").exists()
