@@ -6,11 +6,11 @@ A row finds its visit by the first reference it carries, in this order:
    imaging exam by accession number, a dispensing its medication order): it inherits the parent's person,
    visit and status. A parent missing from every export makes the row an orphan of that export; when one of
    the paths below still finds its visit, it is *recovered*;
-2. its visit serial (就诊流水号), checked against the row's event time (the table's ``event_time`` in the
+2. its visit serial, checked against the row's event time (the table's ``event_time`` in the
    model) and against the kind of visit the row says it was made in (``encounter_type``). When the visit does
    not cover the event (a request filed against the patient's other visit), the row is *relinked* to the
    person's visit at that time, and the change is explained;
-3. its inpatient number and admission count (住院号, 住院次数), or, without a count, its inpatient number
+3. its inpatient number and admission count, or, without a count, its inpatient number
    and event time (a settlement list);
 4. its patient alone (a lab result taken outside any visit): linked to the person with no visit.
 
@@ -64,6 +64,30 @@ PARENTS: dict[str, tuple[ParentReference, ...]] = {
         ParentReference("order_key", "medication_order", "record_key", "medication order", True),
     ),
 }
+
+
+# Columns a parent reference may use, carried by every table's rows (null where the table has none).
+REFERENCE_COLUMNS = sorted({r.column for refs in PARENTS.values() for r in refs})
+
+# The shape every table's prepared rows share, so several tables can go through one query per step.
+UNIFORM_COLUMNS = (
+    "_table",
+    "system",
+    "record_key",
+    "_source_file",
+    "_source_row",
+    "_ek",
+    "_rid",
+    "_pkey",
+    "_at",
+    "_hint",
+    "_serial",
+    "_ino",
+    "_count",
+    "_stay",
+    "_has_enc",
+    "row_person",
+)
 
 
 def event_order(tables: tuple[str, ...]) -> list[str]:
@@ -123,14 +147,28 @@ class EventLinker:
         self.done: dict[str, Any] = {}
 
     def all_events(self) -> Any:
+        tables = [t for t in event_order(self.st.tables) if self.st.rows(t)]  # empty tables add nothing
         parts = []
-        for table in event_order(self.st.tables):
-            if not self.st.rows(table):
-                continue  # a table the site does not fill contributes nothing
-            events = materialise(self.con, self.table_events(table), f"link_events_{table}")
-            self.done[table] = events
+        for table in ("patient", "encounter"):
+            if table in tables:
+                parts.append(self._done(table, self.table_events(table)))
+        # Tables without parents go through the steps together (one query per step, not one per table);
+        # children follow, each after its parents.
+        plain = [t for t in tables if t not in PARENTS and t not in ("patient", "encounter")]
+        if plain:
+            rows = ibis.union(*(self._uniform(t) for t in plain), distinct=False)
+            events = materialise(self.con, self._linked(rows, plain, "rows"), "link_events_rows")
+            for table in plain:
+                self.done[table] = events.filter(events.table == table)
             parts.append(events)
+        for table in tables:
+            if table in PARENTS:
+                parts.append(self._done(table, self._linked(self._uniform(table), [table], table)))
         return ibis.union(*parts, distinct=False)
+
+    def _done(self, table: str, events: Any) -> Any:
+        self.done[table] = materialise(self.con, events, f"link_events_{table}")
+        return self.done[table]
 
     def _prepared(self, table: str) -> Any:
         st = self.st
@@ -142,7 +180,17 @@ class EventLinker:
 
         at = st.event_times.get(table)
         t = t.mutate(
-            _ek=t.system + "|" + t.record_key,
+            _table=ibis.literal(table),
+            # the row itself: record_key is unique per system and table, lineage guards against a repeat;
+            # rows of several tables share the steps, and one raw row may feed several tables
+            _ek=ibis.literal(table + "|")
+            + t.system
+            + "|"
+            + t.record_key
+            + "|"
+            + t._source_file
+            + "|"
+            + t._source_row.cast("string"),
             _rid=record_id(t.system, col("patient_key")),
             _pkey=col("patient_key"),
             _at=col(at, "timestamp") if at else ibis.null("timestamp"),
@@ -152,37 +200,74 @@ class EventLinker:
             _count=col("admission_count", "int64"),
             _stay=stay_label(col("inpatient_no"), col("admission_count", "int64"), st.per_admission),
             _has_enc=t.system.isin(sorted(self.index.systems)) if self.index.systems else ibis.literal(False),
+            **{f"_ref_{name}": col(name) for name in REFERENCE_COLUMNS},
         )
         return t.left_join(self.who, "_rid")
 
+    def _uniform(self, table: str) -> Any:
+        """A table's prepared rows in the shape every table shares (so several go through one query)."""
+        t = self._prepared(table)
+        return t.select(*UNIFORM_COLUMNS, *(f"_ref_{name}" for name in REFERENCE_COLUMNS))
+
     def table_events(self, table: str) -> Any:
+        """The events of the patient or encounter table (the records persons and visits are made of)."""
         t = self._prepared(table)
         if table == "patient":
             return self._rows(
                 t,
-                table,
                 t.row_person,
                 ibis.null("string"),
                 ibis.literal("linked"),
                 ibis.literal(False),
                 ibis.literal("a patient record of its system"),
             )
-        if table == "encounter":
-            return self._encounter_events(t)
-        # Each step is computed once: chained as one expression, the SQL of the later steps repeats the
-        # earlier ones' expressions and compiling it alone takes longer than running it.
-        t = self._step(self._parent(t, table), table, "parent")
-        t = self._step(self._by_serial(t), table, "serial")
-        t = self._step(self._relink(t), table, "relink")
-        t = self._step(self._by_inpatient_no_and_time(self._by_stay(t)), table, "stay")
-        return self._outcome(t, table)
+        return self._encounter_events(t)
+
+    def _linked(self, t: Any, tables: list[str], name: str) -> Any:
+        """Rows of the given tables (uniform shape) through the paths to their visit.
+
+        Each step is computed once: chained as one expression, the SQL of the later steps repeats the earlier
+        ones' expressions and compiling it alone takes longer than running it. A path whose reference none
+        of the tables fills is skipped (its columns stay null): a site's lab results without visit serials
+        do not pay for serial lookups.
+        """
+        table = tables[0] if len(tables) == 1 else None
+        refs = self._parent_references(table) if table is not None else []
+        t = self._parent(t, refs)
+        t = self._step(t, name, "parent") if refs else t
+        if any(self.st.filled(x, "visit_serial") for x in tables):
+            t = self._step(self._by_serial(t), name, "serial")
+            t = self._step(self._relink(t), name, "relink")
+        else:
+            t = t.mutate(
+                s_visit=ibis.null("string"),
+                s_consistent=ibis.literal(False),
+                s_present=ibis.literal(False),
+                r_visit=ibis.null("string"),
+                r_person=ibis.null("string"),
+            )
+        if any(self.st.filled(x, "inpatient_no") for x in tables):
+            t = self._step(self._by_inpatient_no_and_time(self._by_stay(t)), name, "stay")
+        else:
+            t = t.mutate(
+                a_visit=ibis.null("string"),
+                a_present=ibis.literal(False),
+                i_visit=ibis.null("string"),
+                i_known=ibis.null("boolean"),
+            )
+        return self._outcome(t, name, table)
+
+    def _parent_references(self, table: str) -> list[ParentReference]:
+        """The parent references the table fills, whose parent table has been linked."""
+        return [
+            r for r in PARENTS.get(table, ()) if r.parent in self.done and self.st.filled(table, r.column)
+        ]
 
     def _step(self, t: Any, table: str, step: str) -> Any:
         return materialise(self.con, t, f"link_events_{table}_{step}")
 
     # -- parents -------------------------------------------------------------------------------------------
-    def _parent(self, t: Any, table: str) -> Any:
-        refs = [r for r in PARENTS.get(table, ()) if r.column in t.columns and r.parent in self.done]
+    def _parent(self, t: Any, refs: list[ParentReference]) -> Any:
         t = t.mutate(
             _pref=ibis.literal(False),
             _pfound=ibis.literal(False),
@@ -195,7 +280,7 @@ class EventLinker:
         # the first reference a row carries wins: apply them last to first, each overriding the later ones
         for i, ref in reversed(list(enumerate(refs))):
             pe = self._parent_events(ref, i)
-            value = t[ref.column].cast("string")
+            value = t[f"_ref_{ref.column}"]
             cond = [value == pe[f"pkey{i}"]]
             if ref.same_system:
                 cond.append(t.system == pe[f"psys{i}"])
@@ -232,6 +317,7 @@ class EventLinker:
                 ssys="system", srk="record_key", pkey=staged[ref.parent_column].cast("string")
             ).distinct(on="pkey", keep="first")
             pe = staged.join(pe, [staged.ssys == pe.psys, staged.srk == pe.prk]).drop("ssys", "srk")
+        pe = pe.distinct(on=("psys", "pkey"), keep="first")  # a repeated parent key must not double rows
         return pe.select(
             **{f"pkey{i}": pe.pkey, f"psys{i}": pe.psys, f"pp{i}": pe.pp, f"pv{i}": pe.pv},
             **{f"ps{i}": pe.ps, f"pr{i}": pe.pr},
@@ -320,7 +406,7 @@ class EventLinker:
         return t.left_join(best, t._ek == best.i_ek).drop("i_ek")
 
     # -- outcome -------------------------------------------------------------------------------------------
-    def _outcome(self, t: Any, table: str) -> Any:
+    def _outcome(self, t: Any, name: str, table: str | None) -> Any:
         path = ibis.cases(
             (t._serial.notnull(), "serial"),
             (t.a_visit.notnull(), "stay"),
@@ -410,7 +496,7 @@ class EventLinker:
         )
         t = self._step(
             t.mutate(_dvisit=direct_visit, _present=present, _dstatus=direct_status, _how=how),
-            table,
+            name,
             "direct",
         )
         direct_visit, present, direct_status, how = t._dvisit, t._present, t._dstatus, t._how
@@ -432,7 +518,7 @@ class EventLinker:
                 else_=how,
             ),
         )
-        t = self._visit_person(self._step(t, table, "outcome"))
+        t = self._visit_person(self._step(t, name, "outcome"))
         return self._quarantine(t, table)
 
     def _visit_person(self, t: Any) -> Any:
@@ -444,6 +530,7 @@ class EventLinker:
 
     def _encounter_events(self, t: Any) -> Any:
         r = self.index.rows.select(e_sys="system", e_key="record_key", e_visit="visit_id")
+        r = r.distinct(on=("e_sys", "e_key"), keep="first")
         t = t.left_join(r, [t.system == r.e_sys, t.record_key == r.e_key]).drop("e_sys", "e_key")
         v = self.index.visits.select(ev_id="visit_id", ev_person="person_id", ev_parent="parent_visit_id")
         t = t.left_join(v, t.e_visit == v.ev_id).drop("ev_id")
@@ -465,7 +552,7 @@ class EventLinker:
         )
         return self._quarantine(t, "encounter")
 
-    def _quarantine(self, t: Any, table: str) -> Any:
+    def _quarantine(self, t: Any, table: str | None) -> Any:
         """Rows naming a patient, visit or order that staging quarantined: orphans, with its file, row and
         rule (the person and visit another path found are kept, so nothing is lost)."""
         q = self.quarantined
@@ -476,9 +563,8 @@ class EventLinker:
                 (t._serial, "encounter", False),
             ]
             checks += [
-                (t[r.column].cast("string"), r.parent, r.same_system)
-                for r in PARENTS.get(table, ())
-                if r.column in t.columns
+                (t[f"_ref_{r.column}"], r.parent, r.same_system)
+                for r in (PARENTS.get(table, ()) if table is not None else ())
             ]
             for i, (value, kind, same_system) in enumerate(checks):
                 k = q.filter(q.q_kind == kind)
@@ -493,7 +579,6 @@ class EventLinker:
         quarantined = t._q.notnull()
         return self._rows(
             t,
-            table,
             t._person,
             t._visit,
             ibis.cases((quarantined, "orphan"), else_=t._status),
@@ -502,10 +587,10 @@ class EventLinker:
         )
 
     @staticmethod
-    def _rows(t: Any, table: str, person: Any, visit: Any, status: Any, missing: Any, reason: Any) -> Any:
-        """The rows of ``events.parquet`` for one staged table."""
+    def _rows(t: Any, person: Any, visit: Any, status: Any, missing: Any, reason: Any) -> Any:
+        """The rows of ``events.parquet`` for staged rows."""
         return t.select(
-            table=ibis.literal(table),
+            table=t._table,
             system=t.system,
             record_key=t.record_key.cast("string"),
             source_file=t._source_file,

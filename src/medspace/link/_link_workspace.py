@@ -31,6 +31,7 @@ import ibis
 from medspace.core import (
     EngineName,
     InputError,
+    MedspaceError,
     Workspace,
     connect,
     materialise,
@@ -125,6 +126,7 @@ def link_workspace(
     report(2, 4)
     linker = EventLinker(st, persons, index, quarantined_parents(st))
     events = materialise(con, linker.all_events(), "link_events")
+    _check_every_row_has_one_event(st, events)
     report(3, 4)
     with replace_folder(ws.stage("link")) as out:
         write_parquet(con, persons.order_by("record_id"), out / "person_records.parquet")
@@ -180,6 +182,16 @@ def _check_linkable(st: StagedTables) -> None:
             file=str(st.path("encounter")),
             rule="no encounters",
         )
+
+
+def _check_every_row_has_one_event(st: StagedTables, events: Any) -> None:
+    """Nothing lost, nothing doubled: one event per staged row of every table (a bug otherwise)."""
+    counts = events.group_by("table").aggregate(rows=events.count()).to_pyarrow().to_pylist()
+    got = {r["table"]: int(r["rows"]) for r in counts}
+    wrong = {t: (st.rows(t), got.get(t, 0)) for t in st.tables if st.rows(t) != got.get(t, 0)}
+    if wrong:
+        detail = ", ".join(f"{t}: {staged} staged, {n} events" for t, (staged, n) in sorted(wrong.items()))
+        raise MedspaceError(f"link lost or doubled rows ({detail}); please report this as a bug")
 
 
 def resolve_persons(st: StagedTables, *, min_probability: float = PROBABILISTIC_THRESHOLD) -> Any:

@@ -78,7 +78,7 @@ def match_records(
         >>> rows = [
         ...     {"record_id": f"{s}{i}", "source": s, "name": n, "sex": x, "birth_date": b, "age_years": None,
         ...      "phone": p, "address": None, "resident_id": None}
-        ...     for s in ("his", "emr") for i, (n, x, b, p) in enumerate(people * 20)
+        ...     for s in ("index", "archive") for i, (n, x, b, p) in enumerate(people * 20)
         ... ]
         >>> result = match_records(pa.Table.from_pylist(rows))  # doctest: +SKIP
     """

@@ -4,9 +4,9 @@ An identity record is one system's view of one patient: every (system, patient_k
 carries, with the identity fields of that system's ``patient`` rows (a system without a patient index stages
 one patient row per record that carries the patient's name, sex or age; they are grouped here). Records are
 linked through key nodes they share: a checksum-, date- and region-valid resident ID (GB 11643), an inpatient
-number (住院号) where the site numbers inpatients per patient, a visit serial (就诊流水号), an imaging
-accession number (DICOM 0008,0050). Records and keys form one graph; a person is a connected component of
-it. Keys make the graph shallow, so components converge in a few rounds.
+number where the site numbers inpatients per patient, a visit serial, an imaging accession number (DICOM
+0008,0050). Records and keys form one graph; a person is a connected component of it. Keys make the graph
+shallow, so components converge in a few rounds.
 """
 
 from __future__ import annotations

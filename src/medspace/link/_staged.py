@@ -60,6 +60,24 @@ class StagedTables:
     def rows(self, table: str) -> int:
         return int(pq.read_metadata(self._existing(table)).num_rows)
 
+    def filled(self, table: str, column: str) -> bool:
+        """Whether any row of the staged table has a value in ``column``, by the Parquet footer's statistics
+        (no scan; True when a row group keeps no statistics)."""
+        path = self._existing(table)
+        meta = pq.read_metadata(path)
+        names = pq.read_schema(path).names
+        if column not in names:
+            return False
+        index = names.index(column)
+        for group in range(meta.num_row_groups):
+            chunk = meta.row_group(group)
+            stats = chunk.column(index).statistics
+            if chunk.num_rows and (
+                stats is None or stats.null_count is None or stats.null_count < chunk.num_rows
+            ):
+                return True
+        return False
+
     def table(self, table: str) -> Any:
         return self.con.read_parquet(str(self._existing(table)), table_name=f"staged_{table}")
 

@@ -1,11 +1,11 @@
 """Visits: the encounter rows of every system grouped into one visit or stay each.
 
-Encounter rows that share a visit serial (就诊流水号), or an inpatient number and admission count (住院号,
-住院次数), are one visit: a HIS admission, its recalled continuation row (出院召回) and the front sheet of the
-same stay end as one stay. Each attribute of a visit comes from the row of the first system in the site's
-precedence that has a value (within a system, the original row before a recalled continuation, then the
-earliest). Rows that name a parent stay (``parent_visit_serial``: ICU stays and other sub-encounters) are
-visits of their own with ``parent_visit_id``; they are never merged into their parent.
+Encounter rows that share a visit serial, or an inpatient number and admission count, are one visit: an
+admission, its recalled discharge's continuation row and the discharge record of the same stay end as one
+stay. Each attribute of a visit comes from the row of the first system in the site's precedence that has a
+value (within a system, the original row before a recalled continuation, then the earliest). Rows that
+name a parent stay (``parent_visit_serial``: ICU stays and other sub-encounters) are visits of their own
+with ``parent_visit_id``; they are never merged into their parent.
 
 visit_id is the visit serial when the visit has one, else ``stay:<inpatient_no>-<admission_count>``, else
 ``<system>:<record_key>`` of its first row.
@@ -132,9 +132,16 @@ def visit_index(st: StagedTables, persons: Any) -> VisitIndex:
         id_stay=first(g.id_stay),
         id_row=first(g.id_row),
         parent_visit_serial=first(g.parent_visit_serial),
+        is_sub=g.sub.max(),
         systems=g.system.collect(distinct=True).sort().join(","),
     )
     agg = agg.mutate(visit_id=ibis.coalesce(agg.id_serial, agg.id_stay, agg.id_row))
+    # a sub-encounter whose own serial a stay also uses is known by its row, so visit ids stay unique
+    taken = agg.filter(~agg.is_sub).select(taken=agg.visit_id)
+    agg = agg.left_join(taken, agg.visit_id == taken.taken)
+    agg = agg.mutate(
+        visit_id=ibis.cases((agg.is_sub & agg.taken.notnull(), agg.id_row), else_=agg.visit_id)
+    ).drop("taken")
     agg = materialise(con, agg, "link_visit_groups")
 
     rows = g.join(agg.select("component", "visit_id"), "component").select(

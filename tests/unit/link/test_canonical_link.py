@@ -384,3 +384,59 @@ def test_a_workspace_path_with_both_quotes_links(tmp_path: Path) -> None:
     got = _link(ws, _base())
     assert got["report"].persons == 1
     assert (ws / "medspace.duckdb").exists()
+
+
+def test_one_system_with_admission_numbers_icu_stays_and_labs_outside_visits(tmp_path: Path) -> None:
+    # a MIMIC-like site: one system, a visit serial per admission, ICU stays naming their admission,
+    # lab results that belong to the patient only
+    tables: dict[str, list[dict[str, Any]]] = {
+        "patient": [{"system": "db", "record_key": "7", "patient_key": "7", "sex": "F"}],
+        "encounter": [
+            {
+                "system": "db",
+                "record_key": "100",
+                "patient_key": "7",
+                "encounter_type": "inpatient",
+                "visit_serial": "100",
+                "start_at": T(2130, 1, 1),
+                "end_at": T(2130, 1, 9),
+            },
+            {
+                "system": "db",
+                "record_key": "icu:5",
+                "patient_key": "7",
+                "encounter_type": "icu",
+                "visit_serial": "100",
+                "parent_visit_serial": "100",
+                "start_at": T(2130, 1, 2),
+                "end_at": T(2130, 1, 4),
+            },
+        ],
+        "lab_result": [
+            {
+                "system": "db",
+                "record_key": "L1",
+                "patient_key": "7",
+                "visit_serial": "100",
+                "item_code": "50912",
+                "code_system": "x",
+                "resulted_at": T(2130, 1, 3),
+            },
+            {
+                "system": "db",
+                "record_key": "L2",
+                "patient_key": "7",
+                "item_code": "50912",
+                "code_system": "x",
+                "resulted_at": T(2131, 1, 3),
+            },
+        ],
+    }
+    got = _link(tmp_path, tables, patient_index="db", precedence=("db",), inpatient_no="per_admission")
+    visits, events = got["visits"], got["events"]
+    assert set(visits) == {"100", "db:icu:5"}
+    assert visits["db:icu:5"]["parent_visit_id"] == "100"
+    assert events[("lab_result", "L1")]["visit_id"] == "100"
+    l2 = events[("lab_result", "L2")]
+    assert (l2["status"], l2["visit_id"], l2["person_id"]) == ("linked", None, visits["100"]["person_id"])
+    assert got["report"].persons == 1
