@@ -54,7 +54,7 @@ class DiagnosisCode(_ConceptMatch):
     """One diagnosis code as an edition writes it, with its common ICD-10 code and OMOP concepts."""
 
     code: str
-    edition: Literal["clinical", "insurance", "legacy"]
+    edition: Literal["clinical", "nhsa", "legacy"]
     icd10: str
     name: str
     kind: Literal["diagnosis", "external_cause"]
@@ -78,7 +78,7 @@ class ProcedureCode(_ConceptMatch):
     """One procedure code as an edition writes it, with its common ICD-9-CM-3 code and OMOP concepts."""
 
     code: str
-    edition: Literal["clinical", "insurance"]
+    edition: Literal["clinical", "nhsa"]
     icd9cm3: str
     name: str
     procedure_concept_id: int = Field(ge=0)
@@ -165,7 +165,7 @@ class VisitType(_Row):
 
 
 class DischargeMode(_Row):
-    """Front sheet B34C discharge mode; ``canonical_code`` undoes value-set drift (6 -> 9)."""
+    """A front sheet's discharge mode (national value set); ``canonical_code`` undoes drift (6 -> 9)."""
 
     code: str
     canonical_code: str
@@ -183,7 +183,7 @@ class SexCode(_Row):
 
 
 MappingFile = Literal["diagnosis_codes", "procedure_codes", "lab_tests"]
-Edition = Literal["clinical", "insurance", "legacy"]
+Edition = Literal["clinical", "nhsa", "legacy"]
 
 
 class CodeSystemMapping(_Row):
@@ -206,8 +206,8 @@ class CodeSystemMapping(_Row):
     @model_validator(mode="after")
     def _editions_fit_the_file(self) -> CodeSystemMapping:
         allowed = {
-            "diagnosis_codes": {"clinical", "insurance", "legacy"},
-            "procedure_codes": {"clinical", "insurance"},
+            "diagnosis_codes": {"clinical", "nhsa", "legacy"},
+            "procedure_codes": {"clinical", "nhsa"},
         }
         wanted = self.edition_set
         if self.mapping == "lab_tests":
@@ -251,8 +251,8 @@ class Mappings(BaseModel):
     def departments_by_stripped_code(self, stripped_code: str) -> tuple[Department, ...]:
         """Every department an export without letter prefixes may mean by ``stripped_code``.
 
-        Stripped codes are ambiguous (``0101`` is cardiology, general surgery and the laboratory), so a
-        caller needs another field, such as the department name, to choose.
+        Stripped codes are ambiguous (``0101`` is cardiology, the general surgical ward and the laboratory),
+        so a caller needs another field, such as the department name, to choose.
         """
         return tuple(d for d in self.departments.values() if d.stripped_code == stripped_code)
 
