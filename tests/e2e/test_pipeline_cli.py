@@ -56,7 +56,7 @@ def test_the_workspace_can_be_queried_with_duckdb(tmp_path: Path) -> None:
     with duckdb.connect(str(tmp_path / "ws" / "medspace.duckdb"), read_only=True) as con:
         persons = con.execute("select count(*) from cdm.person").fetchone()
         linked = con.execute("select count(distinct person_id) from link.person_records").fetchone()
-        staged = con.execute("select count(*) from staging.lis_results").fetchone()
+        staged = con.execute("select count(*) from staging.lab_result").fetchone()
         released = con.execute('select count(*) from deid."gbt39725-level3_person"').fetchone()
     assert persons is not None and linked is not None and staged is not None and released is not None
     assert 0 < released[0] <= persons[0]

@@ -165,7 +165,7 @@ class VisitType(_Row):
 
 
 class DischargeMode(_Row):
-    """Front sheet B34C discharge mode; ``canonical_code`` undoes value-set drift (6 -> 9)."""
+    """A front sheet's discharge mode (national value set); ``canonical_code`` undoes drift (6 -> 9)."""
 
     code: str
     canonical_code: str
@@ -251,8 +251,8 @@ class Mappings(BaseModel):
     def departments_by_stripped_code(self, stripped_code: str) -> tuple[Department, ...]:
         """Every department an export without letter prefixes may mean by ``stripped_code``.
 
-        Stripped codes are ambiguous (``0101`` is cardiology, general surgery and the laboratory), so a
-        caller needs another field, such as the department name, to choose.
+        Stripped codes are ambiguous (``0101`` is cardiology, the general surgical ward and the laboratory),
+        so a caller needs another field, such as the department name, to choose.
         """
         return tuple(d for d in self.departments.values() if d.stripped_code == stripped_code)
 

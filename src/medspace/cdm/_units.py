@@ -34,7 +34,7 @@ def normalise_unit(unit: str) -> str:
 
 
 def _conversions(test: str, mappings: Mappings) -> dict[str, tuple[float, float]]:
-    """Unit -> (factor, offset) to the canonical unit, for one test; the canonical unit maps to (1, 0)."""
+    """Each unit -> (factor, offset) to the canonical unit, for one test; the canonical unit is (1, 0)."""
     lab = mappings.lab_tests.get(test)
     if lab is None:
         raise InputError(

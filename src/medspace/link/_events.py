@@ -66,6 +66,30 @@ PARENTS: dict[str, tuple[ParentReference, ...]] = {
 }
 
 
+# Columns a parent reference may use, carried by every table's rows (null where the table has none).
+REFERENCE_COLUMNS = sorted({r.column for refs in PARENTS.values() for r in refs})
+
+# The shape every table's prepared rows share, so several tables can go through one query per step.
+UNIFORM_COLUMNS = (
+    "_table",
+    "system",
+    "record_key",
+    "_source_file",
+    "_source_row",
+    "_ek",
+    "_rid",
+    "_pkey",
+    "_at",
+    "_hint",
+    "_serial",
+    "_ino",
+    "_count",
+    "_stay",
+    "_has_enc",
+    "row_person",
+)
+
+
 def event_order(tables: tuple[str, ...]) -> list[str]:
     """Tables in an order where every parent comes before its children."""
     done: list[str] = []
@@ -123,14 +147,28 @@ class EventLinker:
         self.done: dict[str, Any] = {}
 
     def all_events(self) -> Any:
+        tables = [t for t in event_order(self.st.tables) if self.st.rows(t)]  # empty tables add nothing
         parts = []
-        for table in event_order(self.st.tables):
-            if not self.st.rows(table):
-                continue  # a table the site does not fill contributes nothing
-            events = materialise(self.con, self.table_events(table), f"link_events_{table}")
-            self.done[table] = events
+        for table in ("patient", "encounter"):
+            if table in tables:
+                parts.append(self._done(table, self.table_events(table)))
+        # Tables without parents go through the steps together (one query per step, not one per table);
+        # children follow, each after its parents.
+        plain = [t for t in tables if t not in PARENTS and t not in ("patient", "encounter")]
+        if plain:
+            rows = ibis.union(*(self._uniform(t) for t in plain), distinct=False)
+            events = materialise(self.con, self._linked(rows, plain, "rows"), "link_events_rows")
+            for table in plain:
+                self.done[table] = events.filter(events.table == table)
             parts.append(events)
+        for table in tables:
+            if table in PARENTS:
+                parts.append(self._done(table, self._linked(self._uniform(table), [table], table)))
         return ibis.union(*parts, distinct=False)
+
+    def _done(self, table: str, events: Any) -> Any:
+        self.done[table] = materialise(self.con, events, f"link_events_{table}")
+        return self.done[table]
 
     def _prepared(self, table: str) -> Any:
         st = self.st
@@ -142,8 +180,17 @@ class EventLinker:
 
         at = st.event_times.get(table)
         t = t.mutate(
-            # the row itself: record_key is unique per system and table, lineage guards against a repeat
-            _ek=t.system + "|" + t.record_key + "|" + t._source_file + "|" + t._source_row.cast("string"),
+            _table=ibis.literal(table),
+            # the row itself: record_key is unique per system and table, lineage guards against a repeat;
+            # rows of several tables share the steps, and one raw row may feed several tables
+            _ek=ibis.literal(table + "|")
+            + t.system
+            + "|"
+            + t.record_key
+            + "|"
+            + t._source_file
+            + "|"
+            + t._source_row.cast("string"),
             _rid=record_id(t.system, col("patient_key")),
             _pkey=col("patient_key"),
             _at=col(at, "timestamp") if at else ibis.null("timestamp"),
@@ -153,32 +200,44 @@ class EventLinker:
             _count=col("admission_count", "int64"),
             _stay=stay_label(col("inpatient_no"), col("admission_count", "int64"), st.per_admission),
             _has_enc=t.system.isin(sorted(self.index.systems)) if self.index.systems else ibis.literal(False),
+            **{f"_ref_{name}": col(name) for name in REFERENCE_COLUMNS},
         )
         return t.left_join(self.who, "_rid")
 
+    def _uniform(self, table: str) -> Any:
+        """A table's prepared rows in the shape every table shares (so several go through one query)."""
+        t = self._prepared(table)
+        return t.select(*UNIFORM_COLUMNS, *(f"_ref_{name}" for name in REFERENCE_COLUMNS))
+
     def table_events(self, table: str) -> Any:
+        """The events of the patient or encounter table (the records persons and visits are made of)."""
         t = self._prepared(table)
         if table == "patient":
             return self._rows(
                 t,
-                table,
                 t.row_person,
                 ibis.null("string"),
                 ibis.literal("linked"),
                 ibis.literal(False),
                 ibis.literal("a patient record of its system"),
             )
-        if table == "encounter":
-            return self._encounter_events(t)
-        # Each step is computed once: chained as one expression, the SQL of the later steps repeats the
-        # earlier ones' expressions and compiling it alone takes longer than running it.
-        # A path whose reference the table never fills is skipped (its columns stay null): a site's
-        # lab results without visit serials do not pay for serial lookups.
-        t = self._parent(t, table)
-        t = self._step(t, table, "parent") if self._parent_references(table) else t
-        if self.st.filled(table, "visit_serial"):
-            t = self._step(self._by_serial(t), table, "serial")
-            t = self._step(self._relink(t), table, "relink")
+        return self._encounter_events(t)
+
+    def _linked(self, t: Any, tables: list[str], name: str) -> Any:
+        """Rows of the given tables (uniform shape) through the paths to their visit.
+
+        Each step is computed once: chained as one expression, the SQL of the later steps repeats the earlier
+        ones' expressions and compiling it alone takes longer than running it. A path whose reference none
+        of the tables fills is skipped (its columns stay null): a site's lab results without visit serials
+        do not pay for serial lookups.
+        """
+        table = tables[0] if len(tables) == 1 else None
+        refs = self._parent_references(table) if table is not None else []
+        t = self._parent(t, refs)
+        t = self._step(t, name, "parent") if refs else t
+        if any(self.st.filled(x, "visit_serial") for x in tables):
+            t = self._step(self._by_serial(t), name, "serial")
+            t = self._step(self._relink(t), name, "relink")
         else:
             t = t.mutate(
                 s_visit=ibis.null("string"),
@@ -187,8 +246,8 @@ class EventLinker:
                 r_visit=ibis.null("string"),
                 r_person=ibis.null("string"),
             )
-        if self.st.filled(table, "inpatient_no"):
-            t = self._step(self._by_inpatient_no_and_time(self._by_stay(t)), table, "stay")
+        if any(self.st.filled(x, "inpatient_no") for x in tables):
+            t = self._step(self._by_inpatient_no_and_time(self._by_stay(t)), name, "stay")
         else:
             t = t.mutate(
                 a_visit=ibis.null("string"),
@@ -196,7 +255,7 @@ class EventLinker:
                 i_visit=ibis.null("string"),
                 i_known=ibis.null("boolean"),
             )
-        return self._outcome(t, table)
+        return self._outcome(t, name, table)
 
     def _parent_references(self, table: str) -> list[ParentReference]:
         """The parent references the table fills, whose parent table has been linked."""
@@ -208,8 +267,7 @@ class EventLinker:
         return materialise(self.con, t, f"link_events_{table}_{step}")
 
     # -- parents -------------------------------------------------------------------------------------------
-    def _parent(self, t: Any, table: str) -> Any:
-        refs = self._parent_references(table)
+    def _parent(self, t: Any, refs: list[ParentReference]) -> Any:
         t = t.mutate(
             _pref=ibis.literal(False),
             _pfound=ibis.literal(False),
@@ -222,7 +280,7 @@ class EventLinker:
         # the first reference a row carries wins: apply them last to first, each overriding the later ones
         for i, ref in reversed(list(enumerate(refs))):
             pe = self._parent_events(ref, i)
-            value = t[ref.column].cast("string")
+            value = t[f"_ref_{ref.column}"]
             cond = [value == pe[f"pkey{i}"]]
             if ref.same_system:
                 cond.append(t.system == pe[f"psys{i}"])
@@ -348,7 +406,7 @@ class EventLinker:
         return t.left_join(best, t._ek == best.i_ek).drop("i_ek")
 
     # -- outcome -------------------------------------------------------------------------------------------
-    def _outcome(self, t: Any, table: str) -> Any:
+    def _outcome(self, t: Any, name: str, table: str | None) -> Any:
         path = ibis.cases(
             (t._serial.notnull(), "serial"),
             (t.a_visit.notnull(), "stay"),
@@ -438,7 +496,7 @@ class EventLinker:
         )
         t = self._step(
             t.mutate(_dvisit=direct_visit, _present=present, _dstatus=direct_status, _how=how),
-            table,
+            name,
             "direct",
         )
         direct_visit, present, direct_status, how = t._dvisit, t._present, t._dstatus, t._how
@@ -460,7 +518,7 @@ class EventLinker:
                 else_=how,
             ),
         )
-        t = self._visit_person(self._step(t, table, "outcome"))
+        t = self._visit_person(self._step(t, name, "outcome"))
         return self._quarantine(t, table)
 
     def _visit_person(self, t: Any) -> Any:
@@ -494,7 +552,7 @@ class EventLinker:
         )
         return self._quarantine(t, "encounter")
 
-    def _quarantine(self, t: Any, table: str) -> Any:
+    def _quarantine(self, t: Any, table: str | None) -> Any:
         """Rows naming a patient, visit or order that staging quarantined: orphans, with its file, row and
         rule (the person and visit another path found are kept, so nothing is lost)."""
         q = self.quarantined
@@ -505,9 +563,8 @@ class EventLinker:
                 (t._serial, "encounter", False),
             ]
             checks += [
-                (t[r.column].cast("string"), r.parent, r.same_system)
-                for r in PARENTS.get(table, ())
-                if r.column in t.columns
+                (t[f"_ref_{r.column}"], r.parent, r.same_system)
+                for r in (PARENTS.get(table, ()) if table is not None else ())
             ]
             for i, (value, kind, same_system) in enumerate(checks):
                 k = q.filter(q.q_kind == kind)
@@ -522,7 +579,6 @@ class EventLinker:
         quarantined = t._q.notnull()
         return self._rows(
             t,
-            table,
             t._person,
             t._visit,
             ibis.cases((quarantined, "orphan"), else_=t._status),
@@ -531,10 +587,10 @@ class EventLinker:
         )
 
     @staticmethod
-    def _rows(t: Any, table: str, person: Any, visit: Any, status: Any, missing: Any, reason: Any) -> Any:
-        """The rows of ``events.parquet`` for one staged table."""
+    def _rows(t: Any, person: Any, visit: Any, status: Any, missing: Any, reason: Any) -> Any:
+        """The rows of ``events.parquet`` for staged rows."""
         return t.select(
-            table=ibis.literal(table),
+            table=t._table,
             system=t.system,
             record_key=t.record_key.cast("string"),
             source_file=t._source_file,

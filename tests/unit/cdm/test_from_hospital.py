@@ -151,7 +151,7 @@ def test_code_editions_meet_in_one_concept(workspace: Path) -> None:
     assert insurance
     for r in insurance:
         mapped = diagnoses[r["condition_source_value"]]
-        assert mapped.edition == "insurance"
+        assert mapped.edition == "nhsa"
         assert r["condition_concept_id"] == mapped.condition_concept_id, r
     legacy = [code for code in by_source if code in ("E11.901", "I10.x01", "H25.901")]
     clinical = {"E11.901": "E11.900", "I10.x01": "I10.x00x002", "H25.901": "H25.900"}
