@@ -21,14 +21,9 @@ def test_every_diagnosis_code_of_every_edition_maps() -> None:
     catalogue = load_catalogue()
     diagnoses = load_mappings().diagnoses
     for d in (*catalogue.conditions, *catalogue.general_diagnoses):
-<<<<<<< HEAD
-        for edition in ("clinical", "nhsa", "legacy"):
-            code = getattr(d, edition)
-=======
         # the catalogue's `insurance` code is the NHSA (医保版) edition's
         for attribute, edition in (("clinical", "clinical"), ("insurance", "nhsa"), ("legacy", "legacy")):
             code = getattr(d, attribute)
->>>>>>> wt-cdm
             assert code in diagnoses, (d.key, edition, code)
             assert diagnoses[code].edition == edition
             assert diagnoses[code].icd10 == d.icd10
@@ -42,13 +37,8 @@ def test_every_diagnosis_code_of_every_edition_maps() -> None:
 def test_every_procedure_code_maps_to_its_icd9cm3_code() -> None:
     procedures = load_mappings().procedures
     for p in load_catalogue().procedures:
-<<<<<<< HEAD
-        for edition in ("clinical", "nhsa"):
-            mapped = procedures[getattr(p, edition)]
-=======
         for attribute, edition in (("clinical", "clinical"), ("insurance", "nhsa")):
             mapped = procedures[getattr(p, attribute)]
->>>>>>> wt-cdm
             assert mapped.edition == edition
             # The common code is the edition code's first five characters, without a trailing placeholder x.
             assert mapped.icd9cm3 == getattr(p, attribute)[:5].rstrip("x")
