@@ -214,6 +214,7 @@ class Clinical:
             end=ibis.coalesce(o.stopped_at.cast("timestamp"), o.day),
             quantity=o.quantity.cast("float64"),
             code=ibis.coalesce(o.drug_code, o.drug_name),
+            code_system=ibis.cases((o.drug_code.notnull(), o.code_system), else_=ibis.null("string")),
             route=o.route,
             dose_unit=o.dose_unit,
         )
@@ -229,16 +230,19 @@ class Clinical:
             end=d.day,
             quantity=d.quantity.cast("float64"),
             code=ibis.coalesce(d.drug_code, d.drug_name),
+            code_system=ibis.cases((d.drug_code.notnull(), d.code_system), else_=ibis.null("string")),
             route=ibis.null("string"),
             dose_unit=ibis.null("string"),
         )
         u = ibis.union(orders, dispensed, distinct=False)
+        # Drugs map only through a loaded vocabulary (NDC -> RxNorm); no curated mapping of the national
+        # (NHSA) drug codes ships yet, so those stay concept 0 with the code kept.
+        u = with_concepts(self.h, u, "code", "code_system", "drug")
         u = u.mutate(drug_exposure_id=numbered(u, u.ev_person, u.day))
-        # No RxNorm mapping of the national (NHSA) drug codes ships yet: concept 0, the code kept.
         return u.select(
             drug_exposure_id=u.drug_exposure_id,
             person_id=person_key(u.ev_person),
-            drug_concept_id=0,
+            drug_concept_id=u.concept_id,
             drug_exposure_start_date=u.day.date(),
             drug_exposure_start_datetime=u.day,
             drug_exposure_end_date=u.end.date(),
@@ -248,7 +252,7 @@ class Clinical:
             route_concept_id=0,
             visit_occurrence_id=u.v_occ,
             drug_source_value=u.code,
-            drug_source_concept_id=0,
+            drug_source_concept_id=u.source_concept_id,
             route_source_value=u.route,
             dose_unit_source_value=u.dose_unit,
         )

@@ -6,10 +6,11 @@ gives, for one CDM domain, the table of every (code system, code) this build can
 code its mapping lacks, gives concept 0 with the source value kept (OMOP's "no matching concept"), counted by
 the quality report, never dropped.
 
-Today the pairs come from the mapping files of ``data/mappings/`` (``code_systems.csv`` says which file maps
-which code system). An OHDSI vocabulary (Athena) loaded into the workspace plugs in here: its ``Maps to``
-relationships extend the table `code_concepts` returns, for code systems whose site declaration names a
-``vocabulary_id``; nothing else in the build changes.
+The pairs come from two places. The mapping files of ``data/mappings/`` (``code_systems.csv`` says which
+file maps which code system) are medspace's own, curated mappings of the Chinese code editions. An OHDSI
+vocabulary (Athena) loaded into the workspace (``medspace vocab load``) maps the staged codes of every code
+system whose site declaration names a ``vocabulary_id`` through ``Maps to``, as OHDSI's own ETLs do, with a
+hospital's approved Usagi mappings overlaid; a pair both know keeps medspace's curated mapping.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ import ibis
 import pyarrow as pa
 
 from ._hospital import HospitalData
+from ._vocabulary import map_source_codes
 
-Domain = Literal["condition", "procedure", "measurement"]
+Domain = Literal["condition", "procedure", "measurement", "drug"]
 
 _SCHEMA = pa.schema(
     [
@@ -35,6 +37,20 @@ _FILES: dict[Domain, str] = {
     "condition": "diagnosis_codes",
     "procedure": "procedure_codes",
     "measurement": "lab_tests",
+    "drug": "drug_codes",  # no curated drug file ships: drugs map through a loaded vocabulary only
+}
+#: The staged (table, code column, code system column) pairs whose codes each domain maps.
+_STAGED_CODES: dict[Domain, tuple[tuple[str, str, str], ...]] = {
+    "condition": (("diagnosis", "code", "code_system"), ("death", "cause_code", "cause_code_system")),
+    "procedure": (("procedure", "code", "code_system"),),
+    "measurement": (
+        ("lab_result", "item_code", "code_system"),
+        ("lab_result", "standard_code", "standard_code_system"),
+    ),
+    "drug": (
+        ("medication_order", "drug_code", "code_system"),
+        ("medication_dispense", "drug_code", "code_system"),
+    ),
 }
 
 
@@ -66,9 +82,46 @@ def code_concepts(h: HospitalData, domain: Domain) -> Any:
                 for p in m.procedures.values()
                 if p.edition in editions
             ]
-        else:
+        elif domain == "measurement":
             rows += [_row(cs.code_system, t.code, t.measurement_concept_id, 0) for t in m.lab_tests.values()]
+    curated = {(r["cs_system"], r["cs_code"]) for r in rows}
+    rows += [r for r in _vocabulary_rows(h, domain) if (r["cs_system"], r["cs_code"]) not in curated]
     return h.lookup(f"concepts_{domain}", rows, _SCHEMA)
+
+
+def _vocabulary_rows(h: HospitalData, domain: Domain) -> list[dict[str, Any]]:
+    """(code system, code) pairs of the staged rows mapped through the workspace's loaded vocabulary."""
+    if not (h.workspace / "vocab" / "concept.parquet").exists():
+        return []
+    vocabularies = {n: c.vocabulary_id for n, c in h.site.code_systems.items() if c.vocabulary_id}
+    if not vocabularies:
+        return []
+    parts = []
+    for table, code, system in _STAGED_CODES[domain]:
+        t = h.staged(table)
+        t = t.filter(t[system].isin(sorted(vocabularies)) & t[code].notnull())
+        parts.append(t.select(cs_system=t[system], cs_code=t[code]))
+    pairs = ibis.union(*parts, distinct=True).to_pyarrow()
+    if pairs.num_rows == 0:
+        return []
+    systems = pairs.column("cs_system").to_pylist()
+    codes = pa.table(
+        {
+            "vocabulary_id": pa.array([vocabularies[s] for s in systems], pa.string()),
+            "source_code": pairs.column("cs_code"),
+        }
+    )
+    mapped = map_source_codes(h.workspace, codes).rows
+    return [
+        _row(system, code, concept or 0, source or 0)
+        for system, code, concept, source in zip(
+            systems,
+            pairs.column("cs_code").to_pylist(),
+            mapped.column("concept_id").to_pylist(),
+            mapped.column("source_concept_id").to_pylist(),
+            strict=True,
+        )
+    ]
 
 
 def _row(system: str, code: str, concept: int, source: int) -> dict[str, Any]:
