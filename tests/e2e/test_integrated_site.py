@@ -1,5 +1,5 @@
-"""The second vendor profile end to end: `medspace synth --profile integrated`, then ingest by the site
-mapping ``integrated-hospital`` -> link -> cdm -> quality -> deid from the command line.
+"""The second vendor profile end to end: `medspace synth --profile integrated`, then
+`medspace run --site integrated-hospital` (ingest by the site mapping -> link -> cdm -> quality -> deid).
 
 The tests score the run against the generator's ground truth (``truth/``, never read by the pipeline) and
 recount the raw exports with Python's own csv and json readers, not medspace's.
@@ -45,11 +45,11 @@ def hospital(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def workspace(hospital: Path) -> Path:
-    """One workspace built from the integrated hospital by the shipped site mapping, through every stage."""
+    """One workspace built from the integrated hospital by the shipped site mapping, through every stage
+    (`medspace run --site`: ingest, link, cdm, quality, deid)."""
     ws = hospital.parent / "ws"
-    _invoke(["ingest", "--site", SITE, str(hospital), "--workspace", str(ws)])
-    for stage in ("link", "cdm", "quality", "deid"):
-        _invoke([stage, "--workspace", str(ws)])
+    output = _invoke(["run", str(hospital), "--site", SITE, "--workspace", str(ws)])
+    assert "k_anonymity" in output
     return ws
 
 
