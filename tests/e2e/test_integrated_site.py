@@ -168,6 +168,9 @@ def test_cdm_accounts_for_every_staged_row_and_no_required_field_is_null(workspa
         assert entry["rows"] == staged[table], table
         assert sum(entry["written"].values()) + sum(entry["excluded"].values()) == entry["rows"], table
     assert cdm["tables"]["person"] > 0
+    # one laboratory in canonical units (docs/synthetic-hospital.md): every lab value's test and unit known
+    units = cdm["measurement_units"]
+    assert units["canonical"] == cdm["tables"]["measurement"] > 0, units
     schema = cdm_schema()
     with duckdb.connect() as con:
         for table in cdm["tables"]:
