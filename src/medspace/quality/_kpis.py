@@ -466,7 +466,8 @@ def _operations(q: DuckDBChecks, discharges: Kpi) -> dict[str, Kpi]:
     expr, joins = _stay_of("x", "procedure")
     q.execute(
         f"""CREATE OR REPLACE TEMP TABLE period_procedures AS
-        SELECT x.*, {expr} AS stay FROM "procedure" x {joins}
+        SELECT x.*, {expr} AS stay, p.rank AS system_rank FROM "procedure" x {joins}
+        JOIN precedence p ON p.system = x.system
         WHERE {expr} IN (SELECT stay FROM period_stays)"""
     )
     roles = {r["role"] for r in q.rows("SELECT DISTINCT role FROM period_procedures")}
@@ -479,7 +480,12 @@ def _operations(q: DuckDBChecks, discharges: Kpi) -> dict[str, Kpi]:
         f"WHERE {coded_filter}"
     )
     operated = q.scalar("SELECT count(*) FROM operated")
-    coded_count = q.scalar(f"SELECT count(*) FROM period_procedures WHERE {coded_filter}")
+    # Several systems may record the same procedures (a platform copies the hospital's): each stay's count
+    # comes from the first system in the site's precedence that codes it, as a stay's facts do.
+    coded_count = q.scalar(
+        "SELECT count(*) FROM (SELECT system_rank, min(system_rank) OVER (PARTITION BY stay) AS first_rank "
+        f"FROM period_procedures WHERE {coded_filter}) WHERE system_rank = first_rank"
+    )
     n_discharges = float(discharges.value or 0)
     coded_sources = [
         _source(
@@ -575,7 +581,8 @@ def _operations(q: DuckDBChecks, discharges: Kpi) -> dict[str, Kpi]:
             coded_count,
             coded_count,
             None,
-            "procedures coded for the period's stays",
+            "procedures coded for the period's stays, each stay's from the first system in the site's "
+            "precedence that codes it",
             operation_sources,
         ),
     }
