@@ -170,7 +170,13 @@ def stage_site(
                 progress(done, total)
 
         sources = {f"{r.system}.{r.spec.name}": (r.path, r.rows) for r in raw}
-        outcome = run_maps(site, model, sources, quarantine, tmp, phase1, mapped)
+        # A table's rows are in file and row order when its files were read in the order of their names.
+        ordered = {
+            f"{r.system}.{r.spec.name}"
+            for r in raw
+            if [f.relative for f in r.results] == sorted(f.relative for f in r.results)
+        }
+        outcome = run_maps(site, model, sources, quarantine, tmp, phase1, mapped, ordered)
         shutil.rmtree(phase1)
         pq.write_table(quarantine.to_table(), tmp / "quarantine.parquet", compression="zstd")
         rules: Counter[str] = Counter()
