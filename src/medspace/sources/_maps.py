@@ -26,8 +26,10 @@ This module handles identifiable rows; quarantine entries keep the mapped row, m
 from __future__ import annotations
 
 import json
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -212,6 +214,7 @@ def run_maps(
     scratch: Path,
     on_map: Callable[[int], None] | None = None,
     ordered: set[str] | None = None,
+    workers: int = 2,
 ) -> MapOutcome:
     """Evaluate every map of ``site`` over the phase-1 tables ``raw`` (``system.table`` -> Parquet file and
     row count) and write every canonical table of the model to ``out/<table>.parquet``.
@@ -237,30 +240,63 @@ def run_maps(
     # Settings as a config mapping, not SQL text: the workspace path may hold any character.
     con = duckdb.connect(config={"temp_directory": str(spill), "memory_limit": ENGINE_MEMORY})
     con.execute("SET enable_progress_bar = false")
-    views: dict[str, str] = {}
-    for i, (name, (path, _)) in enumerate(raw.items()):
-        views[name] = f"raw_{i}"
-        # An Arrow dataset is scanned by Arrow, so DuckDB's own file access can be switched off below.
-        con.register(views[name], ds.dataset(path, format="parquet"))
+    views = {name: f"raw_{i}" for i, name in enumerate(raw)}
     con.execute("SET enable_external_access = false")
+    local = threading.local()
+    cursors: list[duckdb.DuckDBPyConnection] = []
+    lock = threading.Lock()
+
+    def cursor() -> duckdb.DuckDBPyConnection:
+        """This thread's connection to the engine, with every raw table registered (views are local to
+        a connection)."""
+        if not hasattr(local, "cursor"):
+            local.cursor = con.cursor()
+            for name, (path, _) in raw.items():
+                # An Arrow dataset is scanned by Arrow, so DuckDB's own file access stays switched off.
+                local.cursor.register(views[name], ds.dataset(path, format="parquet"))
+            with lock:
+                cursors.append(local.cursor)
+        mine: duckdb.DuckDBPyConnection = local.cursor
+        return mine
+
+    def evaluate(index: int, mapping: MapSpec) -> tuple[_Part, dict[str, Any], Quarantine]:
+        table = model.tables[mapping.to]
+        part = _Part(index, scratch / f"map_{index}.parquet", _part_schema(table))
+        found = Quarantine()
+        join = _LookupJoin.plan(mapping, raw, ordered or set())
+        report = _run_map(cursor(), mapping, index, table, views, part, found, join)
+        return part, report, found
+
     parts: dict[str, list[_Part]] = {name: [] for name in model.tables}
     reports: list[dict[str, Any]] = []
     rows: dict[str, int] = {}
+    # Maps run `workers` at a time, each on its own connection, while this thread takes their results in
+    # map order (quarantine entries, then the canonical table once its last map is in), so the output
+    # does not depend on which map finished first. At most `workers` maps run ahead of the one taken.
+    pool = ThreadPoolExecutor(max_workers=workers)
+    pending: dict[int, Future[tuple[_Part, dict[str, Any], Quarantine]]] = {}
     try:
         for index, mapping in enumerate(site.maps):
-            table = model.tables[mapping.to]
-            part = _Part(index, scratch / f"map_{index}.parquet", _part_schema(table))
-            join = _LookupJoin.plan(mapping, raw, ordered or set())
-            report = _run_map(con, mapping, index, table, views, part, quarantine, join)
+            for ahead in range(index, min(index + workers + 1, len(site.maps))):
+                if ahead not in pending:
+                    pending[ahead] = pool.submit(evaluate, ahead, site.maps[ahead])
+            part, report, found = pending.pop(index).result()
+            quarantine.extend(found)
             parts[mapping.to].append(part)
             reports.append({**report, "rows": raw[mapping.source][1]})
             if last_map[mapping.to] == index:
+                table = model.tables[mapping.to]
                 rows[mapping.to] = _assemble(
                     con, mapping.to, table.arrow_schema(), parts.pop(mapping.to), reports, quarantine, out
                 )
             if on_map is not None:
                 on_map(index)
     finally:
+        for future in pending.values():
+            future.cancel()
+        pool.shutdown(wait=True)
+        for c in cursors:
+            c.close()
         con.close()
     canonical: list[CanonicalReport] = []
     for name, table in model.tables.items():

@@ -115,7 +115,8 @@ def stage_site(
         exports: The folder holding the site's exports (``his/patients.csv``, ...).
         workspace: The workspace root; the output goes to its ``staging`` folder, replaced as a whole.
         model: The canonical model (default: the shipped one).
-        workers: Raw tables read at the same time (threads); default: 2, or 1 on a single core.
+        workers: Raw tables read, and maps evaluated, at the same time (threads); default: 2, or 1 on a
+            single core.
         progress: Called as ``progress(done, total)`` as raw tables are read and maps evaluated.
 
     Returns:
@@ -176,7 +177,7 @@ def stage_site(
             for r in raw
             if [f.relative for f in r.results] == sorted(f.relative for f in r.results)
         }
-        outcome = run_maps(site, model, sources, quarantine, tmp, phase1, mapped, ordered)
+        outcome = run_maps(site, model, sources, quarantine, tmp, phase1, mapped, ordered, workers)
         shutil.rmtree(phase1)
         pq.write_table(quarantine.to_table(), tmp / "quarantine.parquet", compression="zstd")
         rules: Counter[str] = Counter()
