@@ -26,8 +26,10 @@ This module handles identifiable rows; quarantine entries keep the mapped row, m
 from __future__ import annotations
 
 import json
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
+import sqlglot
+from sqlglot import exp
 
 from medspace.core import InputError
 from medspace.sources._model import HospitalModel, ModelTable
@@ -126,7 +130,9 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _slot_select(mapping: MapSpec, slot: int | None, view: str, lookup_views: dict[str, str]) -> str:
+def _slot_select(
+    mapping: MapSpec, slot: int | None, view: str, lookup_views: dict[str, str], joined: bool = True
+) -> str:
     aliases = {lookup.alias for lookup in mapping.lookups}
 
     def sql(text: str) -> str:
@@ -141,6 +147,7 @@ def _slot_select(mapping: MapSpec, slot: int | None, view: str, lookup_views: di
             f'{BASE_ALIAS}."{mine}" = "{lookup.alias}"."{theirs}"' for mine, theirs in lookup.on.items()
         )
         for lookup in mapping.lookups
+        if joined
     )
     return (
         f"SELECT {slot if slot is not None else 0} AS _slot, {BASE_ALIAS}._source_file, "
@@ -149,10 +156,15 @@ def _slot_select(mapping: MapSpec, slot: int | None, view: str, lookup_views: di
     )
 
 
-def map_sql(mapping: MapSpec, table: ModelTable, views: dict[str, str]) -> str:
-    """The DuckDB query of one map (``views``: raw table ``system.table`` -> registered view name)."""
+def map_sql(mapping: MapSpec, table: ModelTable, views: dict[str, str], joined: bool = True) -> str:
+    """The DuckDB query of one map (``views``: raw table ``system.table`` -> registered view name).
+
+    With ``joined`` false the lookups are not joined: the raw table's view already holds each lookup's
+    matching row as a struct column named by its alias (`_LookupJoin`), in file and row order, so the
+    query needs neither a join nor a sort.
+    """
     union = " UNION ALL ".join(
-        _slot_select(mapping, slot, views[mapping.source], views) for slot in mapping.slots
+        _slot_select(mapping, slot, views[mapping.source], views, joined) for slot in mapping.slots
     )
     casts = ", ".join(
         f'TRY_CAST("m__{name}" AS {_DUCKDB_TYPES[table.columns[name].type]}) AS "{name}"'
@@ -173,7 +185,7 @@ def map_sql(mapping: MapSpec, table: ModelTable, views: dict[str, str]) -> str:
     # DuckDB keeps the row order of one table through SELECT, WHERE and UNION ALL (its documented order
     # preservation), so a map without lookups comes out in file and row order, slot by slot, without a
     # sort; a JOIN does not keep it, so a map with lookups is sorted (the sort spills beyond its memory).
-    order = " ORDER BY _source_file, _source_row, _slot" if mapping.lookups else ""
+    order = " ORDER BY _source_file, _source_row, _slot" if mapping.lookups and joined else ""
     # The mapped values before the cast are kept, as one JSON text, only for quarantined rows (their
     # quarantine entry): one mostly-null column rather than one per mapped column through the sort.
     packed = ", ".join(f'"{name}" := "m__{name}"' for name in mapping.columns)
@@ -201,6 +213,8 @@ def run_maps(
     out: Path,
     scratch: Path,
     on_map: Callable[[int], None] | None = None,
+    ordered: set[str] | None = None,
+    workers: int = 2,
 ) -> MapOutcome:
     """Evaluate every map of ``site`` over the phase-1 tables ``raw`` (``system.table`` -> Parquet file and
     row count) and write every canonical table of the model to ``out/<table>.parquet``.
@@ -209,6 +223,10 @@ def run_maps(
     ``scratch`` beyond `ENGINE_MEMORY`), each batch goes to a Parquet part file in ``scratch``, and a
     canonical table is assembled from its parts once its last map has run, dropping the repeated
     (system, record_key) rows an aggregation found.
+
+    ``ordered`` names the raw tables whose Parquet rows are in file and row order (their files listed in
+    the order of their names): a one-slot map over one of them joins its lookups batch by batch in Arrow
+    (`_LookupJoin`), which keeps that order without the sort a SQL join would need.
 
     Raises:
         InputError: a map's expression fails in the engine (for example a CAST of text that is not a
@@ -222,29 +240,63 @@ def run_maps(
     # Settings as a config mapping, not SQL text: the workspace path may hold any character.
     con = duckdb.connect(config={"temp_directory": str(spill), "memory_limit": ENGINE_MEMORY})
     con.execute("SET enable_progress_bar = false")
-    views: dict[str, str] = {}
-    for i, (name, (path, _)) in enumerate(raw.items()):
-        views[name] = f"raw_{i}"
-        # An Arrow dataset is scanned by Arrow, so DuckDB's own file access can be switched off below.
-        con.register(views[name], ds.dataset(path, format="parquet"))
+    views = {name: f"raw_{i}" for i, name in enumerate(raw)}
     con.execute("SET enable_external_access = false")
+    local = threading.local()
+    cursors: list[duckdb.DuckDBPyConnection] = []
+    lock = threading.Lock()
+
+    def cursor() -> duckdb.DuckDBPyConnection:
+        """This thread's connection to the engine, with every raw table registered (views are local to
+        a connection)."""
+        if not hasattr(local, "cursor"):
+            local.cursor = con.cursor()
+            for name, (path, _) in raw.items():
+                # An Arrow dataset is scanned by Arrow, so DuckDB's own file access stays switched off.
+                local.cursor.register(views[name], ds.dataset(path, format="parquet"))
+            with lock:
+                cursors.append(local.cursor)
+        mine: duckdb.DuckDBPyConnection = local.cursor
+        return mine
+
+    def evaluate(index: int, mapping: MapSpec) -> tuple[_Part, dict[str, Any], Quarantine]:
+        table = model.tables[mapping.to]
+        part = _Part(index, scratch / f"map_{index}.parquet", _part_schema(table))
+        found = Quarantine()
+        join = _LookupJoin.plan(mapping, raw, ordered or set())
+        report = _run_map(cursor(), mapping, index, table, views, part, found, join)
+        return part, report, found
+
     parts: dict[str, list[_Part]] = {name: [] for name in model.tables}
     reports: list[dict[str, Any]] = []
     rows: dict[str, int] = {}
+    # Maps run `workers` at a time, each on its own connection, while this thread takes their results in
+    # map order (quarantine entries, then the canonical table once its last map is in), so the output
+    # does not depend on which map finished first. At most `workers` maps run ahead of the one taken.
+    pool = ThreadPoolExecutor(max_workers=workers)
+    pending: dict[int, Future[tuple[_Part, dict[str, Any], Quarantine]]] = {}
     try:
         for index, mapping in enumerate(site.maps):
-            table = model.tables[mapping.to]
-            part = _Part(index, scratch / f"map_{index}.parquet", _part_schema(table))
-            report = _run_map(con, mapping, index, table, views, part, quarantine)
+            for ahead in range(index, min(index + workers + 1, len(site.maps))):
+                if ahead not in pending:
+                    pending[ahead] = pool.submit(evaluate, ahead, site.maps[ahead])
+            part, report, found = pending.pop(index).result()
+            quarantine.extend(found)
             parts[mapping.to].append(part)
             reports.append({**report, "rows": raw[mapping.source][1]})
             if last_map[mapping.to] == index:
+                table = model.tables[mapping.to]
                 rows[mapping.to] = _assemble(
                     con, mapping.to, table.arrow_schema(), parts.pop(mapping.to), reports, quarantine, out
                 )
             if on_map is not None:
                 on_map(index)
     finally:
+        for future in pending.values():
+            future.cancel()
+        pool.shutdown(wait=True)
+        for c in cursors:
+            c.close()
         con.close()
     canonical: list[CanonicalReport] = []
     for name, table in model.tables.items():
@@ -325,12 +377,26 @@ def _run_map(
     views: dict[str, str],
     part: _Part,
     quarantine: Quarantine,
+    join: _LookupJoin | None = None,
 ) -> dict[str, Any]:
     """One map, batch by batch into ``part`` (canonical columns plus `_PART_COLUMNS`)."""
     report: dict[str, Any] = {"written": 0, "quarantined": 0, "excluded": 0, "empty_slots": 0}
     report["rules"] = Counter()
+
+    def results() -> Iterator[pa.RecordBatch]:
+        if join is None:
+            yield from con.sql(map_sql(mapping, table, views)).to_arrow_reader(_BATCH_ROWS)
+            return
+        sql = map_sql(mapping, table, {**views, mapping.source: _JOINED_VIEW}, joined=False)
+        for joined in join.batches():
+            con.register(_JOINED_VIEW, joined)
+            try:
+                yield from con.sql(sql).to_arrow_reader(_BATCH_ROWS)
+            finally:
+                con.unregister(_JOINED_VIEW)
+
     try:
-        for batch in con.sql(map_sql(mapping, table, views)).to_arrow_reader(_BATCH_ROWS):
+        for batch in results():
             written, counts = _split(mapping, index, table, pa.Table.from_batches([batch]), quarantine)
             seq = np.arange(report["written"], report["written"] + written.num_rows, dtype=np.int64)
             part.write(written.append_column("_seq", pa.array(seq)))
@@ -347,6 +413,100 @@ def _run_map(
     finally:
         part.close()
     return report
+
+
+#: The view a `_LookupJoin` batch is registered as.
+_JOINED_VIEW = "joined_batch"
+#: Key types an Arrow join compares exactly as DuckDB's ``=`` does.
+_EXACT_KEY_TYPES = (pa.types.is_string, pa.types.is_large_string, pa.types.is_integer, pa.types.is_date)
+
+
+class _LookupJoin:
+    """A map's lookups joined in Arrow, batch by batch over its raw table: each batch gets, per lookup, a
+    struct column named by the alias holding the lookup row that matches (null when none), which the
+    map's ``alias.field`` expressions read as struct fields. The batches keep the raw table's row order,
+    so the map's rows come out in file and row order without a sort. Each lookup keeps only its key and
+    the fields the map reads in memory (a lookup table is unique on its key, so a row matches at most one)."""
+
+    def __init__(self, source: Path, lookups: list[tuple[str, list[str], pa.Table, pa.Table]]) -> None:
+        self.source = source
+        #: Per lookup: alias, this table's key fields, the lookup's keys (``_k0``.. and row ``_j``), the
+        #: lookup's fields the map reads.
+        self.lookups = lookups
+
+    @classmethod
+    def plan(
+        cls, mapping: MapSpec, raw: dict[str, tuple[Path, int]], ordered: set[str]
+    ) -> _LookupJoin | None:
+        """The Arrow join of ``mapping``'s lookups, or None when the SQL join must do (no lookups, several
+        slots, rows not in file and row order, an alias that is also a field, or key types that Arrow
+        and DuckDB might compare differently)."""
+        if not mapping.lookups or len(mapping.slots) != 1 or mapping.source not in ordered:
+            return None
+        base = pq.read_schema(raw[mapping.source][0])
+        reads = _lookup_fields(mapping)
+        planned: list[tuple[str, list[str], list[str], list[str]]] = []
+        for lookup in mapping.lookups:
+            if lookup.alias in base.names or lookup.table not in raw:
+                return None
+            other = pq.read_schema(raw[lookup.table][0])
+            mine, theirs = list(lookup.on), list(lookup.on.values())
+            for a, b in zip(mine, theirs, strict=True):
+                kind = base.field(a).type
+                if kind != other.field(b).type or not any(exact(kind) for exact in _EXACT_KEY_TYPES):
+                    return None
+            fields = sorted(reads.get(lookup.alias, set()))
+            if not fields or any(f not in other.names for f in fields):
+                return None
+            planned.append((lookup.alias, mine, theirs, fields))
+        lookups = []
+        for (alias, mine, theirs, fields), lookup in zip(planned, mapping.lookups, strict=True):
+            table = pq.read_table(raw[lookup.table][0], columns=list(dict.fromkeys(theirs + fields)))
+            keys = pa.table(
+                {f"_k{i}": table.column(name) for i, name in enumerate(theirs)}
+                | {"_j": pa.array(np.arange(table.num_rows, dtype=np.int64))}
+            )
+            lookups.append((alias, mine, keys, table.select(fields)))
+        return cls(raw[mapping.source][0], lookups)
+
+    def batches(self) -> Iterator[pa.Table]:
+        for batch in pq.ParquetFile(self.source).iter_batches(batch_size=_BATCH_ROWS):
+            joined = pa.Table.from_batches([batch])
+            n = joined.num_rows
+            for alias, mine, keys, values in self.lookups:
+                left = pa.table(
+                    {f"_k{i}": joined.column(name) for i, name in enumerate(mine)}
+                    | {"_i": pa.array(np.arange(n, dtype=np.int64))}
+                )
+                pairs = left.join(keys, keys=[f"_k{i}" for i in range(len(mine))], join_type="left outer")
+                matched = pairs.filter(pc.is_valid(pairs.column("_j")))
+                position = np.full(n, -1, dtype=np.int64)
+                position[matched.column("_i").to_numpy()] = matched.column("_j").to_numpy()
+                missing = position < 0
+                taken = values.take(pa.array(position, mask=missing))
+                struct = pa.StructArray.from_arrays(
+                    [c.combine_chunks() for c in taken.columns],
+                    names=taken.column_names,
+                    mask=pa.array(missing),
+                )
+                joined = joined.append_column(alias, struct)
+            yield joined
+
+
+def _lookup_fields(mapping: MapSpec) -> dict[str, set[str]]:
+    """Per lookup alias, the fields of the lookup table that the map's expressions read."""
+    aliases = {lookup.alias for lookup in mapping.lookups}
+    read: dict[str, set[str]] = {}
+    texts = [*mapping.columns.values(), mapping.skip_if_null, mapping.where]
+    for text in texts:
+        if text is None:
+            continue
+        for slot in mapping.slots:
+            tree = sqlglot.parse_one(mapping.expression(text, slot), read="duckdb")
+            for column in tree.find_all(exp.Column):
+                if column.table in aliases:
+                    read.setdefault(column.table, set()).add(column.name)
+    return read
 
 
 def _part_schema(table: ModelTable) -> pa.Schema:

@@ -115,7 +115,8 @@ def stage_site(
         exports: The folder holding the site's exports (``his/patients.csv``, ...).
         workspace: The workspace root; the output goes to its ``staging`` folder, replaced as a whole.
         model: The canonical model (default: the shipped one).
-        workers: Raw tables read at the same time (threads); default: 2, or 1 on a single core.
+        workers: Raw tables read, and maps evaluated, at the same time (threads); default: 2, or 1 on a
+            single core.
         progress: Called as ``progress(done, total)`` as raw tables are read and maps evaluated.
 
     Returns:
@@ -170,7 +171,13 @@ def stage_site(
                 progress(done, total)
 
         sources = {f"{r.system}.{r.spec.name}": (r.path, r.rows) for r in raw}
-        outcome = run_maps(site, model, sources, quarantine, tmp, phase1, mapped)
+        # A table's rows are in file and row order when its files were read in the order of their names.
+        ordered = {
+            f"{r.system}.{r.spec.name}"
+            for r in raw
+            if [f.relative for f in r.results] == sorted(f.relative for f in r.results)
+        }
+        outcome = run_maps(site, model, sources, quarantine, tmp, phase1, mapped, ordered, workers)
         shutil.rmtree(phase1)
         pq.write_table(quarantine.to_table(), tmp / "quarantine.parquet", compression="zstd")
         rules: Counter[str] = Counter()
