@@ -1,6 +1,6 @@
 """KPI reconciliation: the national performance KPIs (domain.md §2) counted from every system that holds the
-facts they need, one reconciled value by the official definition, and each source's difference broken into
-reasons computed from the canonical model's columns.
+facts they need, one reconciled value by the official definition, and each source's difference accounted for
+record by record (``_kpi_ledger``).
 
 The same fact comes out different from different systems: a registration system counts refunds,
 cancellations, emergencies and check-ups (``encounter.status``, ``encounter_type``); a system that
@@ -9,9 +9,10 @@ theatre system counts sessions and procedures (``procedure.session_no``, role ``
 operated stays (role ``front_sheet``); a stay one export lost is still in another. Systems are data:
 every system with encounter, procedure, charge or settlement rows is a source, and nothing here names one.
 
-Each reason is counted from the records it explains. Where the named reasons do not add up to a source's
-difference, the rest is reported as ``unexplained remainder``, never under a reason's name (issue 10 makes
-the consistency check fail on it).
+Every record behind a source's difference is either explained by a named record-level rule or listed as
+**unexplained**; a source whose unexplained records exceed the configured tolerance (``kpi_tolerance``, 0.5 %
+of the reconciled value by default) fails its consistency check. The KPIs read the canonical hospital model
+as staging wrote it and the link stage's visits, the same tables the CDM is built from.
 
 The reporting period runs from the first registration day of the site's patient index to the day after the
 last one: exports come in batches, and the period closes where the patient index's last batch does.
@@ -25,35 +26,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from medspace.core import ConfigError, EngineName, InputError
 
-from ._cross_system_duckdb import DuckDBChecks
+from . import _kpi_ledger as ledger
+from ._cross_system_duckdb import COST_TOLERANCE, DuckDBChecks
+from ._kpi_definitions import KPI_NAMES, KpiTolerance
+from ._kpi_ledger import RECORDS_SCHEMA, Reason, SourceCount
 
-UNEXPLAINED = "unexplained remainder"
+__all__ = ["KPI_NAMES", "Kpi", "KpiReconciliation", "Reason", "SourceCount", "reconcile_kpis"]
+
 REGISTRATION_TYPES = ("outpatient", "emergency", "checkup")
 STAY_TYPES = ("inpatient", "day_surgery")
-
-
-@dataclass(frozen=True)
-class SourceCount:
-    """One system's count of a KPI's numerator or denominator, and why it differs from the reconciled one."""
-
-    source: str
-    counts: str  # what the system counts, in words
-    value: float
-    difference: float  # value - reconciled
-    breakdown: dict[str, float] = field(
-        default_factory=dict
-    )  # reason -> signed contribution to the difference
-
-    @property
-    def explained(self) -> bool:
-        # The remainder is counted as before (issue 10 makes the check fail on it); it is only named honestly.
-        return abs(sum(self.breakdown.values()) - self.difference) < 1e-6
-
-    @property
-    def unexplained(self) -> float:
-        return float(self.breakdown.get(UNEXPLAINED, 0.0))
 
 
 @dataclass(frozen=True)
@@ -75,6 +60,8 @@ class KpiReconciliation:
     period_end: dt.date | None  # exclusive
     kpis: dict[str, Kpi]
     reason: str = ""  # why nothing could be reconciled (a workspace without staged data)
+    # every explained and unexplained record of every source's ledger (kpi_records.parquet)
+    records: pa.Table = field(default_factory=RECORDS_SCHEMA.empty_table, repr=False, compare=False)
 
     def to_json(self) -> str:
         data = {
@@ -86,24 +73,6 @@ class KpiReconciliation:
             "kpis": {name: asdict(k) for name, k in self.kpis.items()},
         }
         return json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n"
-
-
-KPI_NAMES: dict[str, str] = {
-    "outpatient_visits": "outpatient registrations that took place; emergency and check-ups excluded",
-    "discharges": "stays discharged in the period, any discharge mode",
-    "outpatient_visits_per_discharge": "outpatient visits / discharges, same period",
-    "operated_discharges": "operated stays",
-    "operated_discharge_share": "operated discharged patients / discharges (per person per stay)",
-    "operations": "operations on discharged patients (procedures)",
-    "minimally_invasive_share": "minimally invasive operations / operations",
-    "grade4_share": "grade-4 operations / operations",
-    "day_surgery_share": "day-surgery operations / elective operations",
-    "inpatient_cost": "total cost of discharged patients",
-    "cost_per_discharge": "inpatient cost / discharges",
-    "bed_days": "bed-days of discharged patients",
-    "average_length_of_stay": "bed-days / discharges",
-    "cost_per_outpatient_visit": "outpatient revenue / outpatient visits",
-}
 
 
 def not_applicable_kpis(reason: str) -> KpiReconciliation:
@@ -121,20 +90,12 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 6) if b else 0.0
 
 
-def _source(
-    source: str, counts: str, value: float, reconciled: float, named: dict[str, float]
-) -> SourceCount:
-    """A source with its named reasons and, when they fall short of the difference, the honest remainder."""
-    difference = round(value - reconciled, 6)
-    breakdown = {reason: round(n, 6) for reason, n in named.items()}
-    rest = round(difference - sum(breakdown.values()), 6)
-    if abs(rest) > 1e-6:
-        breakdown[UNEXPLAINED] = rest
-    return SourceCount(source, counts, value, difference, breakdown)
-
-
 def reconcile_kpis(
-    workspace: Path, *, engine: EngineName = "duckdb", period: tuple[dt.date, dt.date] | None = None
+    workspace: Path,
+    *,
+    engine: EngineName = "duckdb",
+    period: tuple[dt.date, dt.date] | None = None,
+    tolerance: KpiTolerance | None = None,
 ) -> KpiReconciliation:
     """Reconcile the hospital KPIs of a staged workspace.
 
@@ -142,10 +103,13 @@ def reconcile_kpis(
         workspace: a workspace with ``staging/`` (``medspace ingest``); ``link/`` is used when present.
         engine: the engine the counts run on (DuckDB only).
         period: (start, end exclusive); by default the span of the patient index's registrations.
+        tolerance: how much of each KPI a source's unexplained records may account for (percent of the
+            reconciled value); by default 0.5 %.
 
     Returns:
-        Every KPI with its reconciled value and, per source, its difference by reason. A KPI whose canonical
-        tables are empty at this site is not applicable, with the reason.
+        Every KPI with its reconciled value and, per source, its ledger: matched records, each rule with the
+        records it explains, the unexplained records, and whether they stay within the tolerance. A KPI whose
+        canonical tables are empty at this site is not applicable, with the reason.
 
     Raises:
         InputError: if the workspace has no staging output.
@@ -165,10 +129,12 @@ def reconcile_kpis(
             return not_applicable_kpis("the canonical table encounter is empty at this site")
     start, end = period
     params = {"start": dt.datetime.combine(start, dt.time()), "end": dt.datetime.combine(end, dt.time())}
+    tol = tolerance or KpiTolerance()
+    ledger.create_ledger(q)
     _stays(q, params)
     kpis: dict[str, Kpi] = {}
-    outpatient, revenue = _outpatient(q, params)
-    discharges = _discharges(q)
+    outpatient, revenue = _outpatient(q, params, tol)
+    discharges = _discharges(q, tol)
     kpis["outpatient_visits"] = outpatient
     kpis["discharges"] = discharges
     kpis["outpatient_visits_per_discharge"] = _derived(
@@ -179,8 +145,8 @@ def reconcile_kpis(
         outpatient,
         discharges,
     )
-    kpis.update(_operations(q, discharges))
-    kpis.update(_costs_and_stay(q, discharges))
+    kpis.update(_operations(q, discharges, tol))
+    kpis.update(_costs_and_stay(q, discharges, tol))
     kpis["cost_per_outpatient_visit"] = _derived(
         "cost_per_outpatient_visit",
         revenue,
@@ -200,7 +166,9 @@ def reconcile_kpis(
             "the canonical table charge is empty at this site",
         ),
     )
-    return KpiReconciliation(start, end, kpis)
+    records = ledger.ledger_table(q)
+    q.con.close()
+    return KpiReconciliation(start, end, kpis, records=records)
 
 
 def _derived(name: str, a: float | None, b: float | None, explanation: str, *parts: Kpi) -> Kpi:
@@ -282,7 +250,8 @@ def _stays(q: DuckDBChecks, params: dict[str, Any]) -> None:
                first(end_at ORDER BY rank, end_at DESC) FILTER (WHERE end_at IS NOT NULL) AS end_at,
                first(total_cost ORDER BY rank) FILTER (WHERE total_cost IS NOT NULL) AS total_cost,
                first(length_of_stay_days ORDER BY rank) FILTER (WHERE length_of_stay_days IS NOT NULL) AS los,
-               first(bed_days ORDER BY rank) FILTER (WHERE bed_days IS NOT NULL) AS bed_days
+               first(bed_days ORDER BY rank) FILTER (WHERE bed_days IS NOT NULL) AS bed_days,
+               first(payment_method ORDER BY rank) FILTER (WHERE payment_method IS NOT NULL) AS payment_method
         FROM stay_rows GROUP BY stay"""
     )
     q.execute(
@@ -292,7 +261,7 @@ def _stays(q: DuckDBChecks, params: dict[str, Any]) -> None:
     )
 
 
-def _outpatient(q: DuckDBChecks, params: dict[str, Any]) -> tuple[Kpi, float | None]:
+def _outpatient(q: DuckDBChecks, params: dict[str, Any], tol: KpiTolerance) -> tuple[Kpi, float | None]:
     if not q.rows_in.get("encounter"):
         return _not_applicable(
             "outpatient_visits", "the canonical table encounter is empty at this site"
@@ -300,7 +269,7 @@ def _outpatient(q: DuckDBChecks, params: dict[str, Any]) -> tuple[Kpi, float | N
     p = {**params, "types": list(REGISTRATION_TYPES)}
     q.execute(
         """CREATE OR REPLACE TEMP TABLE registration_rows AS
-        SELECT e.system, e.encounter_type, coalesce(e.status, 'done') AS status,
+        SELECT e.system, e.record_key, e.start_at, e.encounter_type, coalesce(e.status, 'done') AS status,
                coalesce(e.visit_serial, ev.visit_id, e.system || ':' || e.record_key) AS visit
         FROM encounter e
         LEFT JOIN ev ON ev."table" = 'encounter' AND ev.system = e.system AND ev.record_key = e.record_key
@@ -331,49 +300,41 @@ def _outpatient(q: DuckDBChecks, params: dict[str, Any]) -> tuple[Kpi, float | N
             LEFT JOIN category_types t ON t.category = c.category
             WHERE k.visit_serial IS NULL GROUP BY c.visit_serial
         )
-        SELECT visit_serial, CASE WHEN len(types) = 1 THEN types[1] END AS encounter_type FROM lost
+        SELECT visit_serial, CASE WHEN len(types) = 1 THEN types[1] END AS encounter_type, first_at FROM lost
         WHERE net > 0 AND first_at >= $start AND first_at < $end"""
         if q.rows_in.get("charge")
-        else "CREATE OR REPLACE TEMP TABLE lost_visits (visit_serial VARCHAR, encounter_type VARCHAR)",
+        else "CREATE OR REPLACE TEMP TABLE lost_visits (visit_serial VARCHAR, encounter_type VARCHAR, "
+        "first_at TIMESTAMP)",
         params if q.rows_in.get("charge") else None,
     )
     recovered = q.scalar("SELECT count(*) FROM lost_visits WHERE encounter_type = 'outpatient'")
     untold = q.scalar("SELECT count(*) FROM lost_visits WHERE encounter_type IS NULL")
+    # The reference: every completed outpatient registration's visit and every lost one its charges tell,
+    # each with when it happened (the registration, else its first charge).
     q.execute(
-        "CREATE OR REPLACE TEMP TABLE outpatient_visits AS "
-        "SELECT DISTINCT visit FROM registration_rows "
-        "WHERE encounter_type = 'outpatient' AND status = 'done' "
-        "UNION SELECT visit_serial FROM lost_visits WHERE encounter_type = 'outpatient'"
+        """CREATE OR REPLACE TEMP TABLE outpatient_reference AS
+        SELECT visit, min(start_at) AS first_at FROM registration_rows
+        WHERE encounter_type = 'outpatient' AND status = 'done' GROUP BY visit
+        UNION ALL SELECT visit_serial, first_at FROM lost_visits
+        WHERE encounter_type = 'outpatient' AND visit_serial NOT IN (SELECT visit FROM registration_rows)"""
     )
-    reconciled = q.scalar("SELECT count(*) FROM outpatient_visits")
+    reconciled = q.scalar("SELECT count(*) FROM outpatient_reference")
     sources = []
-    for row in q.rows(
-        """SELECT system, count(*) AS rows,
-                  count(*) FILTER (WHERE status = 'refunded') AS refunded,
-                  count(*) FILTER (WHERE status = 'cancelled') AS cancelled,
-                  count(*) FILTER (WHERE status = 'done' AND encounter_type = 'emergency') AS emergency,
-                  count(*) FILTER (WHERE status = 'done' AND encounter_type = 'checkup') AS checkup,
-                  count(*) FILTER (WHERE status = 'done' AND encounter_type = 'outpatient') AS done_rows,
-                  count(DISTINCT visit) FILTER (WHERE status = 'done' AND encounter_type = 'outpatient')
-                      AS done_visits
-           FROM registration_rows GROUP BY system ORDER BY system"""
-    ):
-        lacks = reconciled - int(row["done_visits"])
-        named = {
-            "registration refunded (退号)": row["refunded"],
-            "registration cancelled": row["cancelled"],
-            "emergency visit excluded": row["emergency"],
-            "health check-up excluded": row["checkup"],
-            "several registrations of one visit": row["done_rows"] - row["done_visits"],
-            "visit this system lacks (in another system, or lost and evidenced by its charges)": -lacks,
-        }
+    counts = "registrations (outpatient, emergency, check-up) in the period"
+    for system, rows in q.con.execute(
+        "SELECT system, count(*) FROM registration_rows GROUP BY system ORDER BY system"
+    ).fetchall():
+        source = f"{system}/encounter"
+        ledger.outpatient_ledger(q, system, source, counts)
         sources.append(
-            _source(
-                f"{row['system']}/encounter",
-                "registrations (outpatient, emergency, check-up) in the period",
-                float(row["rows"]),
+            ledger.summarise(
+                q,
+                "outpatient_visits",
+                source,
+                counts,
+                float(rows),
                 reconciled,
-                {k: float(v) for k, v in named.items()},
+                tol.for_kpi("outpatient_visits"),
             )
         )
     revenue: float | None = None
@@ -384,7 +345,7 @@ def _outpatient(q: DuckDBChecks, params: dict[str, Any]) -> tuple[Kpi, float | N
                 q.rows(
                     """WITH serials AS (
                         SELECT DISTINCT visit FROM registration_rows WHERE encounter_type = 'outpatient'
-                        UNION SELECT visit_serial FROM lost_visits WHERE encounter_type = 'outpatient')
+                        UNION SELECT visit FROM outpatient_reference)
                     SELECT coalesce(sum(c.amount), 0) AS revenue FROM charge c JOIN serials s
                     ON s.visit = c.visit_serial WHERE c.setting = 'outpatient'"""
                 )[0]["revenue"]
@@ -412,30 +373,20 @@ def _outpatient(q: DuckDBChecks, params: dict[str, Any]) -> tuple[Kpi, float | N
     return kpi, revenue
 
 
-def _discharges(q: DuckDBChecks) -> Kpi:
+def _discharges(q: DuckDBChecks, tol: KpiTolerance) -> Kpi:
     reconciled = q.scalar("SELECT count(*) FROM period_stays")
     if not q.scalar("SELECT count(*) FROM stay_rows"):
         return _not_applicable("discharges", "no inpatient or day-surgery encounter at this site")
     sources = []
-    for row in q.rows(
-        """SELECT r.system, count(*) AS rows, count(DISTINCT r.stay) AS stays,
-                  count(*) FILTER (WHERE coalesce(r.recalled, false)) AS recalled
-           FROM stay_rows r JOIN period_stays s USING (stay) GROUP BY r.system ORDER BY r.system"""
-    ):
-        named = {
-            "recalled discharge (出院召回): a continuation row of the same stay": float(row["recalled"]),
-            "several rows of one stay, not flagged recalled": float(
-                row["rows"] - row["stays"] - row["recalled"]
-            ),
-            "stay missing from this system's export": -float(reconciled - row["stays"]),
-        }
+    counts = "stay rows of the period's stays"
+    for system, rows in q.con.execute(
+        "SELECT r.system, count(*) FROM stay_rows r JOIN period_stays s USING (stay) GROUP BY ALL ORDER BY 1"
+    ).fetchall():
+        source = f"{system}/encounter"
+        ledger.discharge_ledger(q, system, source, counts)
         sources.append(
-            _source(
-                f"{row['system']}/encounter",
-                "stay rows of the period's stays",
-                row["rows"],
-                reconciled,
-                named,
+            ledger.summarise(
+                q, "discharges", source, counts, float(rows), reconciled, tol.for_kpi("discharges")
             )
         )
     return Kpi(
@@ -450,7 +401,7 @@ def _discharges(q: DuckDBChecks) -> Kpi:
     )
 
 
-def _operations(q: DuckDBChecks, discharges: Kpi) -> dict[str, Kpi]:
+def _operations(q: DuckDBChecks, discharges: Kpi, tol: KpiTolerance) -> dict[str, Kpi]:
     names = (
         "operated_discharges",
         "operated_discharge_share",
@@ -482,64 +433,45 @@ def _operations(q: DuckDBChecks, discharges: Kpi) -> dict[str, Kpi]:
     operated = q.scalar("SELECT count(*) FROM operated")
     # Several systems may record the same procedures (a platform copies the hospital's): each stay's count
     # comes from the first system in the site's precedence that codes it, as a stay's facts do.
-    coded_count = q.scalar(
-        "SELECT count(*) FROM (SELECT system_rank, min(system_rank) OVER (PARTITION BY stay) AS first_rank "
-        f"FROM period_procedures WHERE {coded_filter}) WHERE system_rank = first_rank"
+    q.execute(
+        f"""CREATE OR REPLACE TEMP TABLE reference_procedures AS
+        SELECT stay, record_key, interventional,
+               row_number() OVER (PARTITION BY stay ORDER BY "rank", record_key) AS n
+        FROM (SELECT *, min(system_rank) OVER (PARTITION BY stay) AS first_rank FROM period_procedures
+              WHERE {coded_filter}) WHERE system_rank = first_rank"""
     )
+    coded_count = q.scalar("SELECT count(*) FROM reference_procedures")
     n_discharges = float(discharges.value or 0)
-    coded_sources = [
-        _source(
-            f"{row['system']}/procedure ({row['role'] or 'no role'})",
-            "coded procedures of the period's stays",
-            row["rows"],
-            operated,
-            {
-                "several procedures coded for one stay": float(row["rows"] - row["stays"]),
-                "operated stay this system has no procedure for": -float(operated - row["stays"]),
-            },
-        )
-        for row in q.rows(
-            f"""SELECT system, role, count(*) AS rows, count(DISTINCT stay) AS stays FROM period_procedures
-            WHERE {coded_filter} GROUP BY ALL ORDER BY system, role"""
-        )
-    ]
-    theatre_sources: list[SourceCount] = []
-    for row in q.rows(
-        """SELECT system, count(*) AS rows, count(DISTINCT (stay, session_no)) AS sessions,
-                  count(DISTINCT stay) AS stays,
-                  count(DISTINCT stay) FILTER (WHERE stay NOT IN (SELECT stay FROM operated)) AS not_coded
-           FROM period_procedures WHERE role = 'theatre' GROUP BY system ORDER BY system"""
-    ):
-        without_theatre = q.scalar(
-            "SELECT count(*) FROM operated WHERE stay NOT IN (SELECT stay FROM period_procedures "
-            "WHERE role = 'theatre' AND system = $s)",
-            {"s": row["system"]},
-        )
-        multi = float(row["sessions"] - row["stays"])
-        stays_reasons = {
-            "theatre record of a stay with no coded procedure": float(row["not_coded"]),
-            "operated stay without a theatre record": -float(without_theatre),
-        }
-        theatre_sources.append(
-            _source(
-                f"{row['system']}/procedure (theatre)",
-                "theatre sessions",
-                row["sessions"],
-                operated,
-                {"several theatre sessions in one stay (KPI counts the stay once)": multi, **stays_reasons},
+    operated_tol, operations_tol = tol.for_kpi("operated_discharges"), tol.for_kpi("operations")
+    coded_sources: list[SourceCount] = []
+    coded_counts = "coded procedures of the period's stays"
+    for system, rows in q.con.execute(
+        f"SELECT system, count(*) FROM period_procedures WHERE {coded_filter} GROUP BY ALL ORDER BY 1"
+    ).fetchall():
+        source = f"{system}/procedure ({coded_role or 'any role'})"
+        ledger.coded_stay_ledger(q, system, coded_filter, source, coded_counts)
+        coded_sources.append(
+            ledger.summarise(
+                q, "operated_discharges", source, coded_counts, float(rows), operated, operated_tol
             )
         )
+    theatre_sources: list[SourceCount] = []
+    operation_sources: list[SourceCount] = []
+    for system, rows, sessions in q.con.execute(
+        "SELECT system, count(*), count(DISTINCT (stay, session_no)) FROM period_procedures "
+        "WHERE role = 'theatre' GROUP BY system ORDER BY system"
+    ).fetchall():
+        source = f"{system}/procedure (theatre)"
+        ledger.theatre_stay_ledger(q, system, source, "theatre sessions")
         theatre_sources.append(
-            _source(
-                f"{row['system']}/procedure (theatre)",
-                "procedure rows",
-                row["rows"],
-                operated,
-                {
-                    "several theatre sessions in one stay (KPI counts the stay once)": multi,
-                    "several procedures in one session": float(row["rows"] - row["sessions"]),
-                    **stays_reasons,
-                },
+            ledger.summarise(
+                q, "operated_discharges", source, "theatre sessions", float(sessions), operated, operated_tol
+            )
+        )
+        ledger.theatre_operation_ledger(q, system, source, "procedure rows")
+        operation_sources.append(
+            ledger.summarise(
+                q, "operations", source, "procedure rows", float(rows), coded_count, operations_tol
             )
         )
     theatre = q.rows(
@@ -551,11 +483,6 @@ def _operations(q: DuckDBChecks, discharges: Kpi) -> dict[str, Kpi]:
     )[0]
     n_ops = int(theatre["n"])
     no_theatre = "no theatre procedure (procedure.role = theatre) of the period's stays at this site"
-    operation_sources = [
-        _source(s.source, "procedure rows", s.value, coded_count, {})
-        for s in theatre_sources
-        if s.counts == "procedure rows"
-    ]
     out = {
         "operated_discharges": Kpi(
             "operated_discharges",
@@ -564,7 +491,7 @@ def _operations(q: DuckDBChecks, discharges: Kpi) -> dict[str, Kpi]:
             operated,
             None,
             "stays with at least one coded procedure" + ("" if coded_role else " (any procedure record)"),
-            coded_sources,
+            [*coded_sources, *theatre_sources],
         ),
         "operated_discharge_share": Kpi(
             "operated_discharge_share",
@@ -572,8 +499,7 @@ def _operations(q: DuckDBChecks, discharges: Kpi) -> dict[str, Kpi]:
             _ratio(operated, n_discharges),
             operated,
             n_discharges,
-            "operated stays over all discharges",
-            [*coded_sources, *theatre_sources],
+            "operated stays over all discharges (the sources of operated_discharges and discharges)",
         ),
         "operations": Kpi(
             "operations",
@@ -617,7 +543,7 @@ def _operations(q: DuckDBChecks, discharges: Kpi) -> dict[str, Kpi]:
     return out
 
 
-def _costs_and_stay(q: DuckDBChecks, discharges: Kpi) -> dict[str, Kpi]:
+def _costs_and_stay(q: DuckDBChecks, discharges: Kpi, tol: KpiTolerance) -> dict[str, Kpi]:
     out: dict[str, Kpi] = {}
     n_discharges = discharges.value
     if discharges.status != "measured":
@@ -642,31 +568,31 @@ def _costs_and_stay(q: DuckDBChecks, discharges: Kpi) -> dict[str, Kpi]:
                 continue
             expr, joins = _stay_of("x", table)
             amount = "x.total_cost" if table == "settlement" else "x.amount"
+            at = "x.settled_at" if table == "settlement" else "x.charged_at"
             where = "" if table == "settlement" else "WHERE x.setting IS DISTINCT FROM 'outpatient'"
             q.execute(
                 f"""CREATE OR REPLACE TEMP TABLE stay_amounts AS
-                SELECT x.system, {expr} AS stay, sum({amount}) AS amount FROM "{table}" x {joins} {where}
-                GROUP BY ALL"""
+                SELECT x.system, {expr} AS stay, sum({amount}) AS amount, max({at}) AS last_at
+                FROM "{table}" x {joins} {where} GROUP BY x.system, {expr}"""
             )
-            for row in q.rows(
-                """SELECT y.system,
-                          sum(a.amount) FILTER (WHERE s.total_cost IS NOT NULL) AS value,
-                          sum(a.amount - s.total_cost) FILTER (WHERE s.total_cost IS NOT NULL) AS differs,
-                          (SELECT sum(s2.total_cost) FROM period_stays s2 WHERE s2.total_cost IS NOT NULL
-                           AND s2.stay NOT IN (SELECT stay FROM stay_amounts z WHERE z.system = y.system
-                                               AND z.stay IS NOT NULL)) AS missing
-                   FROM (SELECT DISTINCT system FROM stay_amounts) y
-                   LEFT JOIN stay_amounts a ON a.system = y.system
-                   LEFT JOIN period_stays s ON s.stay = a.stay
-                   GROUP BY y.system ORDER BY y.system"""
-            ):
-                value = round(float(row["value"] or 0), 2)
-                named = {
-                    f"stay without {table} rows in this system": -round(float(row["missing"] or 0), 2),
-                    f"{label} differ from the stay's stated total": round(float(row["differs"] or 0), 2),
-                }
+            counts = f"{label} of the period's stays"
+            for system, value in q.con.execute(
+                """SELECT a.system, sum(a.amount) FILTER (WHERE s.total_cost IS NOT NULL)
+                   FROM stay_amounts a LEFT JOIN period_stays s USING (stay) GROUP BY ALL ORDER BY 1"""
+            ).fetchall():
+                source = f"{system}/{table}"
+                ledger.cost_ledger(q, system, table, label, source, counts, COST_TOLERANCE)
                 sources.append(
-                    _source(f"{row['system']}/{table}", f"{label} of the period's stays", value, cost, named)
+                    ledger.summarise(
+                        q,
+                        "inpatient_cost",
+                        source,
+                        counts,
+                        round(float(value or 0), 2),
+                        cost,
+                        tol.for_kpi("inpatient_cost"),
+                        digits=2,
+                    )
                 )
         out["inpatient_cost"] = Kpi(
             "inpatient_cost",
@@ -693,31 +619,16 @@ def _costs_and_stay(q: DuckDBChecks, discharges: Kpi) -> dict[str, Kpi]:
         return out
     bed_days = float(totals["days"])
     day_sources: list[SourceCount] = []
-    for row in q.rows(
-        """WITH per AS (
-               SELECT r.system, r.stay, sum(coalesce(r.bed_days, r.length_of_stay_days)) AS days,
-                      count(*) AS n
-               FROM stay_rows r JOIN period_stays s USING (stay)
-               WHERE coalesce(r.bed_days, r.length_of_stay_days) IS NOT NULL GROUP BY ALL
-           )
-           SELECT per.system, sum(per.days) AS value,
-                  sum(per.days - coalesce(s.los, s.bed_days)) FILTER (WHERE per.n > 1) AS recalled,
-                  (SELECT sum(coalesce(s2.los, s2.bed_days)) FROM period_stays s2
-                   WHERE s2.stay NOT IN (SELECT stay FROM per p2 WHERE p2.system = per.system)) AS missing
-           FROM per JOIN period_stays s USING (stay) GROUP BY per.system ORDER BY per.system"""
-    ):
-        named = {
-            "recalled discharge: each part of the stay counted as its own stay": float(row["recalled"] or 0),
-            "stay missing from this system's export": -float(row["missing"] or 0),
-        }
+    counts = "bed-days of the period's stays"
+    for system, value in q.con.execute(
+        """SELECT r.system, sum(coalesce(r.bed_days, r.length_of_stay_days))
+           FROM stay_rows r JOIN period_stays s USING (stay)
+           WHERE coalesce(r.bed_days, r.length_of_stay_days) IS NOT NULL GROUP BY ALL ORDER BY 1"""
+    ).fetchall():
+        source = f"{system}/encounter"
+        ledger.bed_day_ledger(q, system, source, counts)
         day_sources.append(
-            _source(
-                f"{row['system']}/encounter",
-                "bed-days of the period's stays",
-                float(row["value"]),
-                bed_days,
-                named,
-            )
+            ledger.summarise(q, "bed_days", source, counts, float(value), bed_days, tol.for_kpi("bed_days"))
         )
     out["bed_days"] = Kpi(
         "bed_days",
