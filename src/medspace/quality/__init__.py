@@ -6,7 +6,8 @@
 - Cross-system checks DQD lacks, over the canonical hospital model: the same fact in every system that holds
   it, orphan and link rates, units and ranges; a check whose canonical tables are empty is not applicable.
 - KPI reconciliation: each national KPI counted from every system that can count it, one reconciled value,
-  each difference broken into reasons counted from records, and an honest "unexplained remainder".
+  and per source a record-level ledger: every record matched, explained by a named rule, or unexplained; a
+  source's consistency check fails when its unexplained records exceed the configured tolerance.
 - The mapped share (concept_id != 0) of rows and source codes per CDM domain, with the unmapped codes.
 - The quality label (GB/T 36344 dimensions, EHDS Article 78 elements) and a self-contained HTML report.
 
@@ -32,7 +33,8 @@ from medspace.quality._dqd_overrides import (
 )
 from medspace.quality._dqd_results import CheckResult, CheckStatus, QualityResults, write_dqd_json
 from medspace.quality._dqd_run import run_checks
-from medspace.quality._kpis import Kpi, KpiReconciliation, SourceCount, reconcile_kpis
+from medspace.quality._kpi_definitions import KpiTolerance
+from medspace.quality._kpis import Kpi, KpiReconciliation, Reason, SourceCount, reconcile_kpis
 from medspace.quality._label import DimensionScore, QualityCheck, QualityLabel, quality_label
 from medspace.quality._mapping_coverage import DomainCoverage, UnmappedCode, mapping_coverage
 from medspace.quality._run import QualityRun, run_quality
@@ -48,6 +50,7 @@ __all__ = [
     "DqdOverrides",
     "Kpi",
     "KpiReconciliation",
+    "KpiTolerance",
     "LinkRate",
     "NotNullCheck",
     "PlausibleRangeCheck",
@@ -55,6 +58,7 @@ __all__ = [
     "QualityLabel",
     "QualityResults",
     "QualityRun",
+    "Reason",
     "ReferenceRangeProfile",
     "SourceCount",
     "ThresholdOverride",

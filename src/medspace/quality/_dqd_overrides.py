@@ -1,6 +1,6 @@
 """The user's overrides of the DataQualityDashboard checks: a YAML file, validated when it loads.
 
-Three sections, all optional::
+Four sections, all optional::
 
     disable:                      # checks to leave out; each entry matches on the keys it gives
       - check: plausibleGender
@@ -10,6 +10,9 @@ Three sections, all optional::
     custom:                       # checks DQD's control tables lack, declared without SQL
       - {kind: plausible_range, concept_id: 3004410, unit_concept_id: 8554, low: 2, high: 20, threshold: 1}
       - {kind: not_null, table: PERSON, field: birth_datetime, threshold: 5}
+    kpi_tolerance:                # percent of a KPI a source's unexplained records may account for
+      default: 0.5
+      kpis: {inpatient_cost: 1.0}
 
 Names are matched case-insensitively; every check type, table and field named must exist in DQD's control
 tables, so a typo is refused rather than silently matching nothing. This module is engine-free.
@@ -26,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from medspace.core import SpecError
 from medspace.quality._dqd_control import DqdCheck, check_descriptions, control_checks
+from medspace.quality._kpi_definitions import KpiTolerance
 
 
 class _Frozen(BaseModel):
@@ -109,6 +113,7 @@ class DqdOverrides(_Frozen):
     disable: tuple[CheckSelector, ...] = ()
     thresholds: tuple[ThresholdOverride, ...] = ()
     custom: tuple[CustomCheck, ...] = ()
+    kpi_tolerance: KpiTolerance = KpiTolerance()
 
 
 def load_overrides(path: Path) -> DqdOverrides:

@@ -14,14 +14,15 @@ side is one line of the ledger (temp table ``kpi_records``):
 
 Each line carries its signed contribution to the source's difference (``amount``: +1 for a record the
 source counts and the KPI does not, -1 for one the KPI counts and the source lacks, a cost or bed-day
-difference in the KPI's unit), so the ledger of a source adds up to its difference by construction, and a summary that does not
-add up is reported as unexplained, never absorbed. A source's "reconciles" check fails when its unexplained
-records account for more of the reconciled value than the configured tolerance (``kpi_tolerance``).
+difference in the KPI's unit), so the ledger of a source adds up to its difference by construction, and a
+summary that does not add up is reported as unexplained, never absorbed. A source's "reconciles" check fails
+when its unexplained records account for more of the reconciled value than the configured tolerance
+(``kpi_tolerance``).
 
 The ledger reads the temp tables ``_kpis`` builds from the canonical model (``registration_rows``,
 ``outpatient_reference``, ``stay_rows``, ``stay_facts``, ``period_stays``, ``period_procedures``,
-``operated``, ``reference_procedures``). Systems are data: nothing here names one. Raw SQL stays in this module and
-``_kpis`` (DuckDB only; the KPI reconciliation is refused on Spark by its caller).
+``operated``, ``reference_procedures``). Systems are data: nothing here names one. Raw SQL stays in this
+module and ``_kpis`` (DuckDB only; the KPI reconciliation is refused on Spark by its caller).
 """
 
 from __future__ import annotations
@@ -238,8 +239,9 @@ def discharge_ledger(q: DuckDBChecks, system: str, source: str, counts: str) -> 
                        WHEN nth > 1 THEN 'a further row of a stay already counted' END AS rule,
                   NULL AS unexplained_as
            FROM (SELECT r.*,
-                        row_number() OVER (PARTITION BY r.stay
-                                           ORDER BY coalesce(r.recalled, false), r.start_at, r.record_key) AS nth
+                        row_number() OVER (
+                            PARTITION BY r.stay ORDER BY coalesce(r.recalled, false), r.start_at, r.record_key
+                        ) AS nth
                  FROM stay_rows r JOIN period_stays s USING (stay) WHERE r.system = $system)""",
         params,
     )

@@ -1,7 +1,8 @@
 """The quality stage over a workspace: every check, the KPI reconciliation, the label and the report.
 
 Writes ``<workspace>/quality/``: ``dqd_results.json`` (DataQualityDashboard's format), ``cross_system.json``
-and ``cross_system_details.parquet``, ``kpis.json``, ``mapping_coverage.json`` (mapped share per CDM
+and ``cross_system_details.parquet``, ``kpis.json`` and ``kpi_records.parquet`` (every record explained or
+left unexplained in a KPI source's ledger), ``mapping_coverage.json`` (mapped share per CDM
 domain), ``label.json`` and ``report.html``. Tests re-check each
 figure in them through an independent route.
 """
@@ -19,8 +20,18 @@ import duckdb
 import pyarrow.parquet as pq
 
 import medspace
-from medspace.core import ConfigError, EngineName, InputError, Workspace, refresh_catalog, replace_folder
+from medspace.core import (
+    CATALOG,
+    ConfigError,
+    EngineName,
+    InputError,
+    Workspace,
+    refresh_catalog,
+    replace_folder,
+)
 
+from ._dqd_overrides import load_overrides
+from ._kpi_definitions import KpiTolerance
 from ._kpis import KpiReconciliation, not_applicable_kpis, reconcile_kpis
 from ._label import Dimension, EhdsQuality, QualityCheck, QualityLabel, Status, quality_label
 from ._mapping_coverage import DomainCoverage, mapping_coverage
@@ -190,8 +201,9 @@ def staging_checks(workspace: Path) -> tuple[list[QualityCheck], list[SystemRow]
 
 
 def kpi_checks(kpis: KpiReconciliation) -> list[QualityCheck]:
-    """Every KPI source whose difference from the reconciled value is explained by named reasons passes; a
-    KPI that cannot be computed at this site is one not-applicable entry with the reason."""
+    """One consistency check per KPI source: it fails when the records no rule explains account for more of
+    the reconciled value than the KPI's tolerance (percent). A KPI that cannot be computed at this site is one
+    not-applicable entry with the reason."""
     checks = []
     for k in kpis.kpis.values():
         if k.status != "measured":
@@ -209,17 +221,23 @@ def kpi_checks(kpis: KpiReconciliation) -> list[QualityCheck]:
             )
             continue
         for s in k.sources:
+            lost = s.unexplained
+            detail = (
+                f"{s.value:,.2f} against {s.reference:,.2f}: {s.matched:,} records matched, "
+                + "".join(f"{r.records:,} {r.rule} ({r.amount:+,.2f}); " for r in s.reasons)
+                + f"{lost.records:,} unexplained ({lost.amount:+,.2f})"
+                + (f": {lost.rule.removeprefix('unexplained: ')}" if lost.records else "")
+            )
             checks.append(
                 QualityCheck(
                     "kpi_reconciliation",
                     f"{k.name}: {s.source} ({s.counts}) reconciles",
                     "consistency",
                     "consistency",
-                    "passed" if s.explained else "failed",
-                    s.difference,
-                    None,
-                    "; ".join(f"{reason} {n:+,.2f}" for reason, n in s.breakdown.items() if n)
-                    or "no difference",
+                    "passed" if s.status == "passed" else "failed",
+                    s.unexplained_pct,
+                    s.tolerance_pct,
+                    detail[:600],
                 )
             )
     return checks
@@ -318,43 +336,99 @@ def timeliness(workspace: Path, kpis: KpiReconciliation) -> tuple[list[QualityCh
     return checks, facts
 
 
-def accessibility(workspace: Path) -> tuple[list[QualityCheck], dict[str, object]]:
-    """The harmonised data is there, in the standard model, and queryable."""
-    cdm = workspace / "cdm"
-    manifest = (
-        json.loads((cdm / "manifest.json").read_text(encoding="utf-8"))
-        if (cdm / "manifest.json").exists()
-        else {}
-    )
-    # a built CDM's manifest gives rows per table; an imported one gives its import counts per table
+def _manifest_rows(cdm: Path) -> dict[str, int]:
+    """Rows per CDM table as the CDM manifest states them (a built CDM's counts, an imported one's)."""
+    path = cdm / "manifest.json"
+    manifest = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
     listed = manifest.get("tables")
     raw: dict[str, Any] = listed if isinstance(listed, dict) else {}
-    tables = {
+    return {
         k: int(v["rows_imported"] if isinstance(v, dict) else v)
         for k, v in raw.items()
         if not isinstance(v, dict) or "rows_imported" in v
     }
-    empty = sorted(k for k, v in tables.items() if v == 0)
+
+
+def accessibility(workspace: Path) -> tuple[list[QualityCheck], dict[str, object]]:
+    """Each documented access path answers: the CDM's Parquet tables hold the rows its manifest states, and
+    the workspace catalogue's DuckDB views (``medspace.duckdb``) can be queried and give the same counts.
+
+    The quality stage's own views are left out: the catalogue is rebuilt after this stage writes.
+    """
+    cdm = workspace / "cdm"
+    stated = _manifest_rows(cdm)
+    files: dict[str, int | None] = {}
+    for table in stated:
+        path = cdm / f"{table}.parquet"
+        try:
+            files[table] = pq.ParquetFile(path).metadata.num_rows
+        except (OSError, pq.lib.ArrowException):
+            files[table] = None
+    wrong_files = sorted(t for t, n in files.items() if n != stated[t])
     checks = [
         QualityCheck(
             "accessibility",
-            "OMOP CDM tables present",
+            "OMOP CDM Parquet tables answer with their manifest's row counts",
             "accessibility",
             "validity",
-            "passed" if tables else "failed",
-            float(len(tables)),
-            None,
-            f"{len(tables)} tables in cdm/",
-        ),
+            "passed" if stated and not wrong_files else "failed",
+            float(len(stated) - len(wrong_files)),
+            float(len(stated)),
+            (
+                f"{len(stated) - len(wrong_files)} of {len(stated)} tables read back with the stated rows"
+                + (f"; differing or unreadable: {', '.join(wrong_files[:10])}" if wrong_files else "")
+            )
+            if stated
+            else "the CDM manifest lists no tables",
+        )
+    ]
+    catalogue = workspace / CATALOG
+    answered, broken, cdm_wrong = 0, [], []
+    if catalogue.exists():
+        with duckdb.connect(str(catalogue), read_only=True) as con:
+            views = con.execute(
+                "SELECT schema_name, view_name FROM duckdb_views() "
+                "WHERE NOT internal AND schema_name <> 'quality' ORDER BY 1, 2"
+            ).fetchall()
+            for schema, view in views:
+                name = f'"{schema}"."{view}"'
+                try:
+                    row = con.execute(f"SELECT count(*) FROM {name}").fetchone()
+                except duckdb.Error:
+                    broken.append(f"{schema}.{view}")
+                    continue
+                answered += 1
+                if schema == "cdm" and view in stated and (row is None or row[0] != stated[view]):
+                    cdm_wrong.append(f"{schema}.{view}")
+            missing = sorted(t for t in stated if ("cdm", t) not in set(views))
+    else:
+        views, missing = [], sorted(stated)
+    failing = broken + cdm_wrong + [f"cdm.{t} (no view)" for t in missing]
+    checks.append(
         QualityCheck(
             "accessibility",
-            "workspace catalogue (DuckDB) present",
+            "workspace catalogue (DuckDB) views answer",
             "accessibility",
             "validity",
-            "passed" if (workspace / "medspace.duckdb").exists() else "failed",
-        ),
-    ]
-    facts = {"data model": "OMOP CDM v5.4", "tables": len(tables), "empty tables": ", ".join(empty) or "none"}
+            "passed" if catalogue.exists() and views and not failing else "failed",
+            float(answered),
+            float(len(views)),
+            (
+                f"{answered} of {len(views)} views queried"
+                + (f"; failing: {', '.join(failing[:10])}" if failing else "")
+            )
+            if catalogue.exists()
+            else f"no catalogue ({CATALOG}); re-run the last stage to rebuild it",
+        )
+    )
+    empty = sorted(k for k, v in stated.items() if v == 0)
+    facts = {
+        "data model": "OMOP CDM v5.4",
+        "tables": len(stated),
+        "empty tables": ", ".join(empty) or "none",
+        "access paths": f"cdm/*.parquet, {CATALOG} (DuckDB views)",
+        "catalogue views answering": f"{answered} of {len(views)}",
+    }
     return checks, facts
 
 
@@ -557,7 +631,7 @@ def run_quality(
 
     Args:
         workspace: a workspace with ``cdm/`` and, for a hospital, ``staging/`` and ``link/``.
-        overrides: a YAML file adding or overriding DQD checks and thresholds.
+        overrides: a YAML file adding or overriding DQD checks and thresholds, and the KPI tolerance.
         engine: the engine the checks run on.
 
     Returns:
@@ -583,12 +657,18 @@ def run_quality(
     dqd = run_checks(ws.root, overrides=overrides, engine=engine)
     no_cross, no_kpis = _hospital_inputs(ws)
     cross = not_applicable_results(no_cross) if no_cross else cross_system_checks(ws.root)
-    kpis = not_applicable_kpis(no_kpis) if no_kpis else reconcile_kpis(ws.root, engine=engine)
+    tolerance = load_overrides(overrides).kpi_tolerance if overrides is not None else KpiTolerance()
+    kpis = (
+        not_applicable_kpis(no_kpis)
+        if no_kpis
+        else reconcile_kpis(ws.root, engine=engine, tolerance=tolerance)
+    )
     coverage = mapping_coverage(ws.stage("cdm"))
     with replace_folder(ws.stage("quality")) as out:
         write_dqd_json(dqd, out / "dqd_results.json")
         write_cross_system(cross, out)
         (out / "kpis.json").write_text(kpis.to_json(), encoding="utf-8")
+        pq.write_table(kpis.records, out / "kpi_records.parquet")
         (out / "mapping_coverage.json").write_text(
             json.dumps({"domains": [asdict(c) for c in coverage]}, indent=2, ensure_ascii=False) + "\n",
             encoding="utf-8",
