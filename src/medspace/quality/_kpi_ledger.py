@@ -209,9 +209,8 @@ def outpatient_ledger(q: DuckDBChecks, system: str, source: str, counts: str) ->
     )
     _insert(
         q,
-        """SELECT NULL AS record_key, v.visit AS reference_key, false AS matched, -1.0 AS amount,
-                  CASE WHEN v.first_at > (SELECT max(start_at) FROM registration_rows WHERE system = $system)
-                       THEN $cut_off END AS rule,
+        f"""SELECT NULL AS record_key, v.visit AS reference_key, false AS matched, -1.0 AS amount,
+                  CASE WHEN {_after_last("v.first_at")} THEN $cut_off END AS rule,
                   'outpatient visit this system has no registration of' AS unexplained_as
            FROM outpatient_reference v
            WHERE v.visit NOT IN (SELECT visit FROM registration_rows WHERE system = $system
@@ -223,9 +222,13 @@ def outpatient_ledger(q: DuckDBChecks, system: str, source: str, counts: str) ->
 # -- discharges and bed-days --------------------------------------------------------------------------------
 
 
+def _after_last(at: str) -> str:
+    """True when ``at`` is later than the system's last exported record (temp table ``system_last``)."""
+    return f"{at} > (SELECT last_at FROM system_last WHERE system = $system)"
+
+
 def _stay_cut_off(alias: str) -> str:
-    """True when the reference stay ``alias`` ends after the system's last stay row."""
-    return f"{alias}.end_at > (SELECT max(coalesce(end_at, start_at)) FROM stay_rows WHERE system = $system)"
+    return _after_last(f"{alias}.end_at")
 
 
 def discharge_ledger(q: DuckDBChecks, system: str, source: str, counts: str) -> None:
@@ -427,8 +430,7 @@ def cost_ledger(
                    CASE WHEN {settles} AND s.payment_method IS NOT NULL
                              AND s.payment_method NOT IN (SELECT payment_method FROM methods)
                         THEN 'payment method ' || s.payment_method || ', of which this system settles no stay'
-                        WHEN s.end_at > (SELECT max(last_at) FROM stay_amounts WHERE system = $system)
-                        THEN $cut_off END AS rule,
+                        WHEN {_stay_cut_off("s")} THEN $cut_off END AS rule,
                    'stay without {table} rows in this system' AS unexplained_as
             FROM period_stays s
             WHERE s.total_cost IS NOT NULL

@@ -131,6 +131,7 @@ def reconcile_kpis(
     params = {"start": dt.datetime.combine(start, dt.time()), "end": dt.datetime.combine(end, dt.time())}
     tol = tolerance or KpiTolerance()
     ledger.create_ledger(q)
+    _system_last(q)
     _stays(q, params)
     kpis: dict[str, Kpi] = {}
     outpatient, revenue = _outpatient(q, params, tol)
@@ -219,6 +220,31 @@ def _stay_of(alias: str, table: str) -> tuple[str, str]:
         "LEFT JOIN stay_by_visit by_visit ON by_visit.visit_id = ev.visit_id"
     )
     return expr, joins
+
+
+# The event times that date a system's records: its export ends at the latest of them.
+_EVENT_TIMES = {
+    "encounter": ("start_at", "end_at"),
+    "procedure": ("performed_at",),
+    "charge": ("charged_at",),
+    "settlement": ("settled_at", "discharged_at"),
+}
+
+
+def _system_last(q: DuckDBChecks) -> None:
+    """Temp table ``system_last``: each system's last exported record (a record of the KPI after it is one
+    the system's export cannot hold yet)."""
+    parts = [
+        f'SELECT system, max({column}) AS last_at FROM "{table}" GROUP BY system'
+        for table, columns in _EVENT_TIMES.items()
+        if q.rows_in.get(table)
+        for column in columns
+    ]
+    q.execute(
+        "CREATE OR REPLACE TEMP TABLE system_last AS SELECT system, max(last_at) AS last_at FROM ("
+        + (" UNION ALL ".join(parts) or "SELECT NULL::VARCHAR AS system, NULL::TIMESTAMP AS last_at")
+        + ") GROUP BY system"
+    )
 
 
 def _stays(q: DuckDBChecks, params: dict[str, Any]) -> None:
@@ -568,11 +594,10 @@ def _costs_and_stay(q: DuckDBChecks, discharges: Kpi, tol: KpiTolerance) -> dict
                 continue
             expr, joins = _stay_of("x", table)
             amount = "x.total_cost" if table == "settlement" else "x.amount"
-            at = "x.settled_at" if table == "settlement" else "x.charged_at"
             where = "" if table == "settlement" else "WHERE x.setting IS DISTINCT FROM 'outpatient'"
             q.execute(
                 f"""CREATE OR REPLACE TEMP TABLE stay_amounts AS
-                SELECT x.system, {expr} AS stay, sum({amount}) AS amount, max({at}) AS last_at
+                SELECT x.system, {expr} AS stay, sum({amount}) AS amount
                 FROM "{table}" x {joins} {where} GROUP BY x.system, {expr}"""
             )
             counts = f"{label} of the period's stays"

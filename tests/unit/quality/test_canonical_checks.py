@@ -15,7 +15,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from medspace.core import ConfigError, InputError
-from medspace.quality import CrossSystemResults, cross_system_checks, reconcile_kpis
+from medspace.quality import (
+    CrossSystemResults,
+    KpiTolerance,
+    SourceCount,
+    cross_system_checks,
+    reconcile_kpis,
+)
 from quality_site import Tables, baseline, build, build_fast, row
 
 T = dt.datetime
@@ -273,13 +279,24 @@ def test_kpis_of_the_clean_site(clean: tuple[Path, CrossSystemResults]) -> None:
     reg = kpis.kpis["outpatient_visits"].sources[0]
     assert reg.source == "reg/encounter"
     assert reg.breakdown["registration refunded (退号)"] == 1
-    assert reg.breakdown["emergency visit excluded"] == 1
+    assert reg.breakdown["emergency visit (the KPI excludes emergencies)"] == 1
+    assert _examples(reg, "registration refunded (退号)") == ["G3"]
     for k in kpis.kpis.values():
         for s in k.sources:
             assert sum(s.breakdown.values()) == pytest.approx(s.difference), (k.name, s)
-    # the theatre system's procedure rows against the coded ones: no rule explains it, and it says so
+    # the theatre system has one procedure row for the stay's two coded procedures: no rule explains the
+    # second, and it says so, record by record, and fails
     theatre = kpis.kpis["operations"].sources[0]
-    assert theatre.breakdown == {"unexplained remainder": -1.0}
+    assert theatre.breakdown == {"unexplained": -1.0}
+    assert (theatre.unexplained.records, theatre.unexplained.examples, theatre.status) == (
+        1,
+        ["I1-1#2"],
+        "failed",
+    )
+
+
+def _examples(source: SourceCount, rule: str) -> list[str]:
+    return next(r.examples for r in source.reasons if r.rule == rule)
 
 
 def test_recalled_discharges_and_lost_stays_are_counted_reasons(tmp_path: Path) -> None:
@@ -304,14 +321,133 @@ def test_recalled_discharges_and_lost_stays_are_counted_reasons(tmp_path: Path) 
     kpis = reconcile_kpis(build_fast(tmp_path, tables))
     assert kpis.kpis["discharges"].value == 2
     reg = next(s for s in kpis.kpis["discharges"].sources if s.source == "reg/encounter")
-    assert reg.breakdown["recalled discharge (出院召回): a continuation row of the same stay"] == 1
-    assert reg.breakdown["stay missing from this system's export"] == -1
-    assert "unexplained remainder" not in reg.breakdown
+    rule = "recalled discharge (出院召回): a continuation row of the same stay"
+    assert reg.breakdown[rule] == 1 and _examples(reg, rule) == ["A1b"]
+    # a stay only one system kept is unexplained, not a reason: absence alone explains nothing
+    assert (reg.unexplained.records, reg.unexplained.amount, reg.unexplained.examples) == (1, -1.0, ["I1-2"])
+    assert reg.status == "failed" and reg.unexplained_pct == 50.0
     days = next(s for s in kpis.kpis["bed_days"].sources if s.source == "reg/encounter")
-    assert days.breakdown["recalled discharge: each part of the stay counted as its own stay"] == 1
-    assert days.breakdown["stay missing from this system's export"] == -2
+    assert days.breakdown["stay in several rows (recalled discharge): each row's bed-days counted"] == 1
+    assert days.unexplained.amount == -2
     settled = next(s for s in kpis.kpis["inpatient_cost"].sources if s.source == "payer/settlement")
-    assert settled.breakdown["stay without settlement rows in this system"] == -300.0
+    # the payer's last record is the first stay's discharge: the second is after its export ends
+    cut_off = "after this system's last exported record (its export ends earlier)"
+    assert (settled.breakdown[cut_off], _examples(settled, cut_off)) == (-300.0, ["I1-2"])
+    records = kpis.records.to_pylist()
+    assert {(r["source"], r["reference_key"], r["outcome"]) for r in records if r["kpi"] == "discharges"} == {
+        ("reg/encounter", "I1-1", "explained"),
+        ("reg/encounter", "I1-2", "unexplained"),
+    }
+
+
+def test_a_stay_after_a_systems_last_record_is_explained_by_its_cut_off(tmp_path: Path) -> None:
+    tables = baseline()
+    # the summary sheet runs later than the registration system's export: a stay discharged after it
+    tables["encounter"].append(
+        {
+            **row(tables, "encounter", "F1"),
+            "record_key": "F3",
+            "admission_count": 3,
+            "visit_serial": "V8",
+            "start_at": T(2020, 5, 14, 9),
+            "end_at": T(2020, 5, 14, 23, 30),
+            "length_of_stay_days": 1,
+        }
+    )
+    kpis = reconcile_kpis(build_fast(tmp_path, tables))
+    reg = next(s for s in kpis.kpis["discharges"].sources if s.source == "reg/encounter")
+    cut_off = "after this system's last exported record (its export ends earlier)"
+    assert _examples(reg, cut_off) == ["I1-3"] and reg.unexplained.records == 0
+
+
+def test_procedures_coded_twice_further_sessions_and_interventional_ones(tmp_path: Path) -> None:
+    tables = baseline()
+    tables["procedure"].append(
+        {
+            **row(tables, "procedure", "OP1"),
+            "record_key": "OP2",
+            "session_no": 2,
+            "performed_at": T(2020, 5, 10),
+        }
+    )
+    kpis = reconcile_kpis(build_fast(tmp_path, tables))
+    coded = next(s for s in kpis.kpis["operated_discharges"].sources if s.counts.startswith("coded"))
+    rule = "procedure coded more than once per stay (the KPI counts the stay once)"
+    assert (coded.breakdown[rule], _examples(coded, rule), coded.status) == (1, ["F1-p2"], "passed")
+    sessions = next(s for s in kpis.kpis["operated_discharges"].sources if s.counts == "theatre sessions")
+    rule = "a further theatre session in a stay already counted"
+    assert (_examples(sessions, rule), sessions.status) == (["OP2"], "passed")
+    # two theatre rows for two coded procedures: every operation matched
+    operations = kpis.kpis["operations"].sources[0]
+    assert (operations.matched, operations.unexplained.records, operations.status) == (2, 0, "passed")
+    # a stay whose coded procedures are all interventional needs no theatre record; a theatre session
+    # of a stay nothing codes is unexplained
+    tables = baseline()
+    second = {"inpatient_no": "I1", "admission_count": 2, "visit_serial": "V9"}
+    tables["encounter"].append(
+        {
+            **row(tables, "encounter", "F1"),
+            **second,
+            "record_key": "F2",
+            "start_at": T(2020, 5, 12, 9),
+            "end_at": T(2020, 5, 13, 9),
+        }
+    )
+    tables["procedure"] = [
+        {**row(tables, "procedure", "F1-p1"), "interventional": True},
+        {**row(tables, "procedure", "F1-p2"), "interventional": True},
+        {**row(tables, "procedure", "OP1"), **second},
+    ]
+    kpis = reconcile_kpis(build_fast(tmp_path / "interventional", tables))
+    sessions = next(s for s in kpis.kpis["operated_discharges"].sources if s.counts == "theatre sessions")
+    assert _examples(sessions, "interventional procedure (done outside the theatre)") == ["I1-1"]
+    assert (sessions.unexplained.records, sessions.unexplained.examples) == (1, ["OP1"])
+
+
+def test_a_payer_settles_only_the_payment_methods_it_insures(tmp_path: Path) -> None:
+    tables = baseline()
+    tables["encounter"][1]["payment_method"] = "1"
+    tables["encounter"].append(
+        {
+            **row(tables, "encounter", "F1"),
+            "record_key": "F2",
+            "admission_count": 2,
+            "visit_serial": "V9",
+            "start_at": T(2020, 5, 12, 9),
+            "end_at": T(2020, 5, 13, 9),
+            "length_of_stay_days": 1,
+            "total_cost": 300.0,
+            "payment_method": "7",
+        }
+    )
+    kpis = reconcile_kpis(build_fast(tmp_path, tables))
+    settled = next(s for s in kpis.kpis["inpatient_cost"].sources if s.source == "payer/settlement")
+    rule = "payment method 7, of which this system settles no stay"
+    assert (settled.breakdown[rule], _examples(settled, rule)) == (-300.0, ["I1-2"])
+    assert (settled.unexplained.records, settled.status) == (0, "passed")
+
+
+def test_the_tolerance_is_configuration(tmp_path: Path) -> None:
+    tables = baseline()
+    tables["encounter"].append(
+        {
+            **row(tables, "encounter", "F1"),
+            "record_key": "F2",
+            "admission_count": 2,
+            "visit_serial": "V9",
+            "start_at": T(2020, 5, 12, 9),
+            "end_at": T(2020, 5, 13, 9),
+        }
+    )
+    ws = build_fast(tmp_path, tables)
+    strict = reconcile_kpis(ws)
+    lenient = reconcile_kpis(ws, tolerance=KpiTolerance(kpis={"discharges": 60.0}))
+    reg = "reg/encounter"
+    assert next(s for s in strict.kpis["discharges"].sources if s.source == reg).status == "failed"
+    assert next(s for s in lenient.kpis["discharges"].sources if s.source == reg).status == "passed"
+    assert next(s for s in lenient.kpis["bed_days"].sources if s.source == reg).tolerance_pct == 0.5
+    with pytest.raises(ValueError, match="no KPI named"):
+        KpiTolerance(kpis={"dischargez": 1.0})
 
 
 def test_a_lost_registration_is_recovered_from_its_charges(tmp_path: Path) -> None:
@@ -332,10 +468,8 @@ def test_a_lost_registration_is_recovered_from_its_charges(tmp_path: Path) -> No
     kpis = reconcile_kpis(build_fast(tmp_path, tables))
     assert kpis.kpis["outpatient_visits"].value == 3
     reg = kpis.kpis["outpatient_visits"].sources[0]
-    assert (
-        reg.breakdown["visit this system lacks (in another system, or lost and evidenced by its charges)"]
-        == -1
-    )
+    # the lost registration counts in the KPI, and the system that lost it does not explain it
+    assert (reg.unexplained.records, reg.unexplained.examples, reg.status) == (1, ["V7"], "failed")
 
 
 def test_refuses_spark_and_a_workspace_without_staging(
