@@ -223,8 +223,9 @@ def outpatient_ledger(q: DuckDBChecks, system: str, source: str, counts: str) ->
 
 
 def _after_last(at: str) -> str:
-    """True when ``at`` is later than the system's last exported record (temp table ``system_last``)."""
-    return f"{at} > (SELECT last_at FROM system_last WHERE system = $system)"
+    """True when ``at`` falls on a later day than the system's last exported record (temp table
+    ``system_last``). Days, not times: a system keeping dates only writes its last discharge at midnight."""
+    return f"CAST({at} AS DATE) > (SELECT CAST(last_at AS DATE) FROM system_last WHERE system = $system)"
 
 
 def _stay_cut_off(alias: str) -> str:
