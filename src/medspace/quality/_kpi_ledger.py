@@ -419,7 +419,8 @@ def cost_ledger(
         params,
     )
     # A payer settles only the stays it insures: a stay whose payment method is one the payer settles no
-    # stay of is explained by that method (shown in the rule); any other stay it lacks is unexplained.
+    # stay of is explained by that method (shown in the rule); any other stay it lacks is unexplained. A
+    # payer none of whose rows reaches a stay explains nothing: that would excuse every method at once.
     settles = table == "settlement"
     _insert(
         q,
@@ -428,7 +429,7 @@ def cost_ledger(
                WHERE a.system = $system AND f.payment_method IS NOT NULL)
             SELECT NULL AS record_key, s.stay AS reference_key, false AS matched,
                    -round(s.total_cost, 2) AS amount,
-                   CASE WHEN {settles} AND s.payment_method IS NOT NULL
+                   CASE WHEN {settles} AND s.payment_method IS NOT NULL AND EXISTS (SELECT 1 FROM methods)
                              AND s.payment_method NOT IN (SELECT payment_method FROM methods)
                         THEN 'payment method ' || s.payment_method || ', of which this system settles no stay'
                         WHEN {_stay_cut_off("s")} THEN $cut_off END AS rule,

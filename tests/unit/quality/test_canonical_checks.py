@@ -342,22 +342,24 @@ def test_recalled_discharges_and_lost_stays_are_counted_reasons(tmp_path: Path) 
 
 def test_a_stay_after_a_systems_last_record_is_explained_by_its_cut_off(tmp_path: Path) -> None:
     tables = baseline()
-    # the summary sheet runs later than the registration system's export: a stay discharged after it
-    tables["encounter"].append(
-        {
-            **row(tables, "encounter", "F1"),
-            "record_key": "F3",
-            "admission_count": 3,
-            "visit_serial": "V8",
-            "start_at": T(2020, 5, 14, 9),
-            "end_at": T(2020, 5, 14, 23, 30),
-            "length_of_stay_days": 1,
-        }
-    )
+    # the registration system runs later than the summary sheets (their last one closes on 11 May): a stay
+    # discharged on a later day is after the sheets' export; one discharged the same day would not be
+    for key, end in (("A3", T(2020, 5, 13, 9)), ("A4", T(2020, 5, 11, 20))):
+        tables["encounter"].append(
+            {
+                **row(tables, "encounter", "A1"),
+                "record_key": key,
+                "admission_count": int(key[1]),
+                "visit_serial": f"V{key}",
+                "start_at": T(2020, 5, 11, 9),
+                "end_at": end,
+            }
+        )
     kpis = reconcile_kpis(build_fast(tmp_path, tables))
-    reg = next(s for s in kpis.kpis["discharges"].sources if s.source == "reg/encounter")
+    chart = next(s for s in kpis.kpis["discharges"].sources if s.source == "chart/encounter")
     cut_off = "after this system's last exported record (its export ends earlier)"
-    assert _examples(reg, cut_off) == ["I1-3"] and reg.unexplained.records == 0
+    assert _examples(chart, cut_off) == ["I1-3"]
+    assert (chart.unexplained.records, chart.unexplained.examples) == (1, ["I1-4"])
 
 
 def test_procedures_coded_twice_further_sessions_and_interventional_ones(tmp_path: Path) -> None:
@@ -425,6 +427,13 @@ def test_a_payer_settles_only_the_payment_methods_it_insures(tmp_path: Path) -> 
     rule = "payment method 7, of which this system settles no stay"
     assert (settled.breakdown[rule], _examples(settled, rule)) == (-300.0, ["I1-2"])
     assert (settled.unexplained.records, settled.status) == (0, "passed")
+    # a payer none of whose settlements reaches a stay explains nothing by payment method
+    for r in tables["settlement"]:
+        r.update(visit_serial="V-none", inpatient_no="I-none")
+    kpis = reconcile_kpis(build_fast(tmp_path / "unplaced", tables))
+    settled = next(s for s in kpis.kpis["inpatient_cost"].sources if s.source == "payer/settlement")
+    assert not any(r.rule.startswith("payment method") for r in settled.reasons)
+    assert (settled.unexplained.examples, settled.status) == (["I1-1"], "failed")
 
 
 def test_the_tolerance_is_configuration(tmp_path: Path) -> None:

@@ -32,6 +32,7 @@ def test_writes_every_result_file(workspace: Path) -> None:
         "cross_system.json",
         "cross_system_details.parquet",
         "dqd_results.json",
+        "kpi_records.parquet",
         "kpis.json",
         "mapping_coverage.json",
     ]
