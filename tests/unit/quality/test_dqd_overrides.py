@@ -106,3 +106,16 @@ def test_bad_overrides_are_refused_with_the_file_named(tmp_path: Path, text: str
     with pytest.raises(SpecError, match=message) as info:
         load_overrides(path)
     assert info.value.file == str(path)
+
+
+def test_the_kpi_tolerance_is_set_in_the_overrides_file(tmp_path: Path) -> None:
+    overrides = load_overrides(
+        _write(tmp_path, "kpi_tolerance:\n  default: 1.5\n  kpis: {discharges: 0.1}\n")
+    )
+    assert overrides.kpi_tolerance.for_kpi("discharges") == 0.1
+    assert overrides.kpi_tolerance.for_kpi("bed_days") == 1.5
+    assert load_overrides(_write(tmp_path, "disable: []\n")).kpi_tolerance.for_kpi("bed_days") == 0.5
+    with pytest.raises(SpecError, match="no KPI named"):
+        load_overrides(_write(tmp_path, "kpi_tolerance:\n  kpis: {discharge: 1}\n"))
+    with pytest.raises(SpecError):
+        load_overrides(_write(tmp_path, "kpi_tolerance:\n  default: 150\n"))
