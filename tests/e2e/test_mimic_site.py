@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
@@ -283,3 +284,20 @@ def test_lab_values_reach_the_cdm_unchanged(workspace: Path, raw: duckdb.DuckDBP
 
 def test_the_release_is_written(workspace: Path) -> None:
     assert list((workspace / "deid").glob("*/deid_report.html"))
+
+
+def test_kpis_are_measured_or_not_applicable_with_the_reason(workspace: Path) -> None:
+    """A real hospital's export: each KPI is reconciled with a ledger per source, or not applicable with
+    the reason; every source's reasons and unexplained records add up to its difference."""
+    kpis = json.loads((workspace / "quality" / "kpis.json").read_text(encoding="utf-8"))["kpis"]
+    assert kpis["discharges"]["status"] == "measured"
+    for name, kpi in kpis.items():
+        if kpi["status"] != "measured":
+            assert kpi["status"] == "not_applicable" and kpi["reason"], name
+            continue
+        for s in kpi["sources"]:
+            total = sum(r["amount"] for r in s["reasons"]) + s["unexplained"]["amount"]
+            assert total == pytest.approx(s["difference"], abs=0.05), (name, s["source"])
+            assert s["status"] == ("failed" if s["unexplained_pct"] > s["tolerance_pct"] else "passed")
+    records = pq.read_table(workspace / "quality" / "kpi_records.parquet")
+    assert set(records.column_names) >= {"kpi", "source", "record_key", "reference_key", "outcome", "rule"}
