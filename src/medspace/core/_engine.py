@@ -122,6 +122,17 @@ def materialise(con: BaseBackend, expr: Any, name: str) -> Any:
     return con.read_parquet_dir(str(path), table_name=name)
 
 
+def forget(con: BaseBackend, name: str) -> None:
+    """Drop an intermediate table `materialise` made, once nothing reads it any more, so its memory goes
+    back at once rather than at the end of the stage.
+
+    On Spark the table is a scratch Parquet folder that a lazily planned query may still read; it stays
+    until the process ends (the scratch folder is removed then).
+    """
+    if con.name == "duckdb":
+        con.drop_table(name, force=True)
+
+
 def write_parquet(con: BaseBackend, expr: Any, path: Path) -> int:
     """Write a stage's output table to one Parquet file; return its row count.
 

@@ -219,13 +219,13 @@ def resolve_persons(st: StagedTables, *, min_probability: float = PROBABILISTIC_
         edges.select(node=edges.b),
         distinct=True,
     )
-    components = connected_components(con, nodes, edges)
+    components = connected_components(con, nodes, edges, name="link_key_cc")
     extra = _probabilistic_edges(st, records, components, min_probability)
     if extra is not None:
         edges = materialise(
             con, ibis.union(edges, extra.select("a", "b", "rule"), distinct=True), "link_all_edges"
         )
-        components = connected_components(con, nodes, edges)
+        components = connected_components(con, nodes, edges, name="link_all_cc")
     rules = edges.select("a", "rule").distinct()
     rules = rules.group_by("a").aggregate(rules=rules.rule.collect(distinct=True).sort().join(", "))
     out = records.join(components, records.record_id == components.node).left_join(
