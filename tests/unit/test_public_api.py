@@ -252,7 +252,7 @@ SIGNATURES = {
     "medspace.sources.read_site": "(workspace)",
     "medspace.sources.load_model": "()",
     "medspace.link.link_workspace": "(workspace, engine='duckdb', *, progress=None)",
-    "medspace.link.match_records": "(records, spec='person_cn', *, connection=None)",
+    "medspace.link.match_records": "(records, spec='person_cn', *, against=None, connection=None)",
     "medspace.cdm.build_cdm": "(workspace, engine='duckdb', *, progress=None)",
     "medspace.cdm.import_omop": "(source, workspace)",
     "medspace.cdm.load_vocabulary": "(source, workspace, *, usagi=None, usagi_vocabulary_id=None)",

@@ -268,12 +268,15 @@ def _probabilistic_edges(st: StagedTables, records: Any, components: Any, min_pr
     if int(comp.filter(~comp.anchored).count().execute()) == 0:
         return None
     # one row per system patient: small next to the event tables, matched on DuckDB (splink) in memory
-    named = records.filter(records.name.notnull())
-    with_names = named.select("record_id", *IDENTITY_FIELDS, source=named.system).to_pyarrow()
-    if with_names.num_rows < 2:
+    named = records.filter(records.name.notnull()).join(comp.select("record_id", "anchored"), "record_id")
+    named = named.select("record_id", *IDENTITY_FIELDS, "anchored", source=named.system)
+    loose = named.filter(~named.anchored).drop("anchored").to_pyarrow()
+    anchored_records = named.filter(named.anchored).drop("anchored").to_pyarrow()
+    if loose.num_rows == 0 or anchored_records.num_rows == 0:
         return None
     try:
-        matches = match_records(with_names).pairs
+        # only loose records are placed: pairs among anchored records could not change a person
+        matches = match_records(loose, against=anchored_records).pairs
     except ValueError as exc:
         # EM cannot estimate every level on a very small hospital (splink refuses an m of 0); the keys
         # still link everything they can, and the loose records stay apart rather than being guessed.
