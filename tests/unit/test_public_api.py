@@ -24,6 +24,7 @@ API = {
         "check_resident_id",
         "connect",
         "default_workspace",
+        "forget",
         "make_resident_id",
         "materialise",
         "region_codes",
