@@ -57,9 +57,7 @@ def connected_components(con: BaseBackend, nodes: Any, edges: Any, *, name: str 
     ia = names.select(a=names.node, ia=names.id)
     ib = names.select(b=names.node, ib=names.id)
     numbered = edges.join(ia, "a").join(ib, "b").select("ia", "ib")
-    both = numbered.select(a=numbered.ia, b=numbered.ib).union(
-        numbered.select(a=numbered.ib, b=numbered.ia)
-    )
+    both = numbered.select(a=numbered.ia, b=numbered.ib).union(numbered.select(a=numbered.ib, b=numbered.ia))
     both = materialise(con, both.filter(both.a != both.b).distinct(), f"{name}_edges")
     labels = materialise(con, names.select(node=names.id, component=names.id), f"{name}_labels_0")
     for round_ in range(1, MAX_ROUNDS + 1):
@@ -71,9 +69,7 @@ def connected_components(con: BaseBackend, nodes: Any, edges: Any, *, name: str 
         # a label is a node of the same component: taking its label jumps along the chain
         parent = labels.select(p_node=labels.node, p_component=labels.component)
         jumped = hooked.join(parent, hooked.component == parent.p_node)
-        jumped = jumped.select(
-            node=jumped.node, component=ibis.least(jumped.component, jumped.p_component)
-        )
+        jumped = jumped.select(node=jumped.node, component=ibis.least(jumped.component, jumped.p_component))
         updated = materialise(con, jumped, f"{name}_labels_{round_}")
         changed = updated.join(labels, "node").filter(lambda t: t.component != t.component_right).count()
         done = int(changed.execute()) == 0

@@ -158,7 +158,8 @@ def source_tables(
     for index, source in enumerate(sources):
         name = f"{table}_{column}_{index}"
         literal = source.replace("'", "''")
-        con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM {table} WHERE {_q(column)} = '{literal}'")
+        where = f"{_q(column)} = '{literal}'"
+        con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM {table} WHERE {where}")
         names.append(name)
     return names
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pyarrow as pa
@@ -23,7 +24,7 @@ def _union_find(nodes: list[str], edges: list[tuple[str, str]]) -> dict[str, str
         ra, rb = root(a), root(b)
         if ra != rb:
             parent[max(ra, rb)] = min(ra, rb)
-    return {n: min((m for m in nodes if root(m) == root(n))) for n in nodes}
+    return {n: min(m for m in nodes if root(m) == root(n)) for n in nodes}
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -33,7 +34,7 @@ def test_components_equal_a_union_find(seed: int) -> None:
     order = nodes[:]
     rng.shuffle(order)
     # a chain of 150 nodes in random order (many rounds without pointer jumping), plus random edges
-    edges = list(zip(order[:149], order[1:150], strict=True))
+    edges = list(itertools.pairwise(order[:150]))
     edges += [(rng.choice(nodes), rng.choice(nodes)) for _ in range(120)]
     edges += [(nodes[5], nodes[5])]  # a self-loop
     edges += [("x_only_in_edges", nodes[7])]  # an end missing from the nodes table is a node too
