@@ -8,6 +8,8 @@ works without it and fails with an actionable message when it is asked for but m
 from __future__ import annotations
 
 import atexit
+import os
+import re
 import shutil
 import tempfile
 from functools import cache
@@ -26,13 +28,18 @@ EngineName = Literal["duckdb", "spark"]
 ENGINES: tuple[EngineName, ...] = ("duckdb", "spark")
 
 
-def connect(engine: EngineName = "duckdb", *, threads: int | None = None) -> BaseBackend:
+def connect(
+    engine: EngineName = "duckdb", *, threads: int | None = None, memory_limit: str | None = None
+) -> BaseBackend:
     """An Ibis backend for the named engine.
 
     Args:
         engine: ``"duckdb"`` (embedded, in memory; stages read and write Parquet) or ``"spark"`` (a local
             ``local[2]`` session unless one is already running, e.g. on a cluster via spark-submit).
         threads: DuckDB threads (default: all cores).
+        memory_limit: DuckDB's memory limit, e.g. ``"6GB"``; beyond it DuckDB spills to a private
+            temporary folder instead of growing. Default: ``MEDSPACE_MEMORY_LIMIT`` if set, else a quarter
+            of the machine's memory (DuckDB's own default, 80 %, lets one stage take the machine).
 
     Raises:
         ConfigError: for an unknown engine, or Spark asked for without pyspark installed.
@@ -49,12 +56,24 @@ def connect(engine: EngineName = "duckdb", *, threads: int | None = None) -> Bas
         con = ibis.duckdb.connect()
         # stages print their own progress; DuckDB's bar would interleave with it on a terminal
         con.raw_sql("SET enable_progress_bar = false")
+        limit = memory_limit or os.environ.get("MEDSPACE_MEMORY_LIMIT") or _quarter_of_memory()
+        if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", limit, flags=re.IGNORECASE):
+            raise ConfigError(f"memory limit {limit!r} is not a size such as 6GB or 512MiB")
+        con.raw_sql(f"SET memory_limit = '{limit}'")
+        # spilled blocks hold identifiable rows: a folder of this process, removed when it exits
+        spill = str(_scratch() / "duckdb").replace("'", "''")
+        con.raw_sql(f"SET temp_directory = '{spill}'")
         if threads:
             con.raw_sql(f"SET threads = {int(threads)}")
         return con
     if engine == "spark":
         return ibis.pyspark.connect(spark_session())
     raise ConfigError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+
+
+def _quarter_of_memory() -> str:
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return f"{max(total // 4 // 2**20, 512)}MiB"
 
 
 @cache
@@ -120,6 +139,17 @@ def materialise(con: BaseBackend, expr: Any, name: str) -> Any:
         shutil.rmtree(path)
     con.to_parquet_dir(expr, str(path))
     return con.read_parquet_dir(str(path), table_name=name)
+
+
+def forget(con: BaseBackend, name: str) -> None:
+    """Drop an intermediate table `materialise` made, once nothing reads it any more, so its memory goes
+    back at once rather than at the end of the stage.
+
+    On Spark the table is a scratch Parquet folder that a lazily planned query may still read; it stays
+    until the process ends (the scratch folder is removed then).
+    """
+    if con.name == "duckdb":
+        con.drop_table(name, force=True)
 
 
 def write_parquet(con: BaseBackend, expr: Any, path: Path) -> int:

@@ -1,30 +1,36 @@
 """Connected components of a record graph, as Ibis expressions that run on DuckDB and on Spark.
 
 Links between records (same resident ID, a shared visit number, a probabilistic match) are edges; a person is
-a connected component. Components are found by min-label propagation: every record takes the smallest label
-among itself and its neighbours until nothing changes. Each round is one join and one group-by pushed down to
-the engine; only the count of changed labels comes back to Python. Rounds needed grow with the graph's
-diameter, which stays small here (records hang off a few keys), so a handful of rounds suffices.
+a connected component. Components are found by min-label propagation with pointer jumping: every node takes
+the smallest label among itself and its neighbours, then the label of that label, until nothing changes.
+Labels are dense integers (string keys are numbered once, in sort order, and named again at the end), so each
+round is an integer join and group-by pushed down to the engine; only the count of changed labels comes back
+to Python. Pointer jumping lets a label cross a long chain of records in a few rounds rather than one hop a
+round.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import ibis
 from ibis import BaseBackend
 
-from medspace.core import MedspaceError, materialise
+from medspace.core import MedspaceError, forget, materialise
 
 MAX_ROUNDS = 50
 
 
-def connected_components(con: BaseBackend, nodes: Any, edges: Any) -> Any:
+def connected_components(con: BaseBackend, nodes: Any, edges: Any, *, name: str = "link_cc") -> Any:
     """Label every node with the smallest node id of its connected component.
 
     Args:
         con: the backend the tables live on; each round is materialised there.
         nodes: Ibis table with a string column ``node``.
-        edges: Ibis table with string columns ``a`` and ``b`` (undirected; self-loops and duplicates allowed).
+        edges: Ibis table with string columns ``a`` and ``b`` (undirected; self-loops and duplicates allowed);
+            an end missing from ``nodes`` is a node too.
+        name: prefix of the work tables; the result is the table ``<name>_components``, so two graphs in
+            one connection need two names while both results are in use.
 
     Returns:
         Ibis table ``node, component`` with one row per node.
@@ -40,23 +46,47 @@ def connected_components(con: BaseBackend, nodes: Any, edges: Any) -> Any:
         >>> out.column("component").to_pylist()
         ['a', 'b', 'b', 'd']
     """
-    both = edges.select(a=edges.a, b=edges.b).union(edges.select(a=edges.b, b=edges.a)).distinct()
-    both = materialise(con, both.filter(both.a != both.b), "link_cc_edges")
-    labels = materialise(
-        con, nodes.select(node=nodes.node, component=nodes.node).distinct(), "link_cc_labels_0"
+    names = ibis.union(
+        nodes.select(node=nodes.node), edges.select(node=edges.a), edges.select(node=edges.b), distinct=True
     )
+    names = names.filter(names.node.notnull())
+    # numbered in the nodes' sort order, so the smallest number of a component is its smallest node
+    names = materialise(
+        con, names.mutate(id=ibis.dense_rank().over(order_by=names.node).cast("int64")), f"{name}_names"
+    )
+    ia = names.select(a=names.node, ia=names.id)
+    ib = names.select(b=names.node, ib=names.id)
+    numbered = edges.join(ia, "a").join(ib, "b").select("ia", "ib")
+    both = numbered.select(a=numbered.ia, b=numbered.ib).union(numbered.select(a=numbered.ib, b=numbered.ia))
+    both = materialise(con, both.filter(both.a != both.b).distinct(), f"{name}_edges")
+    labels = materialise(con, names.select(node=names.id, component=names.id), f"{name}_labels_0")
     for round_ in range(1, MAX_ROUNDS + 1):
         via_neighbour = both.join(labels, both.b == labels.node).select(
             node=both.a, component=labels.component
         )
         candidates = via_neighbour.union(labels.select("node", "component"), distinct=False)
-        updated = candidates.group_by("node").aggregate(component=candidates.component.min())
-        updated = materialise(con, updated, f"link_cc_labels_{round_}")
+        hooked = candidates.group_by("node").aggregate(component=candidates.component.min())
+        # a label is a node of the same component: taking its label jumps along the chain
+        parent = labels.select(p_node=labels.node, p_component=labels.component)
+        jumped = hooked.join(parent, hooked.component == parent.p_node)
+        jumped = jumped.select(node=jumped.node, component=ibis.least(jumped.component, jumped.p_component))
+        updated = materialise(con, jumped, f"{name}_labels_{round_}")
         changed = updated.join(labels, "node").filter(lambda t: t.component != t.component_right).count()
-        # each round's labels are cached on the tables' own backend, so the next round reads them there
-        if int(changed.execute()) == 0:
-            return updated
+        done = int(changed.execute()) == 0
+        forget(con, f"{name}_labels_{round_ - 1}")
         labels = updated
+        if done:
+            named = names.select(node_name=names.node, node_id=names.id)
+            comp = names.select(component_name=names.node, component_id=names.id)
+            out = labels.join(named, labels.node == named.node_id).join(
+                comp, labels.component == comp.component_id
+            )
+            result = materialise(
+                con, out.select(node=out.node_name, component=out.component_name), f"{name}_components"
+            )
+            for work in ("names", "edges", f"labels_{round_}"):
+                forget(con, f"{name}_{work}")
+            return result
     raise MedspaceError(
         f"linking did not converge in {MAX_ROUNDS} rounds; the record graph is unexpectedly deep"
     )

@@ -36,6 +36,7 @@ __all__ = [
     "load_records",
     "one_to_one",
     "source_tables",
+    "training_sample",
 ]
 
 INPUT_TABLE = "__medspace_link_records"
@@ -83,8 +84,13 @@ def _prepared(column: str, comparison: Comparison | None) -> str:
     return text
 
 
-def load_records(con: duckdb.DuckDBPyConnection, records: pa.Table, spec: MatchSpec) -> list[str]:
+def load_records(
+    con: duckdb.DuckDBPyConnection, records: pa.Table, spec: MatchSpec, against: pa.Table | None = None
+) -> list[str]:
     """Copy identity records into ``INPUT_TABLE``, prepared for comparison, and check them.
+
+    With ``against``, its records are copied too, and the column ``side`` tells the two apart (``new`` for
+    ``records``, ``known`` for ``against``).
 
     Returns:
         The distinct sources, sorted.
@@ -93,18 +99,29 @@ def load_records(con: duckdb.DuckDBPyConnection, records: pa.Table, spec: MatchS
         InputError: a required column is missing, or ``record_id`` is missing or repeated.
     """
     required = ("record_id", "source", *spec.input_columns)
-    missing = [c for c in required if c not in records.column_names]
-    if missing:
-        raise InputError(
-            f"identity records lack column(s) {', '.join(missing)}; "
-            "add them or drop them from the match spec",
-            field=missing[0],
+    for table in (records, against):
+        missing = [c for c in required if table is not None and c not in table.column_names]
+        if missing:
+            raise InputError(
+                f"identity records lack column(s) {', '.join(missing)}; "
+                "add them or drop them from the match spec",
+                field=missing[0],
+            )
+    if against is not None:
+        records = pa.concat_tables(
+            [
+                t.select(list(required)).append_column("side", pa.array([side] * t.num_rows, pa.string()))
+                for t, side in ((records, "new"), (against, "known"))
+            ],
+            promote_options="permissive",
         )
     age_columns = {
         c.age_column for c in spec.comparisons if isinstance(c, DateComparison) and c.age_column is not None
     }
     by_column: dict[str, Comparison] = {c.column: c for c in spec.comparisons}
     selects = [f"{_clean_text('record_id')} AS record_id", f"{_clean_text('source')} AS source"]
+    if against is not None:
+        selects.append("side")
     for column in spec.input_columns:
         if column in age_columns:
             selects.append(f"TRY_CAST({_q(column)} AS INTEGER) AS {_q(column)}")
@@ -133,17 +150,33 @@ def load_records(con: duckdb.DuckDBPyConnection, records: pa.Table, spec: MatchS
     return [r[0] for r in con.execute(f"SELECT DISTINCT source FROM {INPUT_TABLE} ORDER BY 1").fetchall()]
 
 
-def source_tables(con: duckdb.DuckDBPyConnection, sources: list[str]) -> list[str]:
+def source_tables(
+    con: duckdb.DuckDBPyConnection, sources: list[str], table: str = INPUT_TABLE, column: str = "source"
+) -> list[str]:
     """One view per source over the prepared records, the input tables a multi-source linkage takes."""
     names = []
     for index, source in enumerate(sources):
-        name = f"__medspace_link_source_{index}"
+        name = f"{table}_{column}_{index}"
         literal = source.replace("'", "''")
-        con.execute(
-            f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM {INPUT_TABLE} WHERE source = '{literal}'"
-        )
+        where = f"{_q(column)} = '{literal}'"
+        con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM {table} WHERE {where}")
         names.append(name)
     return names
+
+
+def training_sample(con: duckdb.DuckDBPyConnection, max_records: int) -> str:
+    """The records training sees: all of them, or a uniform sample of ``max_records`` by a hash of the
+    record id (the same records on every run)."""
+    row = con.execute(f"SELECT COUNT(*) FROM {INPUT_TABLE}").fetchone()
+    assert row is not None
+    if int(row[0]) <= max_records:
+        return INPUT_TABLE
+    name = "__medspace_link_training"
+    con.execute(
+        f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM {INPUT_TABLE} "
+        f"ORDER BY md5(record_id), record_id LIMIT {int(max_records)}"
+    )
+    return name
 
 
 def comparison_levels(comparison: Comparison) -> list[Level]:

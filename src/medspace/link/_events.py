@@ -28,7 +28,7 @@ from typing import Any
 
 import ibis
 
-from medspace.core import materialise
+from medspace.core import forget, materialise
 
 from ._persons import record_id
 from ._staged import StagedTables
@@ -145,6 +145,7 @@ class EventLinker:
             vsub=v.parent_visit_id.notnull(),
         )
         self.done: dict[str, Any] = {}
+        self._steps: dict[str, list[str]] = {}  # each group's work tables still held
 
     def all_events(self) -> Any:
         tables = [t for t in event_order(self.st.tables) if self.st.rows(t)]  # empty tables add nothing
@@ -158,6 +159,7 @@ class EventLinker:
         if plain:
             rows = ibis.union(*(self._uniform(t) for t in plain), distinct=False)
             events = materialise(self.con, self._linked(rows, plain, "rows"), "link_events_rows")
+            self._release("rows")
             for table in plain:
                 self.done[table] = events.filter(events.table == table)
             parts.append(events)
@@ -168,6 +170,7 @@ class EventLinker:
 
     def _done(self, table: str, events: Any) -> Any:
         self.done[table] = materialise(self.con, events, f"link_events_{table}")
+        self._release(table)
         return self.done[table]
 
     def _prepared(self, table: str) -> Any:
@@ -234,7 +237,12 @@ class EventLinker:
         table = tables[0] if len(tables) == 1 else None
         refs = self._parent_references(table) if table is not None else []
         t = self._parent(t, refs)
-        t = self._step(t, name, "parent") if refs else t
+        inherited = None
+        if refs:
+            # a row whose parent was found takes the parent's visit: only the others need the paths below
+            t = self._step(t, name, "parent")
+            found = t._pref & t._pfound
+            inherited, t = t.filter(found), t.filter(~found)
         if any(self.st.filled(x, "visit_serial") for x in tables):
             t = self._step(self._by_serial(t), name, "serial")
             t = self._step(self._relink(t), name, "relink")
@@ -255,7 +263,7 @@ class EventLinker:
                 i_visit=ibis.null("string"),
                 i_known=ibis.null("boolean"),
             )
-        return self._outcome(t, name, table)
+        return self._outcome(t, inherited, name, table)
 
     def _parent_references(self, table: str) -> list[ParentReference]:
         """The parent references the table fills, whose parent table has been linked."""
@@ -263,8 +271,21 @@ class EventLinker:
             r for r in PARENTS.get(table, ()) if r.parent in self.done and self.st.filled(table, r.column)
         ]
 
-    def _step(self, t: Any, table: str, step: str) -> Any:
-        return materialise(self.con, t, f"link_events_{table}_{step}")
+    def _step(self, t: Any, group: str, step: str) -> Any:
+        """Materialise one step of a group's rows and drop the step before it, which nothing reads any more
+        (the parent step stays until the group is done: its inherited rows join the outcome)."""
+        name = f"link_events_{group}_{step}"
+        out = materialise(self.con, t, name)
+        held = self._steps.setdefault(group, [])
+        if held and not held[-1].endswith("_parent"):
+            forget(self.con, held.pop())
+        held.append(name)
+        return out
+
+    def _release(self, group: str) -> None:
+        """Drop a finished group's work tables."""
+        for name in self._steps.pop(group, []):
+            forget(self.con, name)
 
     # -- parents -------------------------------------------------------------------------------------------
     def _parent(self, t: Any, refs: list[ParentReference]) -> Any:
@@ -406,7 +427,7 @@ class EventLinker:
         return t.left_join(best, t._ek == best.i_ek).drop("i_ek")
 
     # -- outcome -------------------------------------------------------------------------------------------
-    def _outcome(self, t: Any, name: str, table: str | None) -> Any:
+    def _outcome(self, t: Any, inherited: Any | None, name: str, table: str | None) -> Any:
         path = ibis.cases(
             (t._serial.notnull(), "serial"),
             (t.a_visit.notnull(), "stay"),
@@ -499,6 +520,10 @@ class EventLinker:
             name,
             "direct",
         )
+        if inherited is not None:
+            schema = t.schema()
+            paths = {c: ibis.null(schema[c]) for c in t.columns if c not in inherited.columns}
+            t = ibis.union(t, inherited.mutate(**paths).select(*t.columns), distinct=False)
         direct_visit, present, direct_status, how = t._dvisit, t._present, t._dstatus, t._how
         inherit = t._pref & t._pfound
         lost = t._pref & ~t._pfound

@@ -125,18 +125,20 @@ def link_workspace(
     index = visit_index(st, persons)
     report(2, 4)
     linker = EventLinker(st, persons, index, quarantined_parents(st))
-    events = materialise(con, linker.all_events(), "link_events")
-    _check_every_row_has_one_event(st, events)
+    linked = linker.all_events()
     report(3, 4)
     with replace_folder(ws.stage("link")) as out:
+        # the events go straight to their file (one copy fewer of every row); checks and counts read it
+        write_parquet(
+            con,
+            linked.order_by(["table", "system", "source_file", "source_row", "record_key"]),
+            out / "events.parquet",
+        )
+        events = con.read_parquet(str(out / "events.parquet"), table_name="link_events")
+        _check_every_row_has_one_event(st, events)
         write_parquet(con, persons.order_by("record_id"), out / "person_records.parquet")
         visits = index.visits.select(*VISIT_COLUMNS)
         write_parquet(con, visits.order_by("visit_id"), out / "visits.parquet")
-        write_parquet(
-            con,
-            events.order_by(["table", "system", "source_file", "source_row", "record_key"]),
-            out / "events.parquet",
-        )
         counts = (
             events.group_by(["table", "system", "status"])
             .aggregate(rows=events.count())
@@ -219,13 +221,13 @@ def resolve_persons(st: StagedTables, *, min_probability: float = PROBABILISTIC_
         edges.select(node=edges.b),
         distinct=True,
     )
-    components = connected_components(con, nodes, edges)
+    components = connected_components(con, nodes, edges, name="link_key_cc")
     extra = _probabilistic_edges(st, records, components, min_probability)
     if extra is not None:
         edges = materialise(
             con, ibis.union(edges, extra.select("a", "b", "rule"), distinct=True), "link_all_edges"
         )
-        components = connected_components(con, nodes, edges)
+        components = connected_components(con, nodes, edges, name="link_all_cc")
     rules = edges.select("a", "rule").distinct()
     rules = rules.group_by("a").aggregate(rules=rules.rule.collect(distinct=True).sort().join(", "))
     out = records.join(components, records.record_id == components.node).left_join(
@@ -268,12 +270,15 @@ def _probabilistic_edges(st: StagedTables, records: Any, components: Any, min_pr
     if int(comp.filter(~comp.anchored).count().execute()) == 0:
         return None
     # one row per system patient: small next to the event tables, matched on DuckDB (splink) in memory
-    named = records.filter(records.name.notnull())
-    with_names = named.select("record_id", *IDENTITY_FIELDS, source=named.system).to_pyarrow()
-    if with_names.num_rows < 2:
+    named = records.filter(records.name.notnull()).join(comp.select("record_id", "anchored"), "record_id")
+    named = named.select("record_id", *IDENTITY_FIELDS, "anchored", source=named.system)
+    loose = named.filter(~named.anchored).drop("anchored").to_pyarrow()
+    anchored_records = named.filter(named.anchored).drop("anchored").to_pyarrow()
+    if loose.num_rows == 0 or anchored_records.num_rows == 0:
         return None
     try:
-        matches = match_records(with_names).pairs
+        # only loose records are placed: pairs among anchored records could not change a person
+        matches = match_records(loose, against=anchored_records).pairs
     except ValueError as exc:
         # EM cannot estimate every level on a very small hospital (splink refuses an m of 0); the keys
         # still link everything they can, and the loose records stay apart rather than being guessed.

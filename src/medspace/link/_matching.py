@@ -48,6 +48,7 @@ def match_records(
     records: pa.Table | duckdb.DuckDBPyRelation,
     spec: MatchSpec | str = "person_cn",
     *,
+    against: pa.Table | None = None,
     connection: duckdb.DuckDBPyConnection | None = None,
 ) -> PersonMatches:
     """Find which identity records belong to the same person, without labelled examples.
@@ -58,6 +59,9 @@ def match_records(
             ``age_years`` (used when a birth date is missing), ``phone``, ``address`` and ``resident_id``,
             each nullable. Blank strings and ``-`` count as missing.
         spec: a `MatchSpec`, or the name of a spec shipped with medspace.
+        against: records already placed (same columns): when given, ``records`` are scored only against
+            them, never among themselves or ``against`` among itself; the model is trained on both. Placing
+            a few new records into a hospital of millions then costs pairs in proportion to the few.
         connection: a DuckDB connection to work in (a fresh in-memory one by default). Work tables named
             ``__medspace_link_*`` and ``__splink__*`` are created in it.
 
@@ -86,8 +90,8 @@ def match_records(
     match_spec = spec if isinstance(spec, MatchSpec) else load_match_spec(spec)
     con = connection if connection is not None else duckdb.connect()
     table = records if isinstance(records, pa.Table) else records.to_arrow_table()
-    sources = _duckdb.load_records(con, table, match_spec)
-    run = _probabilistic.train_and_score(con, match_spec, sources)
+    sources = _duckdb.load_records(con, table, match_spec, against)
+    run = _probabilistic.train_and_score(con, match_spec, sources, placing=against is not None)
     pairs = _duckdb.explained_pairs(con, run.predictions, match_spec, match_spec.threshold_probability)
     clusters = _duckdb.cluster_summary(con, run.clusters, run.scored)
     return PersonMatches(

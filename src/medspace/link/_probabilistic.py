@@ -55,13 +55,18 @@ def _block_on(rule: BlockingRule) -> Any:
     return block_on(*rule.columns)
 
 
-def train_and_score(con: duckdb.DuckDBPyConnection, spec: MatchSpec, sources: list[str]) -> SplinkRun:
+def train_and_score(
+    con: duckdb.DuckDBPyConnection, spec: MatchSpec, sources: list[str], *, placing: bool = False
+) -> SplinkRun:
     """Train the spec's model on the records in ``_duckdb.INPUT_TABLE`` and score the blocked pairs.
 
     Args:
         con: the DuckDB connection holding the prepared records.
         spec: the model.
         sources: the distinct sources of the records.
+        placing: score only pairs of a ``new`` and a ``known`` record (the ``side`` column), not pairs
+            within either side: placing a few records into a large population costs pairs in proportion
+            to the few. Training still sees both sides.
 
     Returns:
         Table names of all scored pairs, the pairs kept by the decision rule and the clusters, plus the
@@ -76,13 +81,15 @@ def train_and_score(con: duckdb.DuckDBPyConnection, spec: MatchSpec, sources: li
         # One source has nothing to link to; within-source duplicates are still worth finding.
         link_type = "dedupe_only"
     db_api: Any = DuckDBAPI(connection=con)
-    if link_type == "dedupe_only":
-        inputs: Any = db_api.register(_duckdb.INPUT_TABLE, table_name="records")
-    else:
-        inputs = [
-            db_api.register(table, table_name=f"source_{index}")
-            for index, table in enumerate(_duckdb.source_tables(con, sources))
+
+    def inputs(table: str, role: str) -> Any:
+        if link_type == "dedupe_only":
+            return db_api.register(table, table_name=f"{role}_records")
+        return [
+            db_api.register(view, table_name=f"{role}_source_{index}")
+            for index, view in enumerate(_duckdb.source_tables(con, sources, table))
         ]
+
     settings = SettingsCreator(
         link_type=link_type,
         unique_id_column_name="record_id",
@@ -93,8 +100,9 @@ def train_and_score(con: duckdb.DuckDBPyConnection, spec: MatchSpec, sources: li
         retain_intermediate_calculation_columns=True,
         additional_columns_to_retain=["source"] if link_type == "dedupe_only" else [],
     )
+    training_records = _duckdb.training_sample(con, spec.training.max_records)
     # log_level=None: splink leaves logging alone; its warnings (e.g. an untrained level) still surface.
-    linker: Any = Linker(inputs, settings, log_level=None)
+    linker: Any = Linker(inputs(training_records, "training"), settings, log_level=None)
     training = spec.training
     linker.training.estimate_probability_two_random_records_match(
         [_block_on(r) for r in training.prior_rules], recall=training.prior_recall
@@ -104,6 +112,22 @@ def train_and_score(con: duckdb.DuckDBPyConnection, spec: MatchSpec, sources: li
         linker.training.estimate_parameters_using_expectation_maximisation(
             _block_on(rule), estimate_without_term_frequencies=True
         )
+    model: dict[str, Any] = linker.misc.save_model_to_json()
+    if placing:
+        # the trained model, scoring new against known records only
+        scoring = {
+            **model,
+            "link_type": "link_only",
+            "source_dataset_column_name": "side",
+            "additional_columns_to_retain": ["source"],
+        }
+        sides = [
+            db_api.register(view, table_name=f"scoring_side_{index}")
+            for index, view in enumerate(_duckdb.source_tables(con, ["known", "new"], column="side"))
+        ]
+        linker = Linker(sides, scoring, log_level=None)
+    elif training_records != _duckdb.INPUT_TABLE:
+        linker = Linker(inputs(_duckdb.INPUT_TABLE, "scoring"), model, log_level=None)
     predictions: Any = linker.inference.predict()
     scored = predictions.physical_name
     kept = (
@@ -116,7 +140,6 @@ def train_and_score(con: duckdb.DuckDBPyConnection, spec: MatchSpec, sources: li
     clusters: Any = cluster_pairwise_predictions_at_threshold(
         nodes, edges, db_api, node_id_column_name="record_id"
     )
-    model: dict[str, Any] = linker.misc.save_model_to_json()
     return SplinkRun(
         predictions=kept,
         clusters=clusters.physical_name,

@@ -144,8 +144,14 @@ class TrainingSpec(_Frozen):
     estimated in a session whose rule blocks on its column, so rules must cover every comparison between
     them); the prior probability that two records match (lambda) from pairs that satisfy a
     ``prior_rules`` rule, taken to find ``prior_recall`` of all true matches.
+
+    Training sees at most ``max_records`` records, a uniform sample by a hash of ``record_id`` when there are
+    more: sampling records uniformly keeps lambda and the m and u probabilities in expectation (matching and
+    non-matching pairs thin out alike), while the pairs blocking admits for EM stay bounded however large
+    the hospital (blocking on a birth date alone admits pairs quadratic in records per day).
     """
 
+    max_records: int = Field(100_000, ge=2)
     u_max_pairs: float = Field(5e6, gt=0)
     em_blocking: tuple[BlockingRule, ...] = Field(min_length=1)
     prior_rules: tuple[BlockingRule, ...] = Field(min_length=1)

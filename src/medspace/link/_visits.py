@@ -110,7 +110,7 @@ def visit_index(st: StagedTables, persons: Any) -> VisitIndex:
     )
     # key nodes are nodes too: labels flow from row to key to row
     nodes = ibis.union(e.select(node=e.node), edges.select(node=edges.b), distinct=True)
-    groups = connected_components(con, nodes, edges)
+    groups = connected_components(con, nodes, edges, name="link_visit_cc")
     g = e.join(groups, "node")  # key nodes drop out here
     order = [g.prec, g.recalled_row.cast("int8"), g.start_at, g.system, g.record_key]
     g = g.mutate(pos=ibis.row_number().over(group_by=g.component, order_by=order))

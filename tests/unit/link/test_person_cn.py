@@ -131,3 +131,38 @@ def test_explanation_names_each_comparison_and_its_weight() -> None:
     prior = result.probability_two_random_records_match
     partial = sum(w["weight"] for w in pair["partial_match_weights"])
     assert math.log2(prior / (1 - prior)) + partial == pytest.approx(pair["match_weight"], abs=1e-6)
+
+
+def _found_pairs(pairs: pa.Table) -> set[tuple[str, str]]:
+    left, right = pairs.column("record_id_l").to_pylist(), pairs.column("record_id_r").to_pylist()
+    return {(min(a, b), max(a, b)) for a, b in zip(left, right, strict=True)}
+
+
+def test_a_model_trained_on_a_sample_still_finds_the_persons(hospital: Path) -> None:
+    con = duckdb.connect()
+    records = identity_records(con, hospital)
+    truth = true_pairs(con, hospital)
+    spec = load_match_spec("person_cn").without("resident_id")
+    sampled = spec.model_copy(
+        update={"training": spec.training.model_copy(update={"max_records": records.num_rows * 2 // 3})}
+    )
+    result = match_records(records, sampled)
+    found = _found_pairs(result.pairs)
+    assert len(found & truth) / len(found) >= 0.99
+    assert len(found & truth) / len(truth) >= 0.99
+
+
+def test_placing_scores_new_records_against_known_ones_only(hospital: Path) -> None:
+    con = duckdb.connect()
+    records = identity_records(con, hospital)
+    truth = true_pairs(con, hospital)
+    source = records.column("source").to_pylist()
+    emr = records.filter(pa.array([s == "emr" for s in source]))
+    his = records.filter(pa.array([s == "his" for s in source]))
+    result = match_records(emr, load_match_spec("person_cn").without("resident_id"), against=his)
+    sides = {(p["source_l"], p["source_r"]) for p in result.pairs.to_pylist()}
+    assert sides <= {("emr", "his"), ("his", "emr")}, sides
+    found = _found_pairs(result.pairs)
+    cross = {(a, b) for a, b in truth if a.split(":")[0] != b.split(":")[0]}
+    assert len(found & cross) / len(found) >= 0.99
+    assert len(found & cross) / len(cross) >= 0.99
