@@ -560,7 +560,9 @@ def _assemble(
     repeats keeps its first row (map, then file and row) and quarantines the others. Returns the rows."""
     for i, part in enumerate(parts):
         con.register(f"part_{i}", part.source())
-    union = " UNION ALL ".join(f"SELECT system, record_key, _map, _seq FROM part_{i}" for i in range(len(parts)))
+    union = " UNION ALL ".join(
+        f"SELECT system, record_key, _map, _seq FROM part_{i}" for i in range(len(parts))
+    )
     # Only the repeated keys come back to Python, with where each row came from: few, and they name the rows
     # to drop, so the table itself streams from its parts without a sort. The query reads the key columns
     # only; the whole rows of the repeated keys are then taken from their parts by position.

@@ -436,22 +436,54 @@ def _drop_duplicates(
             offsets.append(total)
             total += r.staged_rows
 
-    def locate(i: int) -> tuple[_FileResult, int]:
-        position = int(np.searchsorted(offsets, i, side="right")) - 1
-        owner, start = owners[position]
-        assert owner.raw_index is not None
-        return owner, int(owner.raw_index[i - start])
+    def locate(rows: np.ndarray[Any, Any]) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+        """Per staged row: the position of its file in ``owners`` and its index in that file's raw rows."""
+        position = np.searchsorted(offsets, rows, side="right") - 1
+        index = np.empty(len(rows), dtype=np.int64)
+        for p in np.unique(position).tolist():
+            owner, start = owners[p]
+            assert owner.raw_index is not None
+            here = position == p
+            index[here] = owner.raw_index[rows[here] - start]
+        return position, index
 
+    # The raw text and row number of every row involved, fetched per file in one go (a row at a time,
+    # Arrow's per-call cost dominated a table of millions of rows with thousands of duplicates).
+    dup_rows = pairs.column("_i").to_numpy()
+    first_rows = pairs.column("_i_min").to_numpy()
+    dup_owner, dup_index = locate(dup_rows)
+    first_owner, first_index = locate(first_rows)
+    texts: dict[tuple[int, int], str] = {}
+    numbers: dict[tuple[int, int], int] = {}
+    for p in np.unique(np.concatenate([dup_owner, first_owner])).tolist():
+        owner = owners[p][0]
+        assert owner.raw is not None
+        wanted = np.unique(np.concatenate([dup_index[dup_owner == p], first_index[first_owner == p]]))
+        taken = pa.array(wanted)
+        for index, row in zip(wanted.tolist(), owner.raw.rows.take(taken).to_pylist(), strict=True):
+            numbers[(p, index)] = row
+        if owner.raw.lines is not None:
+            for index in wanted.tolist():
+                texts[(p, index)] = owner.raw.lines[index]
+        else:
+            values = owner.raw.columns.take(taken).to_pylist()
+            for index, value in zip(wanted.tolist(), values, strict=True):
+                texts[(p, index)] = json.dumps(value, ensure_ascii=False)
     key_text = ", ".join(table.primary_key)
-    raw_keys = staged.column("_key")
-    for i, first in zip(pairs.column("_i").to_pylist(), pairs.column("_i_min").to_pylist(), strict=True):
-        owner, index = locate(i)
-        first_owner, first_index = locate(first)
-        assert owner.raw is not None and first_owner.raw is not None
-        raw = owner.raw_row(index)
-        first_row = first_owner.raw.rows[first_index].as_py()
-        where = f"row {first_row}" + ("" if first_owner is owner else f" of {first_owner.relative}")
-        if raw == first_owner.raw_row(first_index):
+    raw_keys = staged.column("_key").take(pa.array(dup_rows)).to_pylist()
+    for d_owner, d_index, f_owner, f_index, raw_key in zip(
+        dup_owner.tolist(),
+        dup_index.tolist(),
+        first_owner.tolist(),
+        first_index.tolist(),
+        raw_keys,
+        strict=True,
+    ):
+        owner, first = owners[d_owner][0], owners[f_owner][0]
+        raw = texts[(d_owner, d_index)]
+        first_row = numbers[(f_owner, f_index)]
+        where = f"row {first_row}" + ("" if first is owner else f" of {first.relative}")
+        if raw == texts[(f_owner, f_index)]:
             rule, message = "duplicate_key", f"an exact copy of {where} (key {key_text}); the first is kept"
         else:
             rule, message = (
@@ -459,9 +491,9 @@ def _drop_duplicates(
                 f"the key ({key_text}) repeats {where} with other values; the first is kept",
             )
         error = InputError(
-            message, file=owner.relative, row=owner.raw.rows[index].as_py(), field=key_text, rule=rule
+            message, file=owner.relative, row=numbers[(d_owner, d_index)], field=key_text, rule=rule
         )
-        quarantine.add(system, table.name, error, raw, raw_keys[i].as_py())
+        quarantine.add(system, table.name, error, raw, raw_key)
         owner.rules[rule] += 1
         owner.quarantined += 1
     deduplicated = staged.filter(pa.array(keep))
