@@ -66,7 +66,7 @@ _BATCH_ROWS = 1 << 17
 #: Rows per row group of a canonical table's Parquet file.
 _ROW_GROUP = 1 << 20
 #: A map's written rows beyond this size move from memory to a Parquet file in the scratch folder.
-_SPILL_BYTES = 256 << 20
+_SPILL_BYTES = 64 << 20
 #: DuckDB's memory while maps run; beyond it, its sorts spill to the scratch folder.
 ENGINE_MEMORY = "1GB"
 #: Columns of a map's part file beyond the canonical ones: the map, the row's order within it, its raw key.
