@@ -66,7 +66,7 @@ _BATCH_ROWS = 1 << 17
 #: Rows per row group of a canonical table's Parquet file.
 _ROW_GROUP = 1 << 20
 #: A map's written rows beyond this size move from memory to a Parquet file in the scratch folder.
-_SPILL_BYTES = 256 << 20
+_SPILL_BYTES = 64 << 20
 #: DuckDB's memory while maps run; beyond it, its sorts spill to the scratch folder.
 ENGINE_MEMORY = "1GB"
 #: Columns of a map's part file beyond the canonical ones: the map, the row's order within it, its raw key.
@@ -261,7 +261,7 @@ def run_maps(
 
     def evaluate(index: int, mapping: MapSpec) -> tuple[_Part, dict[str, Any], Quarantine]:
         table = model.tables[mapping.to]
-        part = _Part(index, scratch / f"map_{index}.parquet", _part_schema(table))
+        part = _Part(index, scratch / f"map_{index}.arrow", _part_schema(table))
         found = Quarantine()
         join = _LookupJoin.plan(mapping, raw, ordered or set())
         report = _run_map(cursor(), mapping, index, table, views, part, found, join)
@@ -326,8 +326,9 @@ def run_maps(
 
 
 class _Part:
-    """One map's written rows: kept in memory while small, moved to a Parquet file in the scratch folder
-    once they pass `_SPILL_BYTES` (a hospital's lab results would not fit twice in memory)."""
+    """One map's written rows: kept in memory while small, moved to an Arrow IPC file (LZ4) in the scratch
+    folder once they pass `_SPILL_BYTES` (a hospital's lab results would not fit twice in memory). IPC,
+    not Parquet: the part is read back once, and Parquet's encoding cost more than the map itself."""
 
     def __init__(self, index: int, path: Path, schema: pa.Schema) -> None:
         self.index = index
@@ -335,7 +336,8 @@ class _Part:
         self.schema = schema
         self.tables: list[pa.Table] = []
         self.bytes = 0
-        self.writer: pq.ParquetWriter | None = None
+        self.writer: pa.ipc.RecordBatchFileWriter | None = None
+        self.spilled = False
 
     def write(self, table: pa.Table) -> None:
         if self.writer is not None:
@@ -344,7 +346,9 @@ class _Part:
         self.tables.append(table)
         self.bytes += table.nbytes
         if self.bytes > _SPILL_BYTES:
-            self.writer = pq.ParquetWriter(self.path, self.schema, compression="lz4")
+            options = pa.ipc.IpcWriteOptions(compression="lz4")
+            self.writer = pa.ipc.new_file(self.path, self.schema, options=options)
+            self.spilled = True
             for kept in self.tables:
                 self.writer.write_table(kept)
             self.tables = []
@@ -352,17 +356,24 @@ class _Part:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+            self.writer = None
 
     def source(self) -> pa.Table | ds.Dataset:
-        """What DuckDB scans."""
-        if self.writer is not None:
-            return ds.dataset(self.path, format="parquet")
+        """What DuckDB scans (it reads only the columns a query needs)."""
+        if self.spilled:
+            return ds.dataset(self.path, format="ipc")
         return pa.concat_tables(self.tables) if self.tables else self.schema.empty_table()
 
+    def take(self, rows: list[int]) -> pa.Table:
+        """The rows at these positions (a row's position is its ``_seq``)."""
+        return self.source().take(pa.array(rows, pa.int64()))
+
     def batches(self) -> Iterator[pa.Table]:
-        if self.writer is not None:
-            for batch in pq.ParquetFile(self.path).iter_batches(batch_size=_BATCH_ROWS):
-                yield pa.Table.from_batches([batch])
+        if self.spilled:
+            with pa.OSFile(str(self.path)) as f:
+                reader = pa.ipc.open_file(f)
+                for i in range(reader.num_record_batches):
+                    yield pa.Table.from_batches([reader.get_batch(i)])
             self.path.unlink()
         else:
             yield from self.tables
@@ -419,6 +430,8 @@ def _run_map(
 _JOINED_VIEW = "joined_batch"
 #: Key types an Arrow join compares exactly as DuckDB's ``=`` does.
 _EXACT_KEY_TYPES = (pa.types.is_string, pa.types.is_large_string, pa.types.is_integer, pa.types.is_date)
+#: Rows of the source table matched against a lookup at once (`_LookupJoin.positions`).
+_POSITION_ROWS = 1 << 22
 
 
 class _LookupJoin:
@@ -469,19 +482,39 @@ class _LookupJoin:
             lookups.append((alias, mine, keys, table.select(fields)))
         return cls(raw[mapping.source][0], lookups)
 
+    def positions(self, mine: list[str], keys: pa.Table) -> np.ndarray[Any, np.dtype[np.int64]]:
+        """For every row of the source table, the row of lookup ``keys`` it matches, -1 for none.
+
+        Computed once for the whole table, in blocks of `_POSITION_ROWS` rows: the lookup's hash table is
+        then built once per block rather than once per batch. A single key goes through ``index_in`` (a
+        null key matches nothing, as with SQL's ``=``), several through a hash join.
+        """
+        found: list[np.ndarray[Any, np.dtype[np.int64]]] = []
+        source = pq.ParquetFile(self.source)
+        for block in source.iter_batches(batch_size=_POSITION_ROWS, columns=list(dict.fromkeys(mine))):
+            n = block.num_rows
+            if len(mine) == 1:
+                index = pc.index_in(block.column(mine[0]), value_set=keys.column("_k0"))
+                found.append(pc.fill_null(index, -1).to_numpy(zero_copy_only=False).astype(np.int64))
+                continue
+            left = pa.table(
+                {f"_k{i}": block.column(name) for i, name in enumerate(mine)}
+                | {"_i": pa.array(np.arange(n, dtype=np.int64))}
+            )
+            pairs = left.join(keys, keys=[f"_k{i}" for i in range(len(mine))], join_type="inner")
+            position = np.full(n, -1, dtype=np.int64)
+            position[pairs.column("_i").to_numpy()] = pairs.column("_j").to_numpy()
+            found.append(position)
+        return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+
     def batches(self) -> Iterator[pa.Table]:
+        matches = [self.positions(mine, keys) for _, mine, keys, _ in self.lookups]
+        start = 0
         for batch in pq.ParquetFile(self.source).iter_batches(batch_size=_BATCH_ROWS):
             joined = pa.Table.from_batches([batch])
             n = joined.num_rows
-            for alias, mine, keys, values in self.lookups:
-                left = pa.table(
-                    {f"_k{i}": joined.column(name) for i, name in enumerate(mine)}
-                    | {"_i": pa.array(np.arange(n, dtype=np.int64))}
-                )
-                pairs = left.join(keys, keys=[f"_k{i}" for i in range(len(mine))], join_type="left outer")
-                matched = pairs.filter(pc.is_valid(pairs.column("_j")))
-                position = np.full(n, -1, dtype=np.int64)
-                position[matched.column("_i").to_numpy()] = matched.column("_j").to_numpy()
+            for (alias, _, _, values), match in zip(self.lookups, matches, strict=True):
+                position = match[start : start + n]
                 missing = position < 0
                 taken = values.take(pa.array(position, mask=missing))
                 struct = pa.StructArray.from_arrays(
@@ -490,6 +523,7 @@ class _LookupJoin:
                     mask=pa.array(missing),
                 )
                 joined = joined.append_column(alias, struct)
+            start += n
             yield joined
 
 
@@ -526,19 +560,34 @@ def _assemble(
     repeats keeps its first row (map, then file and row) and quarantines the others. Returns the rows."""
     for i, part in enumerate(parts):
         con.register(f"part_{i}", part.source())
-    union = " UNION ALL ".join(f"SELECT * FROM part_{i}" for i in range(len(parts)))
+    union = " UNION ALL ".join(
+        f"SELECT system, record_key, _map, _seq FROM part_{i}" for i in range(len(parts))
+    )
     # Only the repeated keys come back to Python, with where each row came from: few, and they name the rows
-    # to drop, so the table itself streams from its parts without a sort.
-    repeated = con.sql(
-        f"WITH parts AS ({union}) SELECT p.* FROM parts AS p JOIN "
+    # to drop, so the table itself streams from its parts without a sort. The query reads the key columns
+    # only; the whole rows of the repeated keys are then taken from their parts by position.
+    keys = con.sql(
+        f"WITH parts AS ({union}) SELECT p._map, p._seq FROM parts AS p JOIN "
         "(SELECT system, record_key FROM parts GROUP BY ALL HAVING count(*) > 1) "
         "USING (system, record_key) ORDER BY p.system, p.record_key, p._map, p._seq"
     ).to_arrow_table()
     for i in range(len(parts)):
         con.unregister(f"part_{i}")
+    by_map = {part.index: part for part in parts}
+    wanted: dict[int, list[int]] = {}
+    for m, seq in zip(keys.column("_map").to_pylist(), keys.column("_seq").to_pylist(), strict=True):
+        wanted.setdefault(m, []).append(seq)
+    fetched: dict[tuple[int, int], dict[str, Any]] = {}
+    for m, seqs in wanted.items():
+        for row in by_map[m].take(seqs).to_pylist():
+            fetched[(row["_map"], row["_seq"])] = row
+    repeated = [
+        fetched[(m, seq)]
+        for m, seq in zip(keys.column("_map").to_pylist(), keys.column("_seq").to_pylist(), strict=True)
+    ]
     dropped: dict[int, set[int]] = {}
     first: dict[tuple[str, str], dict[str, Any]] = {}
-    for row in repeated.to_pylist():
+    for row in repeated:
         key = (row["system"], row["record_key"])
         if key not in first:
             first[key] = row

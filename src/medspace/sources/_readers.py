@@ -61,7 +61,7 @@ import itertools
 import json
 import zlib
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -1077,3 +1077,127 @@ def _read_xlsx(path: Path, relative: str, fmt: XlsxFormat) -> RawFile:
         header=header,
         rejects=rejects,
     )
+
+
+#: A CSV file larger than this is read in pieces of about this size (`read_pieces`), so memory holds one
+#: piece at a time however large the hospital.
+PIECE_BYTES = 1 << 26
+
+
+class PieceFallback(Exception):
+    """A piece of a file that the fast path cannot prove right: the file must be read whole."""
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Where one piece lies in its file: bytes ``start`` to ``end``, its first row's number ``first_row``."""
+
+    start: int
+    end: int
+    first_row: int
+
+
+def pieceable(path: Path, table: TableSpec) -> bool:
+    """Whether ``read_pieces`` may read this file in pieces: an uncompressed CSV file in an ASCII-compatible
+    encoding larger than `PIECE_BYTES` (every other file is read whole)."""
+    fmt = table.format
+    return (
+        isinstance(fmt, CsvFormat)
+        and _ascii_compatible(fmt.encoding)
+        and not path.name.endswith(".gz")
+        and path.is_file()
+        and path.stat().st_size > PIECE_BYTES
+    )
+
+
+def read_pieces(path: Path, relative: str, table: TableSpec, pieces: list[Piece]) -> Iterator[RawFile]:
+    """A pieceable CSV file as successive `RawFile`s of whole lines, row numbers continuing; the place of
+    each piece is appended to ``pieces`` (to read rows again by `read_rows`).
+
+    The same rows, numbers and rejects as `read_file`, or none: every piece must pass the checks that let
+    `read_file` keep Arrow's parse of the whole file (no NUL byte, no carriage return but in a CRLF line end,
+    one record per physical line and no line end in a value), and then the pieces, cut at line ends, parse
+    as the whole file would. When a piece does not pass, `PieceFallback` is raised and the caller must drop
+    what it took from earlier pieces and read the file whole.
+
+    Raises:
+        UnreadableFileError: as `read_file`.
+        PieceFallback: the file needs the whole-file reader.
+    """
+    _refuse_outside(path, relative)
+    fmt = table.format
+    assert isinstance(fmt, CsvFormat)
+    try:
+        f = path.open("rb")
+    except OSError as exc:
+        raise UnreadableFileError(
+            f"cannot read the file ({exc.strerror or type(exc).__name__}); check that it exists and is "
+            "readable, or re-export it",
+            file=relative,
+            rule="unreadable_file",
+        ) from None
+    with f:
+        header = _header(f.readline(), relative, fmt)
+        offset = 0
+        position = f.tell()
+        data = _next_piece(f)
+        if not data:
+            raise PieceFallback
+        while data:
+            following = _next_piece(f)
+            last = not following
+            if b"\x00" in data or _bare_carriage_returns(data):
+                raise PieceFallback
+            complete = data.endswith(b"\n")
+            lines = data.count(b"\n") + (0 if complete else 1)
+            parsed = _read_csv_arrow(pa.BufferReader(data), fmt, header, skip_rows=0)
+            if parsed is None:
+                raise PieceFallback
+            n = parsed.num_rows
+            if n != lines or parsed.num_columns < 2 or _holds_line_end(parsed.slice(n - 1)):
+                raise PieceFallback
+            rows = pa.array(np.arange(offset + 1, offset + n + 1, dtype=np.int64))
+            raw = RawFile(columns=parsed, rows=rows, rows_read=n, header=header)
+            if last and not complete:
+                last_line = data[data.rfind(b"\n") + 1 :][-_CHUNK:]
+                text = last_line.decode(fmt.encoding, "replace").removesuffix("\r")
+                if not _proves_whole(text, fmt.delimiter, False):
+                    cut = parsed.slice(n - 1).to_pylist()[0]
+                    raw.columns = parsed.slice(0, n - 1)
+                    raw.rows = rows.slice(0, n - 1)
+                    raw.rejects.append(_truncated(offset + n, header, len(header), _json(cut)))
+            pieces.append(Piece(position, position + len(data), offset + 1))
+            position += len(data)
+            offset += lines
+            yield raw
+            data = following
+
+
+def _next_piece(f: IO[bytes]) -> bytes:
+    data = f.read(PIECE_BYTES)
+    if data and not data.endswith(b"\n"):
+        data += f.readline()
+    return data
+
+
+def read_rows(path: Path, table: TableSpec, pieces: list[Piece], rows: list[int]) -> dict[int, str]:
+    """The raw text (as `read_file` gives a row of ``columns``: JSON of its fields) of the data rows
+    numbered ``rows`` of a file `read_pieces` read in ``pieces``."""
+    fmt = table.format
+    assert isinstance(fmt, CsvFormat)
+    texts: dict[int, str] = {}
+    wanted = np.unique(np.asarray(rows, dtype=np.int64))
+    firsts = np.asarray([p.first_row for p in pieces], dtype=np.int64)
+    owner = np.searchsorted(firsts, wanted, side="right") - 1
+    with path.open("rb") as f:
+        header = _header(f.readline(), str(path), fmt)
+        for k in np.unique(owner).tolist():
+            piece = pieces[k]
+            f.seek(piece.start)
+            parsed = _read_csv_arrow(pa.BufferReader(f.read(piece.end - piece.start)), fmt, header, 0)
+            assert parsed is not None
+            mine = wanted[owner == k]
+            values = parsed.take(pa.array(mine - piece.first_row)).to_pylist()
+            for row, value in zip(mine.tolist(), values, strict=True):
+                texts[row] = json.dumps(value, ensure_ascii=False)
+    return texts

@@ -34,16 +34,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from medspace.core import InputError, Workspace, refresh_catalog, replace_folder
 from medspace.sources._convert import Converted, convert, schema
 from medspace.sources._maps import QUARANTINE, Quarantine, run_maps
 from medspace.sources._model import HospitalModel, load_model
-from medspace.sources._readers import RawFile, read_file, resolve_export_files
+from medspace.sources._readers import (
+    Piece,
+    PieceFallback,
+    RawFile,
+    pieceable,
+    read_file,
+    read_pieces,
+    read_rows,
+    resolve_export_files,
+)
 from medspace.sources._report import FileReport, Problem, StagingReport, TableReport
 from medspace.sources._site import Site, load_site
 from medspace.sources._spec import TableSpec
@@ -248,8 +259,13 @@ def _export_bytes(exports: Path, table: TableSpec) -> int:
 
 
 def _stage_raw_table(exports: Path, system: str, table: TableSpec, folder: Path) -> RawStaged:
-    quarantine = Quarantine()
     paths = resolve_export_files(exports, table.files)
+    if paths and all(pieceable(p, table) for p in paths):
+        try:
+            return _stage_streamed(exports, system, table, folder, paths)
+        except PieceFallback:
+            pass  # a piece the fast path cannot prove: the whole table is read again, file by file
+    quarantine = Quarantine()
     results: list[_FileResult] = []
     problems: list[Problem] = []
     if not paths:
@@ -282,6 +298,169 @@ def _stage_raw_table(exports: Path, system: str, table: TableSpec, folder: Path)
     return RawStaged(system, table, path, staged.num_rows, results, quarantine)
 
 
+def _stage_streamed(
+    exports: Path, system: str, table: TableSpec, folder: Path, paths: list[Path]
+) -> RawStaged:
+    """A raw table whose files are all large CSV files, staged piece by piece (`read_pieces`) so that memory
+    holds one piece at a time: the same rows, quarantine entries and counts as reading each file whole.
+
+    The pieces' staged rows go to a scratch Parquet file with their position; the repeated keys are then
+    found by an aggregation in DuckDB (which spills beyond its memory limit), the raw rows of the few
+    involved are read again from their pieces, and the table is written without the repeated rows.
+
+    Raises:
+        PieceFallback: a piece needs the whole-file reader; nothing of the table is kept.
+    """
+    quarantine = Quarantine()
+    results: list[_FileResult] = []
+    pieces_of: list[list[Piece]] = []
+    scratch = folder / f"{system}.{table.name}.pieces.parquet"
+    columns = pa.unify_schemas([schema(table), RAW_LINEAGE])
+    position = 0
+    try:
+        with pq.ParquetWriter(scratch, columns.append(_POSITION), compression="lz4") as writer:
+            for path in paths:
+                relative = path.relative_to(exports).as_posix()
+                result = _FileResult(relative=relative, raw=None)
+                pieces: list[Piece] = []
+                try:
+                    for k, raw in enumerate(read_pieces(path, relative, table, pieces)):
+                        part = _stage_file(path, relative, system, table, quarantine, raw)
+                        _merge_piece(result, part, raw.rows_read, first=k == 0)
+                        if part.staged is not None and part.staged_rows:
+                            n = part.staged_rows
+                            numbers = pa.array(np.arange(position, position + n, dtype=np.int64))
+                            writer.write_table(part.staged.append_column(_POSITION, numbers))
+                            position += n
+                except InputError as exc:
+                    if pieces:  # cannot happen once a piece is in (the header is read first); be safe
+                        raise PieceFallback from exc
+                    result = _failed_file(relative, system, table, exc, quarantine)
+                except OSError as exc:
+                    raise PieceFallback from exc
+                results.append(result)
+                pieces_of.append(pieces)
+        staged = _streamed_duplicates(scratch, system, table, paths, results, pieces_of, quarantine)
+        path = folder / f"{system}.{table.name}.parquet"
+        rows = 0
+        with pq.ParquetWriter(path, columns, compression="lz4") as writer:
+            source = pq.ParquetFile(scratch)
+            for batch in source.iter_batches(batch_size=_WRITE_ROWS):
+                chunk = pa.Table.from_batches([batch])
+                if len(staged):
+                    keep = ~np.isin(chunk.column(_POSITION.name).to_numpy(), staged)
+                    chunk = chunk.filter(pa.array(keep))
+                # Parquet keeps timestamps in milliseconds at least: back to the staged types.
+                chunk = chunk.drop_columns([_POSITION.name]).cast(columns)
+                writer.write_table(chunk)
+                rows += chunk.num_rows
+    finally:
+        scratch.unlink(missing_ok=True)
+    for r in results:
+        r.raw = None
+        r.staged = None
+    return RawStaged(system, table, path, rows, results, quarantine)
+
+
+#: The position of a staged row in its table (a streamed table's scratch file only).
+_POSITION = pa.field("_position", pa.int64())
+#: Rows per batch when a streamed table's scratch file is copied into its phase-1 file.
+_WRITE_ROWS = 1 << 20
+
+
+def _merge_piece(result: _FileResult, part: _FileResult, rows_read: int, first: bool) -> None:
+    """Add one piece's counts to its file's: the file-level problems (a missing column) come with every
+    piece, so they are taken from the first only."""
+    result.rows_read += rows_read
+    result.staged_rows += part.staged_rows
+    result.quarantined += part.quarantined
+    result.rules.update(part.rules)
+    result.failed = result.failed or part.failed
+    if first:
+        result.problems.extend(part.problems)
+    for column, used in part.date_formats.items():
+        merged = result.date_formats.setdefault(column, {})
+        for fmt, count in used.items():
+            merged[fmt] = merged.get(fmt, 0) + count
+
+
+def _streamed_duplicates(
+    scratch: Path,
+    system: str,
+    table: TableSpec,
+    paths: list[Path],
+    results: list[_FileResult],
+    pieces_of: list[list[Piece]],
+    quarantine: Quarantine,
+) -> np.ndarray[Any, np.dtype[np.int64]]:
+    """Quarantine the repeated keys of a streamed table as `_drop_duplicates` does (the first row of a key
+    is kept); return the positions of the rows to drop."""
+    keys = ", ".join(f'"{name}"' for name in table.primary_key)
+    con = duckdb.connect(
+        config={"memory_limit": _DEDUPLICATE_MEMORY, "temp_directory": str(scratch) + ".spill"}
+    )
+    try:
+        con.execute("SET enable_progress_bar = false")
+        con.register("pieces", ds.dataset(scratch, format="parquet"))
+        con.execute("SET enable_external_access = false")
+        pairs = con.sql(
+            f"WITH g AS (SELECT {keys}, min(_position) AS _first FROM pieces GROUP BY ALL "
+            "HAVING count(*) > 1) "
+            f"SELECT p._position, g._first FROM pieces AS p JOIN g USING ({keys}) "
+            "WHERE p._position <> g._first ORDER BY p._position"
+        ).to_arrow_table()
+    finally:
+        con.close()
+    if not pairs.num_rows:
+        return np.zeros(0, dtype=np.int64)
+    dropped = pairs.column("_position").to_numpy()
+    firsts = pairs.column("_first").to_numpy()
+    wanted = np.unique(np.concatenate([dropped, firsts]))
+    rows = ds.dataset(scratch, format="parquet").take(
+        pa.array(wanted), columns=["_source_file", "_source_row", "_key"]
+    )
+    index = {r.relative: i for i, r in enumerate(results)}
+    where: dict[int, tuple[int, int, str]] = {}
+    for pos, file, row, key in zip(
+        wanted.tolist(),
+        rows.column("_source_file").to_pylist(),
+        rows.column("_source_row").to_pylist(),
+        rows.column("_key").to_pylist(),
+        strict=True,
+    ):
+        where[pos] = (index[file], row, key)
+    texts: dict[tuple[int, int], str] = {}
+    for f in sorted({w[0] for w in where.values()}):
+        needed = [w[1] for w in where.values() if w[0] == f]
+        for row, text in read_rows(paths[f], table, pieces_of[f], needed).items():
+            texts[(f, row)] = text
+    key_text = ", ".join(table.primary_key)
+    for pos, first_pos in zip(dropped.tolist(), firsts.tolist(), strict=True):
+        f, row, raw_key = where[pos]
+        g, first_row, _ = where[first_pos]
+        owner, first = results[f], results[g]
+        raw = texts[(f, row)]
+        place = f"row {first_row}" + ("" if first is owner else f" of {first.relative}")
+        if raw == texts[(g, first_row)]:
+            rule, message = "duplicate_key", f"an exact copy of {place} (key {key_text}); the first is kept"
+        else:
+            rule, message = (
+                "conflicting_key",
+                f"the key ({key_text}) repeats {place} with other values; the first is kept",
+            )
+        error = InputError(message, file=owner.relative, row=row, field=key_text, rule=rule)
+        quarantine.add(system, table.name, error, raw, raw_key)
+        owner.rules[rule] += 1
+        owner.quarantined += 1
+        owner.staged_rows -= 1
+    result: np.ndarray[Any, np.dtype[np.int64]] = dropped.astype(np.int64)
+    return result
+
+
+#: DuckDB's memory while a streamed table's repeated keys are counted; beyond it, it spills.
+_DEDUPLICATE_MEMORY = "1GB"
+
+
 def _failed_file(
     relative: str, system: str, table: TableSpec, error: InputError, quarantine: Quarantine
 ) -> _FileResult:
@@ -310,10 +489,16 @@ def _raw_keys(raw: pa.Table, table: TableSpec) -> pa.Array | None:
 
 
 def _stage_file(
-    path: Path, relative: str, system: str, table: TableSpec, quarantine: Quarantine
+    path: Path,
+    relative: str,
+    system: str,
+    table: TableSpec,
+    quarantine: Quarantine,
+    piece: RawFile | None = None,
 ) -> _FileResult:
+    """Stage one file (or ``piece``, one piece of it already read by `read_pieces`)."""
     try:
-        raw = read_file(path, relative, table)
+        raw = piece if piece is not None else read_file(path, relative, table)
     except InputError as exc:
         return _failed_file(relative, system, table, exc, quarantine)
     except OSError as exc:
@@ -436,22 +621,54 @@ def _drop_duplicates(
             offsets.append(total)
             total += r.staged_rows
 
-    def locate(i: int) -> tuple[_FileResult, int]:
-        position = int(np.searchsorted(offsets, i, side="right")) - 1
-        owner, start = owners[position]
-        assert owner.raw_index is not None
-        return owner, int(owner.raw_index[i - start])
+    def locate(rows: np.ndarray[Any, Any]) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+        """Per staged row: the position of its file in ``owners`` and its index in that file's raw rows."""
+        position = np.searchsorted(offsets, rows, side="right") - 1
+        index = np.empty(len(rows), dtype=np.int64)
+        for p in np.unique(position).tolist():
+            owner, start = owners[p]
+            assert owner.raw_index is not None
+            here = position == p
+            index[here] = owner.raw_index[rows[here] - start]
+        return position, index
 
+    # The raw text and row number of every row involved, fetched per file in one go (a row at a time,
+    # Arrow's per-call cost dominated a table of millions of rows with thousands of duplicates).
+    dup_rows = pairs.column("_i").to_numpy()
+    first_rows = pairs.column("_i_min").to_numpy()
+    dup_owner, dup_index = locate(dup_rows)
+    first_owner, first_index = locate(first_rows)
+    texts: dict[tuple[int, int], str] = {}
+    numbers: dict[tuple[int, int], int] = {}
+    for p in np.unique(np.concatenate([dup_owner, first_owner])).tolist():
+        owner = owners[p][0]
+        assert owner.raw is not None
+        wanted = np.unique(np.concatenate([dup_index[dup_owner == p], first_index[first_owner == p]]))
+        taken = pa.array(wanted)
+        for index, row in zip(wanted.tolist(), owner.raw.rows.take(taken).to_pylist(), strict=True):
+            numbers[(p, index)] = row
+        if owner.raw.lines is not None:
+            for index in wanted.tolist():
+                texts[(p, index)] = owner.raw.lines[index]
+        else:
+            values = owner.raw.columns.take(taken).to_pylist()
+            for index, value in zip(wanted.tolist(), values, strict=True):
+                texts[(p, index)] = json.dumps(value, ensure_ascii=False)
     key_text = ", ".join(table.primary_key)
-    raw_keys = staged.column("_key")
-    for i, first in zip(pairs.column("_i").to_pylist(), pairs.column("_i_min").to_pylist(), strict=True):
-        owner, index = locate(i)
-        first_owner, first_index = locate(first)
-        assert owner.raw is not None and first_owner.raw is not None
-        raw = owner.raw_row(index)
-        first_row = first_owner.raw.rows[first_index].as_py()
-        where = f"row {first_row}" + ("" if first_owner is owner else f" of {first_owner.relative}")
-        if raw == first_owner.raw_row(first_index):
+    raw_keys = staged.column("_key").take(pa.array(dup_rows)).to_pylist()
+    for d_owner, d_index, f_owner, f_index, raw_key in zip(
+        dup_owner.tolist(),
+        dup_index.tolist(),
+        first_owner.tolist(),
+        first_index.tolist(),
+        raw_keys,
+        strict=True,
+    ):
+        owner, first = owners[d_owner][0], owners[f_owner][0]
+        raw = texts[(d_owner, d_index)]
+        first_row = numbers[(f_owner, f_index)]
+        where = f"row {first_row}" + ("" if first is owner else f" of {first.relative}")
+        if raw == texts[(f_owner, f_index)]:
             rule, message = "duplicate_key", f"an exact copy of {where} (key {key_text}); the first is kept"
         else:
             rule, message = (
@@ -459,9 +676,9 @@ def _drop_duplicates(
                 f"the key ({key_text}) repeats {where} with other values; the first is kept",
             )
         error = InputError(
-            message, file=owner.relative, row=owner.raw.rows[index].as_py(), field=key_text, rule=rule
+            message, file=owner.relative, row=numbers[(d_owner, d_index)], field=key_text, rule=rule
         )
-        quarantine.add(system, table.name, error, raw, raw_keys[i].as_py())
+        quarantine.add(system, table.name, error, raw, raw_key)
         owner.rules[rule] += 1
         owner.quarantined += 1
     deduplicated = staged.filter(pa.array(keep))
