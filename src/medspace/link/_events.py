@@ -543,7 +543,7 @@ class EventLinker:
                 else_=how,
             ),
         )
-        t = self._visit_person(self._step(t, name, "outcome"))
+        t = self._visit_person(t)
         return self._quarantine(t, table)
 
     def _visit_person(self, t: Any) -> Any:
