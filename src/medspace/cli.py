@@ -306,6 +306,8 @@ def _link(workspace: Path, engine: EngineName, out: Console) -> None:
         )
     out.print(table)
     out.print(f"{report.orphans:,} records whose parent is missing from its export (see link/events.parquet)")
+    for note in report.notes:
+        out.print(f"probabilistic matching: {note}", markup=False)
 
 
 def _cdm(workspace: Path, engine: EngineName, from_omop: Path | None, out: Console) -> None:

@@ -18,7 +18,6 @@ The stage runs on DuckDB or Spark (Ibis expressions), writes atomically and is s
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -48,8 +47,6 @@ from ._persons import IDENTITY_FIELDS, identity_records, key_edges
 from ._quarantined import quarantined_parents
 from ._staged import StagedTables
 from ._visits import visit_index
-
-logger = logging.getLogger(__name__)
 
 # A record outside every patient-index person joins one only on a match this sure (identity fields of
 # systems without an index are few). TODO(issue 10): replace the constant by a calibrated decision rule.
@@ -89,6 +86,8 @@ class LinkReport:
     events: dict[str, dict[str, int]] = field(default_factory=dict)  # "table/system" -> status -> rows
     orphans: int = 0
     seconds: float = 0.0
+    #: what probabilistic matching warned of or why it was skipped (also in the manifest)
+    notes: tuple[str, ...] = ()
 
 
 def link_workspace(
@@ -113,7 +112,8 @@ def link_workspace(
     st = StagedTables(con, ws.stage("staging"))
     _check_linkable(st)
     report = progress or (lambda done, total: None)
-    persons = resolve_persons(st)
+    notes: list[str] = []
+    persons = resolve_persons(st, notes=notes)
     n_persons = int(persons.person_id.nunique().execute())
     if n_persons == 0:
         raise InputError(
@@ -158,13 +158,14 @@ def link_workspace(
             "visits": int(visits.count().execute()),
             "orphans": orphans,
             "events": by_table,
+            "probabilistic_notes": notes,
         }
         (out / "manifest.json").write_text(
             json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
         )
     report(4, 4)
     refresh_catalog(ws.root)
-    return LinkReport(n_persons, n_records, by_table, orphans, time.perf_counter() - began)
+    return LinkReport(n_persons, n_records, by_table, orphans, time.perf_counter() - began, tuple(notes))
 
 
 def _check_linkable(st: StagedTables) -> None:
@@ -196,14 +197,16 @@ def _check_every_row_has_one_event(st: StagedTables, events: Any) -> None:
         raise MedspaceError(f"link lost or doubled rows ({detail}); please report this as a bug")
 
 
-def resolve_persons(st: StagedTables, *, min_probability: float = PROBABILISTIC_THRESHOLD) -> Any:
+def resolve_persons(
+    st: StagedTables, *, min_probability: float = PROBABILISTIC_THRESHOLD, notes: list[str] | None = None
+) -> Any:
     """One row per identity record with its person.
 
     Deterministic keys first (see `_persons`); then records whose component holds no record of the site's
     patient index (a lab patient whose only requests are orphans, an archive patient whose exams lost their
     visit) are matched probabilistically (Fellegi-Sunter, trained on all identity records without labels)
     and joined to the one anchored person they match with at least ``min_probability``; ambiguous ones stay
-    apart.
+    apart. What matching warned of, or why it was skipped, is appended to ``notes``.
     """
     con = st.con
     found = identity_records(st)
@@ -222,7 +225,7 @@ def resolve_persons(st: StagedTables, *, min_probability: float = PROBABILISTIC_
         distinct=True,
     )
     components = connected_components(con, nodes, edges, name="link_key_cc")
-    extra = _probabilistic_edges(st, records, components, min_probability)
+    extra = _probabilistic_edges(st, records, components, min_probability, notes if notes is not None else [])
     if extra is not None:
         edges = materialise(
             con, ibis.union(edges, extra.select("a", "b", "rule"), distinct=True), "link_all_edges"
@@ -255,7 +258,9 @@ def resolve_persons(st: StagedTables, *, min_probability: float = PROBABILISTIC_
     return materialise(con, persons, "link_persons")
 
 
-def _probabilistic_edges(st: StagedTables, records: Any, components: Any, min_probability: float) -> Any:
+def _probabilistic_edges(
+    st: StagedTables, records: Any, components: Any, min_probability: float, notes: list[str]
+) -> Any:
     """Edges from records of components without a patient-index record to the one anchored record they
     match, or None (also when the site names no patient index)."""
     con = st.con
@@ -278,12 +283,14 @@ def _probabilistic_edges(st: StagedTables, records: Any, components: Any, min_pr
         return None
     try:
         # only loose records are placed: pairs among anchored records could not change a person
-        matches = match_records(loose, against=anchored_records).pairs
+        matched = match_records(loose, against=anchored_records)
     except ValueError as exc:
         # EM cannot estimate every level on a very small hospital (splink refuses an m of 0); the keys
         # still link everything they can, and the loose records stay apart rather than being guessed.
-        logger.warning("probabilistic matching skipped: %s", str(exc).split(".")[0])
+        notes.append(f"skipped: {str(exc).split('.')[0]}")
         return None
+    notes.extend(matched.warnings)
+    matches = matched.pairs
     pairs = small_table(
         con,
         "link_probabilistic_pairs",

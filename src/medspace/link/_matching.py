@@ -35,6 +35,8 @@ class PersonMatches:
         probability_two_random_records_match: the trained prior (lambda).
         parameters: trained m and u probabilities per comparison level.
         seconds: wall-clock time of the whole run.
+        warnings: what splink warned of while training and scoring (e.g. ``Comparison: 'phone': u values
+            not fully trained``), one line each, for the caller's report rather than the console.
     """
 
     pairs: pa.Table
@@ -42,6 +44,7 @@ class PersonMatches:
     probability_two_random_records_match: float
     parameters: tuple[ComparisonParameters, ...]
     seconds: float
+    warnings: tuple[str, ...] = ()
 
 
 def match_records(
@@ -100,4 +103,5 @@ def match_records(
         probability_two_random_records_match=run.probability_two_random_records_match,
         parameters=run.parameters,
         seconds=time.perf_counter() - started,
+        warnings=run.warnings,
     )

@@ -15,6 +15,8 @@ trained parameters. Identifiable rows stay inside DuckDB (see ``_duckdb``'s secu
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +49,7 @@ class SplinkRun:
     scored: str
     probability_two_random_records_match: float
     parameters: tuple[ComparisonParameters, ...]
+    warnings: tuple[str, ...] = ()
 
 
 def _block_on(rule: BlockingRule) -> Any:
@@ -56,6 +59,37 @@ def _block_on(rule: BlockingRule) -> Any:
 
 
 def train_and_score(
+    con: duckdb.DuckDBPyConnection, spec: MatchSpec, sources: list[str], *, placing: bool = False
+) -> SplinkRun:
+    """`_train_and_score`, with splink's warnings (an untrained level, a default parameter) collected into
+    ``SplinkRun.warnings`` for the caller's report instead of printed on the console."""
+    collected = _Warnings()
+    splink_logger = logging.getLogger("splink")
+    propagate = splink_logger.propagate
+    splink_logger.addHandler(collected)
+    splink_logger.propagate = False
+    try:
+        run = _train_and_score(con, spec, sources, placing=placing)
+    finally:
+        splink_logger.removeHandler(collected)
+        splink_logger.propagate = propagate
+    return dataclasses.replace(run, warnings=tuple(collected.lines))
+
+
+class _Warnings(logging.Handler):
+    """Keeps the text of each warning splink logs, whitespace folded to one line."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        line = " ".join(record.getMessage().split())
+        if line and line not in self.lines:
+            self.lines.append(line)
+
+
+def _train_and_score(
     con: duckdb.DuckDBPyConnection, spec: MatchSpec, sources: list[str], *, placing: bool = False
 ) -> SplinkRun:
     """Train the spec's model on the records in ``_duckdb.INPUT_TABLE`` and score the blocked pairs.
@@ -101,7 +135,7 @@ def train_and_score(
         additional_columns_to_retain=["source"] if link_type == "dedupe_only" else [],
     )
     training_records = _duckdb.training_sample(con, spec.training.max_records)
-    # log_level=None: splink leaves logging alone; its warnings (e.g. an untrained level) still surface.
+    # log_level=None: splink leaves logging alone; `train_and_score` collects its warnings.
     linker: Any = Linker(inputs(training_records, "training"), settings, log_level=None)
     training = spec.training
     linker.training.estimate_probability_two_random_records_match(

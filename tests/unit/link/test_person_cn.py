@@ -166,3 +166,36 @@ def test_placing_scores_new_records_against_known_ones_only(hospital: Path) -> N
     cross = {(a, b) for a, b in truth if a.split(":")[0] != b.split(":")[0]}
     assert len(found & cross) / len(found) >= 0.99
     assert len(found & cross) / len(cross) >= 0.99
+
+
+def test_splink_warnings_become_lines_of_the_result_not_console_noise(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import logging
+
+    from medspace.link import _probabilistic
+
+    real = _probabilistic._train_and_score
+
+    def noisy(*args: object, **kwargs: object) -> object:
+        logging.getLogger("splink.internals.m_u_records_to_parameters").warning(
+            "Comparison: 'phone':\n    u values not fully trained"
+        )
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_probabilistic, "_train_and_score", noisy)
+    rows = [
+        _person(
+            f"{s}:{i}",
+            s,
+            name=f"王{chr(0x4E00 + i)}",
+            sex="MF"[i % 2],
+            birth_date=dt.date(1960, 1, 1 + i % 28),
+        )
+        for s in ("his", "emr")
+        for i in range(60)
+    ]
+    result = match_records(pa.Table.from_pylist(rows), load_match_spec("person_cn").without("resident_id"))
+    assert "Comparison: 'phone': u values not fully trained" in result.warnings
+    assert "u values" not in capsys.readouterr().err
+    assert logging.getLogger("splink").propagate  # restored
