@@ -441,14 +441,7 @@ def _streamed_duplicates(
         owner, first = results[f], results[g]
         raw = texts[(f, row)]
         place = f"row {first_row}" + ("" if first is owner else f" of {first.relative}")
-        if raw == texts[(g, first_row)]:
-            rule, message = "duplicate_key", f"an exact copy of {place} (key {key_text}); the first is kept"
-        else:
-            rule, message = (
-                "conflicting_key",
-                f"the key ({key_text}) repeats {place} with other values; the first is kept",
-            )
-        error = InputError(message, file=owner.relative, row=row, field=key_text, rule=rule)
+        rule, error = _repeated_key(raw == texts[(g, first_row)], place, key_text, owner.relative, row)
         quarantine.add(system, table.name, error, raw, raw_key)
         owner.rules[rule] += 1
         owner.quarantined += 1
@@ -668,15 +661,8 @@ def _drop_duplicates(
         raw = texts[(d_owner, d_index)]
         first_row = numbers[(f_owner, f_index)]
         where = f"row {first_row}" + ("" if first is owner else f" of {first.relative}")
-        if raw == texts[(f_owner, f_index)]:
-            rule, message = "duplicate_key", f"an exact copy of {where} (key {key_text}); the first is kept"
-        else:
-            rule, message = (
-                "conflicting_key",
-                f"the key ({key_text}) repeats {where} with other values; the first is kept",
-            )
-        error = InputError(
-            message, file=owner.relative, row=numbers[(d_owner, d_index)], field=key_text, rule=rule
+        rule, error = _repeated_key(
+            raw == texts[(f_owner, f_index)], where, key_text, owner.relative, numbers[(d_owner, d_index)]
         )
         quarantine.add(system, table.name, error, raw, raw_key)
         owner.rules[rule] += 1
@@ -685,6 +671,19 @@ def _drop_duplicates(
     for r, start in owners:
         r.staged_rows = int(keep[start : start + r.staged_rows].sum())
     return deduplicated
+
+
+def _repeated_key(exact_copy: bool, place: str, key_text: str, file: str, row: int) -> tuple[str, InputError]:
+    """The rule and quarantine reason of a row whose key repeats an earlier row's (at ``place``): an exact
+    copy, or the same key with other values. The first row is kept either way."""
+    if exact_copy:
+        rule, message = "duplicate_key", f"an exact copy of {place} (key {key_text}); the first is kept"
+    else:
+        rule, message = (
+            "conflicting_key",
+            f"the key ({key_text}) repeats {place} with other values; the first is kept",
+        )
+    return rule, InputError(message, file=file, row=row, field=key_text, rule=rule)
 
 
 __all__ = ["QUARANTINE", "RAW_LINEAGE", "RawStaged", "stage_site"]
