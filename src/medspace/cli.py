@@ -308,6 +308,20 @@ def _link(workspace: Path, engine: EngineName, out: Console) -> None:
     out.print(f"{report.orphans:,} records whose parent is missing from its export (see link/events.parquet)")
     for note in report.notes:
         out.print(f"probabilistic matching: {note}", markup=False)
+    changes = report.registry
+    if changes is not None:
+        kept = "first run" if changes.first_run else f"{changes.persons_kept:,} kept their id"
+        out.print(
+            f"person registry (run {changes.run_id}): {kept}, {changes.persons_new:,} new, "
+            f"{changes.persons_merged:,} merged, {changes.records_split:,} records split off",
+            markup=False,
+        )
+    if report.held_keys or report.review_open:
+        out.print(
+            f"{report.held_keys:,} keys held back from linking (their records conflict); "
+            f"{report.review_open:,} review items open: `medspace review list`",
+            markup=False,
+        )
 
 
 def _cdm(workspace: Path, engine: EngineName, from_omop: Path | None, out: Console) -> None:
@@ -452,6 +466,64 @@ def link(workspace: WorkspaceOption = None, engine: EngineOption = "duckdb") -> 
         _link(_workspace(workspace), _engine(engine), _console())
     except MedspaceError as exc:
         raise _fail(exc) from None
+
+
+review_app = typer.Typer(
+    help="The review queue: key conflicts held back from linking, and the decisions on them.",
+    no_args_is_help=True,
+)
+app.add_typer(review_app, name="review")
+
+
+@review_app.command("list")
+def review_list(
+    workspace: WorkspaceOption = None,
+    all_items: Annotated[
+        bool, typer.Option("--all", help="Also items the last link run no longer found.")
+    ] = False,
+) -> None:
+    """List the review queue with each item's evidence and the decision in force."""
+    from medspace.link import review_queue
+
+    out = _console()
+    try:
+        queue = review_queue(_workspace(workspace), include_gone=all_items).to_pylist()
+    except MedspaceError as exc:
+        raise _fail(exc) from None
+    table = Table(title=f"review queue: {len(queue):,} items")
+    for column in ("item", "rule", "records", "decision"):
+        table.add_column(column, overflow="fold")
+    for item in queue:
+        records = ", ".join(r for r in (item["record_a"], item["record_b"]) if r)
+        decision = item["decision"] or "open"
+        if item["decision"]:
+            decision += f" ({item['decided_by']}, {item['decided_at']})"
+        if not item["present"]:
+            decision += "; gone from the last run"
+        table.add_row(item["item_id"], item["rule"], records, decision)
+    out.print(table)
+
+
+@review_app.command("decide")
+def review_decide(
+    item: Annotated[str, typer.Argument(help="The item id, as `medspace review list` shows it.")],
+    decision: Annotated[str, typer.Argument(help="link (one person) or separate (not one person).")],
+    workspace: WorkspaceOption = None,
+    reviewer: Annotated[str | None, typer.Option(help="Who decides (default: the login name).")] = None,
+    note: Annotated[str, typer.Option(help="Why, for the audit.")] = "",
+) -> None:
+    """Decide a review item; the next `medspace link` applies it."""
+    from medspace.link import decide_review
+
+    try:
+        entry = decide_review(_workspace(workspace), item, decision, reviewer=reviewer, note=note)
+    except MedspaceError as exc:
+        raise _fail(exc) from None
+    _console().print(
+        f"{entry.item_id}: {entry.decision} by {entry.reviewer} at {entry.at}; "
+        "run `medspace link` (or `medspace run`) to apply it",
+        markup=False,
+    )
 
 
 @app.command()

@@ -9,6 +9,7 @@ hospital identities), so the same engine serves the hospital and benchmarks such
 from medspace.link._link_workspace import LinkReport, link_workspace
 from medspace.link._matching import PersonMatches, match_records
 from medspace.link._probabilistic import ComparisonParameters
+from medspace.link._registry import RegistryChanges, ReviewDecision, decide_review, review_queue
 from medspace.link._spec import (
     BlockingRule,
     Comparison,
@@ -32,8 +33,12 @@ __all__ = [
     "LinkReport",
     "MatchSpec",
     "PersonMatches",
+    "RegistryChanges",
+    "ReviewDecision",
     "TrainingSpec",
+    "decide_review",
     "link_workspace",
     "load_match_spec",
     "match_records",
+    "review_queue",
 ]

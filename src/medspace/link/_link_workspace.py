@@ -10,7 +10,11 @@ and writes ``<workspace>/link/``:
   ``parent_visit_id`` for ICU stays and other sub-encounters;
 - ``events.parquet``: every staged row (table, system, record key, lineage) with its person, its visit and
   how it was linked (linked, relinked, recovered, orphan) and why;
-- ``manifest.json``: counts by ``<table>/<system>`` and status.
+- ``manifest.json``: counts by ``<table>/<system>`` and status, what the registry changed, held keys and the
+  review queue's size.
+
+Person ids come from the workspace's person registry (``registry/``, see `_registry`), which keeps them
+stable across runs; keys whose records conflict are held for review rather than merged (see `_conflicts`).
 
 The stage runs on DuckDB or Spark (Ibis expressions), writes atomically and is safe to re-run.
 """
@@ -19,13 +23,15 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import ibis
+import pyarrow as pa
 
 from medspace.core import (
     EngineName,
@@ -41,10 +47,12 @@ from medspace.core import (
 )
 
 from ._components import connected_components
+from ._conflicts import key_conflicts, without_held_keys
 from ._events import EventLinker
 from ._matching import match_records
 from ._persons import IDENTITY_FIELDS, identity_records, key_edges
 from ._quarantined import quarantined_parents
+from ._registry import Registry, RegistryChanges, ReviewDecision, evidence_digest
 from ._staged import StagedTables
 from ._visits import visit_index
 
@@ -88,6 +96,12 @@ class LinkReport:
     seconds: float = 0.0
     #: what probabilistic matching warned of or why it was skipped (also in the manifest)
     notes: tuple[str, ...] = ()
+    #: what this run changed in the person registry
+    registry: RegistryChanges | None = None
+    #: keys left out of linking because their records conflict (and no reviewer linked them)
+    held_keys: int = 0
+    #: review items waiting for a decision
+    review_open: int = 0
 
 
 def link_workspace(
@@ -113,7 +127,10 @@ def link_workspace(
     _check_linkable(st)
     report = progress or (lambda done, total: None)
     notes: list[str] = []
-    persons = resolve_persons(st, notes=notes)
+    registry = Registry(ws.root)
+    run_id = uuid.uuid4().hex[:12]
+    resolved = resolve_persons(st, registry, run_id, notes=notes)
+    persons = resolved.persons
     n_persons = int(persons.person_id.nunique().execute())
     if n_persons == 0:
         raise InputError(
@@ -127,6 +144,10 @@ def link_workspace(
     linker = EventLinker(st, persons, index, quarantined_parents(st))
     linked = linker.all_events()
     report(3, 4)
+    review = registry.merge_review(resolved.conflicts, run_id)
+    # the registry first: a link folder never names person ids the registry has not recorded
+    registry.write(con, resolved.registry_tables, resolved.history, review)
+    open_items = sum(1 for r in review.to_pylist() if r["present"] and r["decision"] is None)
     with replace_folder(ws.stage("link")) as out:
         # the events go straight to their file (one copy fewer of every row); checks and counts read it
         write_parquet(
@@ -159,13 +180,26 @@ def link_workspace(
             "orphans": orphans,
             "events": by_table,
             "probabilistic_notes": notes,
+            "registry": {**asdict(resolved.changes), "history_events": resolved.history.num_rows},
+            "held_keys": resolved.held_keys,
+            "review": {"items": review.num_rows, "open": open_items},
         }
         (out / "manifest.json").write_text(
             json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
         )
     report(4, 4)
     refresh_catalog(ws.root)
-    return LinkReport(n_persons, n_records, by_table, orphans, time.perf_counter() - began, tuple(notes))
+    return LinkReport(
+        n_persons,
+        n_records,
+        by_table,
+        orphans,
+        time.perf_counter() - began,
+        tuple(notes),
+        registry=resolved.changes,
+        held_keys=resolved.held_keys,
+        review_open=open_items,
+    )
 
 
 def _check_linkable(st: StagedTables) -> None:
@@ -197,16 +231,36 @@ def _check_every_row_has_one_event(st: StagedTables, events: Any) -> None:
         raise MedspaceError(f"link lost or doubled rows ({detail}); please report this as a bug")
 
 
+@dataclass(frozen=True)
+class ResolvedPersons:
+    """Persons of this run: the identity records with their person ids, and what the registry and the
+    conflict check made of them."""
+
+    persons: Any  # record_id, system, patient_key, person_id, rules, match_probability, explanation
+    changes: RegistryChanges
+    history: pa.Table
+    registry_tables: dict[str, Any]
+    conflicts: pa.Table  # this run's review items (CONFLICT_SCHEMA)
+    held_keys: int
+
+
 def resolve_persons(
-    st: StagedTables, *, min_probability: float = PROBABILISTIC_THRESHOLD, notes: list[str] | None = None
-) -> Any:
+    st: StagedTables,
+    registry: Registry,
+    run_id: str,
+    *,
+    min_probability: float = PROBABILISTIC_THRESHOLD,
+    notes: list[str] | None = None,
+) -> ResolvedPersons:
     """One row per identity record with its person.
 
-    Deterministic keys first (see `_persons`); then records whose component holds no record of the site's
-    patient index (a lab patient whose only requests are orphans, an archive patient whose exams lost their
-    visit) are matched probabilistically (Fellegi-Sunter, trained on all identity records without labels)
-    and joined to the one anchored person they match with at least ``min_probability``; ambiguous ones stay
-    apart. What matching warned of, or why it was skipped, is appended to ``notes``.
+    Deterministic keys first (see `_persons`), except keys whose records cannot be one person (see
+    `_conflicts`): those are held for review unless a reviewer decided to link them. Then records whose
+    component holds no record of the site's patient index (a lab patient whose only requests are orphans, an
+    archive patient whose exams lost their visit) are matched probabilistically (Fellegi-Sunter, trained on
+    all identity records without labels) and joined to the one anchored person they match with at least
+    ``min_probability``; ambiguous ones stay apart. The registry gives each component its person id. What
+    matching warned of, or why it was skipped, is appended to ``notes``.
     """
     con = st.con
     found = identity_records(st)
@@ -218,6 +272,14 @@ def resolve_persons(
         )
     records = materialise(con, found, "link_records")
     edges = materialise(con, key_edges(st, records), "link_key_edges")
+    conflicts = key_conflicts(records, edges)
+    decided = registry.decisions()
+    held = [
+        item["key"]
+        for item in conflicts.to_pylist()
+        if not _decided_link(decided.get(item["item_id"]), item["evidence"])
+    ]
+    edges = materialise(con, without_held_keys(con, edges, held), "link_kept_edges")
     nodes = ibis.union(
         records.select(node=records.record_id),
         edges.select(node=edges.a),
@@ -231,11 +293,14 @@ def resolve_persons(
             con, ibis.union(edges, extra.select("a", "b", "rule"), distinct=True), "link_all_edges"
         )
         components = connected_components(con, nodes, edges, name="link_all_cc")
+    of_records = records.join(components, records.record_id == components.node)
+    of_records = of_records.select(
+        "record_id", "component", anchored=of_records.system == ibis.literal(st.site.patient_index or "")
+    )
+    assigned, changes, history, tables = registry.assign(con, of_records, run_id)
     rules = edges.select("a", "rule").distinct()
     rules = rules.group_by("a").aggregate(rules=rules.rule.collect(distinct=True).sort().join(", "))
-    out = records.join(components, records.record_id == components.node).left_join(
-        rules, records.record_id == rules.a
-    )
+    out = records.join(assigned, "record_id").left_join(rules, records.record_id == rules.a)
     if extra is not None:
         scored = extra.select(
             scored=extra.a, match_probability=extra.match_probability, explanation=extra.explanation
@@ -243,9 +308,6 @@ def resolve_persons(
         out = out.left_join(scored, out.record_id == scored.scored)
     else:
         out = out.mutate(match_probability=ibis.null("float64"), explanation=ibis.null("string"))
-    out = out.mutate(
-        person_id="P" + (ibis.dense_rank().over(order_by=out.component) + 1).cast("string").lpad(8, "0")
-    )
     persons = out.select(
         record_id=out.record_id,
         system=out.system,
@@ -255,7 +317,17 @@ def resolve_persons(
         match_probability=out.match_probability.cast("float64"),
         explanation=out.explanation.cast("string"),
     )
-    return materialise(con, persons, "link_persons")
+    persons = materialise(con, persons, "link_persons")
+    return ResolvedPersons(persons, changes, history, tables, conflicts, len(held))
+
+
+def _decided_link(decision: ReviewDecision | None, evidence: str | None) -> bool:
+    """Whether a reviewer decided, on this very evidence, that the records are one person."""
+    return (
+        decision is not None
+        and decision.decision == "link"
+        and decision.evidence_sha256 == evidence_digest(evidence)
+    )
 
 
 def _probabilistic_edges(
