@@ -292,11 +292,11 @@ def _ingest(exports: Path, workspace: Path, site: str, max_quarantine: float | N
             )
 
 
-def _link(workspace: Path, engine: EngineName, out: Console) -> None:
+def _link(workspace: Path, engine: EngineName, out: Console, truth: Path | None = None) -> None:
     from medspace.link import link_workspace
 
     with _progress(f"link: persons and events ({engine})", "steps") as progress:
-        report = link_workspace(workspace, engine, progress=progress)
+        report = link_workspace(workspace, engine, progress=progress, truth=truth)
     table = Table(title=f"link: {report.persons:,} persons from {report.records:,} identity records")
     for column in ("table", "linked", "relinked", "recovered", "orphan"):
         table.add_column(column, justify="left" if column == "table" else "right")
@@ -314,6 +314,14 @@ def _link(workspace: Path, engine: EngineName, out: Console) -> None:
         out.print(
             f"person registry (run {changes.run_id}): {kept}, {changes.persons_new:,} new, "
             f"{changes.persons_merged:,} merged, {changes.records_split:,} records split off",
+            markup=False,
+        )
+    if report.scores is not None:
+        sc = report.scores
+        out.print(
+            f"against the truth: {sc.records:,} records, {sc.persons:,} persons ({sc.true_persons:,} true); "
+            f"precision {sc.precision:.5f}, recall {sc.recall:.5f}; {sc.split_persons:,} split, "
+            f"{sc.merged_persons:,} merged, {sc.phantom_persons:,} phantom persons ({sc.phantom_share:.3%})",
             markup=False,
         )
     if report.held_keys or report.review_open:
@@ -460,10 +468,17 @@ def site_check(
 
 
 @app.command()
-def link(workspace: WorkspaceOption = None, engine: EngineOption = "duckdb") -> None:
+def link(
+    workspace: WorkspaceOption = None,
+    engine: EngineOption = "duckdb",
+    truth: Annotated[
+        Path | None,
+        typer.Option(help="Score persons against a labelled truth of raw rows (file, row, person_id)."),
+    ] = None,
+) -> None:
     """Link each person across systems and every record to its visit; report orphans."""
     try:
-        _link(_workspace(workspace), _engine(engine), _console())
+        _link(_workspace(workspace), _engine(engine), _console(), truth)
     except MedspaceError as exc:
         raise _fail(exc) from None
 

@@ -10,6 +10,7 @@ from medspace.link._link_workspace import LinkReport, link_workspace
 from medspace.link._matching import PersonMatches, match_records
 from medspace.link._probabilistic import ComparisonParameters
 from medspace.link._registry import RegistryChanges, ReviewDecision, decide_review, review_queue
+from medspace.link._scores import PersonScores, score_link, score_persons
 from medspace.link._spec import (
     BlockingRule,
     Comparison,
@@ -33,6 +34,7 @@ __all__ = [
     "LinkReport",
     "MatchSpec",
     "PersonMatches",
+    "PersonScores",
     "RegistryChanges",
     "ReviewDecision",
     "TrainingSpec",
@@ -41,4 +43,6 @@ __all__ = [
     "load_match_spec",
     "match_records",
     "review_queue",
+    "score_link",
+    "score_persons",
 ]

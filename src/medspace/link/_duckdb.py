@@ -351,9 +351,14 @@ def one_to_one(con: duckdb.DuckDBPyConnection, predictions: str, threshold: floa
 
 
 def explained_pairs(
-    con: duckdb.DuckDBPyConnection, predictions: str, spec: MatchSpec, threshold: float
+    con: duckdb.DuckDBPyConnection,
+    predictions: str,
+    spec: MatchSpec,
+    threshold: float,
+    below: float | None = None,
 ) -> duckdb.DuckDBPyRelation:
-    """Pairs at or above ``threshold`` with their explanation and partial match weights, best first."""
+    """Pairs at or above ``threshold`` (and below ``below``, if given) with their explanation and partial
+    match weights, best first."""
     texts, structs = [], []
     for comparison in spec.comparisons:
         label_sql, weight_sql, text = _explanation_sql(comparison)
@@ -365,7 +370,7 @@ def explained_pairs(
                CONCAT_WS(', ', {", ".join(texts)}) AS explanation,
                [{", ".join(structs)}] AS partial_match_weights
         FROM {predictions}
-        WHERE match_probability >= {threshold}
+        WHERE match_probability >= {threshold} {"" if below is None else f"AND match_probability < {below}"}
         ORDER BY match_weight DESC, record_id_l, record_id_r
     """)
 

@@ -42,23 +42,23 @@ from medspace.core import (
     materialise,
     refresh_catalog,
     replace_folder,
-    small_table,
     write_parquet,
 )
 
 from ._components import connected_components
 from ._conflicts import key_conflicts, without_held_keys
 from ._events import EventLinker
-from ._matching import match_records
-from ._persons import IDENTITY_FIELDS, identity_records, key_edges
+from ._persons import identity_records, key_edges
+from ._placing import Placing, place_loose_records
 from ._quarantined import quarantined_parents
-from ._registry import Registry, RegistryChanges, ReviewDecision, evidence_digest
+from ._registry import Registry, RegistryChanges, linked_by_reviewer
+from ._scores import PersonScores, score_link
+from ._spec import MatchSpec, load_match_spec
 from ._staged import StagedTables
 from ._visits import visit_index
 
-# A record outside every patient-index person joins one only on a match this sure (identity fields of
-# systems without an index are few). TODO(issue 10): replace the constant by a calibrated decision rule.
-PROBABILISTIC_THRESHOLD = 0.95
+#: The linkage spec whose model and thresholds place records no key ties to the patient index.
+MATCH_SPEC = "person_cn"
 
 VISIT_COLUMNS = (
     "visit_id",
@@ -102,10 +102,16 @@ class LinkReport:
     held_keys: int = 0
     #: review items waiting for a decision
     review_open: int = 0
+    #: person-level scores against a labelled truth, when one was given
+    scores: PersonScores | None = None
 
 
 def link_workspace(
-    workspace: Path, engine: EngineName = "duckdb", *, progress: Callable[[int, int], None] | None = None
+    workspace: Path,
+    engine: EngineName = "duckdb",
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    truth: Path | None = None,
 ) -> LinkReport:
     """Link persons and events of a staged workspace and write ``<workspace>/link/``.
 
@@ -113,6 +119,9 @@ def link_workspace(
         workspace: the workspace folder; ``staging/`` must exist (``medspace ingest``).
         engine: ``"duckdb"`` or ``"spark"``; both give the same tables.
         progress: called as ``progress(steps_done, steps_total)`` after persons, visits, events and writing.
+        truth: a labelled truth of raw rows (``file``, ``row``, ``person_id``; the synthetic hospital's
+            ``truth/records.parquet``): person-level precision, recall, split, merged and phantom persons
+            against it go into the report and the manifest (``truth_scores``).
 
     Returns:
         Counts of persons, records and events by status.
@@ -126,10 +135,10 @@ def link_workspace(
     st = StagedTables(con, ws.stage("staging"))
     _check_linkable(st)
     report = progress or (lambda done, total: None)
-    notes: list[str] = []
     registry = Registry(ws.root)
     run_id = uuid.uuid4().hex[:12]
-    resolved = resolve_persons(st, registry, run_id, notes=notes)
+    resolved = resolve_persons(st, registry, run_id)
+    notes = resolved.placing.notes
     persons = resolved.persons
     n_persons = int(persons.person_id.nunique().execute())
     if n_persons == 0:
@@ -144,7 +153,7 @@ def link_workspace(
     linker = EventLinker(st, persons, index, quarantined_parents(st))
     linked = linker.all_events()
     report(3, 4)
-    review = registry.merge_review(resolved.conflicts, run_id)
+    review = registry.merge_review(resolved.review, run_id)
     # the registry first: a link folder never names person ids the registry has not recorded
     registry.write(con, resolved.registry_tables, resolved.history, review)
     open_items = sum(1 for r in review.to_pylist() if r["present"] and r["decision"] is None)
@@ -158,6 +167,7 @@ def link_workspace(
         events = con.read_parquet(str(out / "events.parquet"), table_name="link_events")
         _check_every_row_has_one_event(st, events)
         write_parquet(con, persons.order_by("record_id"), out / "person_records.parquet")
+        scores = None if truth is None else score_link(out, st.staging, Path(truth))
         visits = index.visits.select(*VISIT_COLUMNS)
         write_parquet(con, visits.order_by("visit_id"), out / "visits.parquet")
         counts = (
@@ -179,11 +189,19 @@ def link_workspace(
             "visits": int(visits.count().execute()),
             "orphans": orphans,
             "events": by_table,
+            "probabilistic": resolved.placing.summary,
             "probabilistic_notes": notes,
             "registry": {**asdict(resolved.changes), "history_events": resolved.history.num_rows},
             "held_keys": resolved.held_keys,
             "review": {"items": review.num_rows, "open": open_items},
         }
+        if scores is not None:
+            manifest["truth_scores"] = {"truth": str(truth), **asdict(scores)}
+        if resolved.placing.model is not None:
+            (out / "model.json").write_text(
+                json.dumps(resolved.placing.model, indent=2, ensure_ascii=False, default=str) + "\n",
+                encoding="utf-8",
+            )
         (out / "manifest.json").write_text(
             json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
         )
@@ -199,6 +217,7 @@ def link_workspace(
         registry=resolved.changes,
         held_keys=resolved.held_keys,
         review_open=open_items,
+        scores=scores,
     )
 
 
@@ -240,8 +259,9 @@ class ResolvedPersons:
     changes: RegistryChanges
     history: pa.Table
     registry_tables: dict[str, Any]
-    conflicts: pa.Table  # this run's review items (CONFLICT_SCHEMA)
+    review: pa.Table  # this run's review items (CONFLICT_SCHEMA): key conflicts, doubtful pairs
     held_keys: int
+    placing: Placing
 
 
 def resolve_persons(
@@ -249,8 +269,7 @@ def resolve_persons(
     registry: Registry,
     run_id: str,
     *,
-    min_probability: float = PROBABILISTIC_THRESHOLD,
-    notes: list[str] | None = None,
+    spec: MatchSpec | None = None,
 ) -> ResolvedPersons:
     """One row per identity record with its person.
 
@@ -258,9 +277,9 @@ def resolve_persons(
     `_conflicts`): those are held for review unless a reviewer decided to link them. Then records whose
     component holds no record of the site's patient index (a lab patient whose only requests are orphans, an
     archive patient whose exams lost their visit) are matched probabilistically (Fellegi-Sunter, trained on
-    all identity records without labels) and joined to the one anchored person they match with at least
-    ``min_probability``; ambiguous ones stay apart. The registry gives each component its person id. What
-    matching warned of, or why it was skipped, is appended to ``notes``.
+    all identity records without labels) by the linkage ``spec`` (``person_cn`` by default) and its
+    thresholds; doubtful and ambiguous pairs go to review (see `_placing`). The registry gives each component
+    its person id.
     """
     con = st.con
     found = identity_records(st)
@@ -277,7 +296,7 @@ def resolve_persons(
     held = [
         item["key"]
         for item in conflicts.to_pylist()
-        if not _decided_link(decided.get(item["item_id"]), item["evidence"])
+        if not linked_by_reviewer(decided.get(item["item_id"]), item["evidence"])
     ]
     edges = materialise(con, without_held_keys(con, edges, held), "link_kept_edges")
     nodes = ibis.union(
@@ -287,7 +306,10 @@ def resolve_persons(
         distinct=True,
     )
     components = connected_components(con, nodes, edges, name="link_key_cc")
-    extra = _probabilistic_edges(st, records, components, min_probability, notes if notes is not None else [])
+    placing = place_loose_records(
+        st, records, components, spec if spec is not None else load_match_spec(MATCH_SPEC), decided
+    )
+    extra = placing.edges
     if extra is not None:
         edges = materialise(
             con, ibis.union(edges, extra.select("a", "b", "rule"), distinct=True), "link_all_edges"
@@ -302,8 +324,12 @@ def resolve_persons(
     rules = rules.group_by("a").aggregate(rules=rules.rule.collect(distinct=True).sort().join(", "))
     out = records.join(assigned, "record_id").left_join(rules, records.record_id == rules.a)
     if extra is not None:
-        scored = extra.select(
-            scored=extra.a, match_probability=extra.match_probability, explanation=extra.explanation
+        best = extra.mutate(
+            rank=ibis.row_number().over(group_by=extra.a, order_by=ibis.desc(extra.match_probability))
+        )
+        best = best.filter(best.rank == 0)
+        scored = best.select(
+            scored=best.a, match_probability=best.match_probability, explanation=best.explanation
         )
         out = out.left_join(scored, out.record_id == scored.scored)
     else:
@@ -318,86 +344,8 @@ def resolve_persons(
         explanation=out.explanation.cast("string"),
     )
     persons = materialise(con, persons, "link_persons")
-    return ResolvedPersons(persons, changes, history, tables, conflicts, len(held))
-
-
-def _decided_link(decision: ReviewDecision | None, evidence: str | None) -> bool:
-    """Whether a reviewer decided, on this very evidence, that the records are one person."""
-    return (
-        decision is not None
-        and decision.decision == "link"
-        and decision.evidence_sha256 == evidence_digest(evidence)
-    )
-
-
-def _probabilistic_edges(
-    st: StagedTables, records: Any, components: Any, min_probability: float, notes: list[str]
-) -> Any:
-    """Edges from records of components without a patient-index record to the one anchored record they
-    match, or None (also when the site names no patient index)."""
-    con = st.con
-    index = st.site.patient_index
-    if index is None:
-        return None
-    comp = components.select(record_id=components.node, component=components.component)
-    anchored = comp.join(records.filter(records.system == index).select("record_id"), "record_id")
-    anchored = anchored.select("component").distinct().mutate(anchored=ibis.literal(True))
-    comp = comp.left_join(anchored, "component").mutate(anchored=lambda t: t.anchored.fill_null(False))
-    comp = comp.select("record_id", "component", "anchored")
-    if int(comp.filter(~comp.anchored).count().execute()) == 0:
-        return None
-    # one row per system patient: small next to the event tables, matched on DuckDB (splink) in memory
-    named = records.filter(records.name.notnull()).join(comp.select("record_id", "anchored"), "record_id")
-    named = named.select("record_id", *IDENTITY_FIELDS, "anchored", source=named.system)
-    loose = named.filter(~named.anchored).drop("anchored").to_pyarrow()
-    anchored_records = named.filter(named.anchored).drop("anchored").to_pyarrow()
-    if loose.num_rows == 0 or anchored_records.num_rows == 0:
-        return None
-    try:
-        # only loose records are placed: pairs among anchored records could not change a person
-        matched = match_records(loose, against=anchored_records)
-    except ValueError as exc:
-        # EM cannot estimate every level on a very small hospital (splink refuses an m of 0); the keys
-        # still link everything they can, and the loose records stay apart rather than being guessed.
-        notes.append(f"skipped: {str(exc).split('.')[0]}")
-        return None
-    notes.extend(matched.warnings)
-    matches = matched.pairs
-    pairs = small_table(
-        con,
-        "link_probabilistic_pairs",
-        matches.select(["record_id_l", "record_id_r", "match_probability", "explanation"]),
-    )
-    cl = comp.select(record_id_l=comp.record_id, comp_l=comp.component, anchored_l=comp.anchored)
-    cr = comp.select(record_id_r=comp.record_id, comp_r=comp.component, anchored_r=comp.anchored)
-    p = pairs.join(cl, "record_id_l").join(cr, "record_id_r")
-    p = p.filter(
-        (p.match_probability >= min_probability) & (p.comp_l != p.comp_r) & (p.anchored_l != p.anchored_r)
-    )
-    oriented = p.select(
-        a=ibis.cases((p.anchored_l, p.record_id_r), else_=p.record_id_l),
-        b=ibis.cases((p.anchored_l, p.record_id_l), else_=p.record_id_r),
-        loose=ibis.cases((p.anchored_l, p.comp_r), else_=p.comp_l),
-        target=ibis.cases((p.anchored_l, p.comp_l), else_=p.comp_r),
-        match_probability=p.match_probability,
-        explanation=p.explanation,
-    )
-    # a loose component joins a person only when every confident match points at the same person
-    targets = oriented.group_by("loose").aggregate(persons=oriented.target.nunique())
-    unique = targets.filter(targets.persons == 1).select("loose")
-    chosen = oriented.join(unique, "loose")
-    chosen = chosen.mutate(
-        rank=ibis.row_number().over(group_by=chosen.a, order_by=ibis.desc(chosen.match_probability))
-    )
-    chosen = chosen.filter(chosen.rank == 0)
-    chosen = chosen.select(
-        "a",
-        "b",
-        rule=ibis.literal("probabilistic"),
-        match_probability=chosen.match_probability,
-        explanation=chosen.explanation,
-    )
-    return materialise(con, chosen, "link_probabilistic_edges")
+    review = pa.concat_tables([conflicts, placing.review])
+    return ResolvedPersons(persons, changes, history, tables, review, len(held), placing)
 
 
 def status_counts(report: LinkReport) -> Counter[str]:

@@ -8,7 +8,8 @@ clusters the kept pairs by connected components. Results come back as Arrow tabl
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -37,6 +38,9 @@ class PersonMatches:
         seconds: wall-clock time of the whole run.
         warnings: what splink warned of while training and scoring (e.g. ``Comparison: 'phone': u values
             not fully trained``), one line each, for the caller's report rather than the console.
+        review_pairs: pairs from the spec's review threshold up to its match threshold (same columns as
+            ``pairs``; empty without a review threshold): doubtful, for a reviewer, never clustered.
+        model: the trained model as splink writes it, to save with the output.
     """
 
     pairs: pa.Table
@@ -45,6 +49,8 @@ class PersonMatches:
     parameters: tuple[ComparisonParameters, ...]
     seconds: float
     warnings: tuple[str, ...] = ()
+    review_pairs: pa.Table | None = None
+    model: dict[str, Any] = field(default_factory=dict)
 
 
 def match_records(
@@ -62,9 +68,9 @@ def match_records(
             ``age_years`` (used when a birth date is missing), ``phone``, ``address`` and ``resident_id``,
             each nullable. Blank strings and ``-`` count as missing.
         spec: a `MatchSpec`, or the name of a spec shipped with medspace.
-        against: records already placed (same columns): when given, ``records`` are scored only against
-            them, never among themselves or ``against`` among itself; the model is trained on both. Placing
-            a few new records into a hospital of millions then costs pairs in proportion to the few.
+        against: records already placed (same columns): when given, ``records`` are scored against them
+            and among themselves, never ``against`` among itself; the model is trained on both. Placing a
+            few new records into a hospital of millions then costs pairs in proportion to the few.
         connection: a DuckDB connection to work in (a fresh in-memory one by default). Work tables named
             ``__medspace_link_*`` and ``__splink__*`` are created in it.
 
@@ -97,6 +103,12 @@ def match_records(
     run = _probabilistic.train_and_score(con, match_spec, sources, placing=against is not None)
     pairs = _duckdb.explained_pairs(con, run.predictions, match_spec, match_spec.threshold_probability)
     clusters = _duckdb.cluster_summary(con, run.clusters, run.scored)
+    review = match_spec.review_threshold_probability
+    doubtful = (
+        None
+        if review is None
+        else _duckdb.explained_pairs(con, run.scored, match_spec, review, match_spec.threshold_probability)
+    )
     return PersonMatches(
         pairs=pairs.to_arrow_table(),
         clusters=clusters.to_arrow_table(),
@@ -104,4 +116,6 @@ def match_records(
         parameters=run.parameters,
         seconds=time.perf_counter() - started,
         warnings=run.warnings,
+        review_pairs=None if doubtful is None else doubtful.to_arrow_table(),
+        model=run.model,
     )

@@ -50,6 +50,8 @@ class SplinkRun:
     probability_two_random_records_match: float
     parameters: tuple[ComparisonParameters, ...]
     warnings: tuple[str, ...] = ()
+    #: the trained model as splink writes it (settings, m and u of every level, lambda)
+    model: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def _block_on(rule: BlockingRule) -> Any:
@@ -98,9 +100,9 @@ def _train_and_score(
         con: the DuckDB connection holding the prepared records.
         spec: the model.
         sources: the distinct sources of the records.
-        placing: score only pairs of a ``new`` and a ``known`` record (the ``side`` column), not pairs
-            within either side: placing a few records into a large population costs pairs in proportion
-            to the few. Training still sees both sides.
+        placing: score pairs of a ``new`` and a ``known`` record (the ``side`` column) and pairs among
+            the ``new`` records, never pairs among the ``known`` ones: placing a few records into a large
+            population costs pairs in proportion to the few. Training still sees both sides.
 
     Returns:
         Table names of all scored pairs, the pairs kept by the decision rule and the clusters, plus the
@@ -160,10 +162,36 @@ def _train_and_score(
             for index, view in enumerate(_duckdb.source_tables(con, ["known", "new"], column="side"))
         ]
         linker = Linker(sides, scoring, log_level=None)
+        placed: Any = linker.inference.predict()
+        # the new records among themselves (two systems' records of one person neither index knows)
+        con.execute(
+            f"CREATE OR REPLACE VIEW __medspace_link_new AS SELECT * FROM {_duckdb.INPUT_TABLE} "
+            "WHERE side = 'new'"
+        )
+        new_sources = [
+            str(r[0])
+            for r in con.execute("SELECT DISTINCT source FROM __medspace_link_new ORDER BY 1").fetchall()
+        ]
+        among_type = link_type if len(new_sources) > 1 or link_type == "dedupe_only" else "dedupe_only"
+        among_settings = {**model, "link_type": among_type}
+        if among_type == "dedupe_only":
+            among_settings["additional_columns_to_retain"] = ["source"]
+            among_inputs: Any = db_api.register("__medspace_link_new", table_name="among_records")
+        else:
+            among_inputs = [
+                db_api.register(view, table_name=f"among_source_{index}")
+                for index, view in enumerate(_duckdb.source_tables(con, new_sources, "__medspace_link_new"))
+            ]
+        among: Any = Linker(among_inputs, among_settings, log_level=None).inference.predict()
+        scored = "__medspace_link_scored"
+        con.execute(
+            f"CREATE OR REPLACE TABLE {scored} AS SELECT * FROM {placed.physical_name} "
+            f"UNION ALL BY NAME SELECT * FROM {among.physical_name}"
+        )
     elif training_records != _duckdb.INPUT_TABLE:
         linker = Linker(inputs(_duckdb.INPUT_TABLE, "scoring"), model, log_level=None)
-    predictions: Any = linker.inference.predict()
-    scored = predictions.physical_name
+    if not placing:
+        scored = linker.inference.predict().physical_name
     kept = (
         _duckdb.one_to_one(con, scored, spec.threshold_probability)
         if spec.one_to_one
@@ -180,6 +208,7 @@ def _train_and_score(
         scored=scored,
         probability_two_random_records_match=float(model["probability_two_random_records_match"]),
         parameters=_parameters(model),
+        model=model,
     )
 
 

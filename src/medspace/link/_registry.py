@@ -100,8 +100,25 @@ def _now() -> str:
 
 
 def evidence_digest(evidence: str | None) -> str:
-    """The digest of an item's evidence, which a decision is bound to."""
-    return hashlib.sha256((evidence or "").encode("utf-8")).hexdigest()
+    """The digest of an item's evidence, which a decision is bound to: its ``basis`` where it names one
+    (a probabilistic pair's agreement levels, not its trained weights), else all of it."""
+    text = evidence or ""
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict) and "basis" in parsed:
+        text = json.dumps(parsed["basis"], ensure_ascii=False, sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def linked_by_reviewer(decision: ReviewDecision | None, evidence: str | None) -> bool:
+    """Whether a reviewer decided, on this very evidence, that the records are one person."""
+    return (
+        decision is not None
+        and decision.decision == "link"
+        and decision.evidence_sha256 == evidence_digest(evidence)
+    )
 
 
 class Registry:

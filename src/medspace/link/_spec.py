@@ -169,7 +169,10 @@ class MatchSpec(_Frozen):
         comparisons: one per identity field, each named by its column.
         blocking: pairs are scored only if some rule admits them.
         training: how m, u and lambda are estimated without labels.
-        threshold_probability: pairs at or above this match probability are returned and clustered.
+        threshold_probability: pairs at or above this match probability are matches: returned and
+            clustered.
+        review_threshold_probability: pairs at or above this but below ``threshold_probability`` are
+            doubtful: returned apart (``PersonMatches.review_pairs``) for a reviewer, never clustered.
         one_to_one: keep a cross-source pair only if each record is the other's best match in that source
             (sources without duplicates, like FEBRL4's two files).
 
@@ -184,7 +187,15 @@ class MatchSpec(_Frozen):
     blocking: tuple[BlockingRule, ...] = Field(min_length=1)
     training: TrainingSpec
     threshold_probability: float = Field(0.5, gt=0, lt=1)
+    review_threshold_probability: float | None = Field(None, gt=0, lt=1)
     one_to_one: bool = False
+
+    @model_validator(mode="after")
+    def _review_below_match(self) -> MatchSpec:
+        review = self.review_threshold_probability
+        if review is not None and review >= self.threshold_probability:
+            raise ValueError("review_threshold_probability must be below threshold_probability")
+        return self
 
     @model_validator(mode="after")
     def _names_unique(self) -> MatchSpec:

@@ -8,13 +8,15 @@ the link stage never sees it.
 
 from __future__ import annotations
 
+import json
+import shutil
 from collections import Counter
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
-from medspace.link import link_workspace
+from medspace.link import decide_review, link_workspace, review_queue
 from medspace.sources import DEFAULT_SITE, stage_site
 from medspace.synth import HospitalConfig, generate_hospital
 
@@ -110,3 +112,45 @@ def test_lab_results_reach_the_right_visit(linked: Path) -> None:
         corrected += request in wrong
     assert checked > 10_000
     assert corrected > 0  # wrong-visit requests were among them and were re-linked
+
+
+def test_person_scores_and_the_doubtful_pairs_a_reviewer_settles(linked: Path, tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    shutil.copytree(linked, ws)
+    truth = ws / "hospital" / "truth" / "records.parquet"
+    before = link_workspace(ws, truth=truth).scores
+    assert before is not None
+    assert before.precision >= 0.999 and before.recall >= 0.995, before
+    manifest = json.loads((ws / "link" / "manifest.json").read_text())
+    assert manifest["truth_scores"]["phantom_persons"] == before.phantom_persons
+    spec = manifest["probabilistic"]
+    assert spec["ran"] and (spec["spec_threshold"], spec["spec_review_threshold"]) == (0.95, 0.5)
+    model = json.loads((ws / "link" / "model.json").read_text())
+    assert model["spec"]["threshold_probability"] == 0.95 and model["parameters"]
+    doubtful = [i for i in review_queue(ws).to_pylist() if i["kind"] == "probabilistic"]
+    assert doubtful, "the synthetic hospital has loose lab records that match only by name, sex and age"
+    for item in doubtful:
+        assert 0.5 <= item["match_probability"] < 0.95
+        evidence = json.loads(item["evidence"])
+        assert set(evidence["partial_match_weights"]) == {
+            "name",
+            "sex",
+            "birth_date",
+            "phone",
+            "address",
+            "resident_id",
+        }
+        decide_review(ws, item["item_id"], "link", reviewer="registrar")
+    after = link_workspace(ws, truth=truth).scores
+    assert after is not None
+    persons = {
+        r["record_id"]: r["person_id"]
+        for r in pq.read_table(ws / "link" / "person_records.parquet").to_pylist()
+    }
+    for item in doubtful:
+        assert persons[item["record_a"]] == persons[item["record_b"]]
+    rules = {
+        r["record_id"]: r["rules"] for r in pq.read_table(ws / "link" / "person_records.parquet").to_pylist()
+    }
+    assert any("reviewed" in rules[i["record_a"]] or "reviewed" in rules[i["record_b"]] for i in doubtful)
+    assert after.persons < before.persons

@@ -72,6 +72,11 @@ def _persons(ws: Path) -> dict[str, str]:
     return {r["record_id"]: r["person_id"] for r in rows}
 
 
+def _key_conflicts(ws: Path) -> list[dict[str, Any]]:
+    """The key-conflict items of the queue (a record cut off by a held key may add a doubtful pair)."""
+    return [i for i in review_queue(ws).to_pylist() if i["kind"] == "key_conflict"]
+
+
 def _link(ws: Path, tables: dict[str, list[Any]]) -> dict[str, str]:
     write_staging(ws, tables)
     link_workspace(ws)
@@ -142,7 +147,7 @@ def test_a_newborn_under_the_parents_resident_id_is_held_for_review_not_merged(t
     persons = _link(tmp_path, _hospital(newborn))
     assert persons["his:H9"] != persons["his:H2"]
     # the parent's own records, sharing only the held key, are apart too until a reviewer decides
-    queue = review_queue(tmp_path).to_pylist()
+    queue = _key_conflicts(tmp_path)
     assert len(queue) == 1
     item = queue[0]
     assert item["kind"] == "key_conflict" and item["key"] == f"rid:{RID_1}"
@@ -155,7 +160,11 @@ def test_a_newborn_under_the_parents_resident_id_is_held_for_review_not_merged(t
     assert evidence["records"] == 3 and evidence["conflicting_pairs"] == 2
     assert item["decision"] is None and item["present"]
     manifest = json.loads((tmp_path / "link" / "manifest.json").read_text())
-    assert manifest["held_keys"] == 1 and manifest["review"] == {"items": 1, "open": 1}
+    # the parent's EMR record, cut off from the index by the held key, comes back as a doubtful pair
+    (pair,) = [i for i in review_queue(tmp_path).to_pylist() if i["kind"] == "probabilistic"]
+    assert (pair["record_a"], pair["record_b"]) == ("emr:E1", "his:H2")
+    assert 0.5 <= pair["match_probability"] < 0.95
+    assert manifest["held_keys"] == 1 and manifest["review"] == {"items": 2, "open": 2}
 
 
 def test_a_reviewers_link_decision_persists_and_is_bound_to_the_evidence(tmp_path: Path) -> None:
@@ -163,9 +172,9 @@ def test_a_reviewers_link_decision_persists_and_is_bound_to_the_evidence(tmp_pat
     tables = _hospital(twin)
     persons = _link(tmp_path, tables)
     assert persons["his:H9"] != persons["his:H2"]
-    (item,) = review_queue(tmp_path).to_pylist()
+    (item,) = _key_conflicts(tmp_path)
     decided = decide_review(tmp_path, item["item_id"], "link", reviewer="dr-wu", note="same man, alias")
-    assert review_queue(tmp_path).to_pylist()[0]["decision"] == "link"
+    assert _key_conflicts(tmp_path)[0]["decision"] == "link"
     persons = _link(tmp_path, tables)
     assert persons["his:H9"] == persons["his:H2"] == persons["emr:E1"]
     assert _link(tmp_path, tables)["his:H9"] == persons["his:H2"]  # and on every later run
@@ -175,7 +184,7 @@ def test_a_reviewers_link_decision_persists_and_is_bound_to_the_evidence(tmp_pat
     tables["patient"].append(_patient("H8", "王五", "F", dt.date(1999, 9, 9), RID_1))
     persons = _link(tmp_path, tables)
     assert persons["his:H9"] != persons["his:H2"]
-    (reopened,) = review_queue(tmp_path).to_pylist()
+    (reopened,) = _key_conflicts(tmp_path)
     assert reopened["item_id"] == item["item_id"] and reopened["decision"] is None
 
 
@@ -183,7 +192,7 @@ def test_typos_under_one_key_are_not_conflicts(tmp_path: Path) -> None:
     typo = _patient("E2", "张山", "M", dt.date(1960, 5, 7), RID_1, system="emr")  # a character, a digit
     persons = _link(tmp_path, _hospital(typo))
     assert persons["emr:E2"] == persons["his:H2"]
-    assert review_queue(tmp_path).num_rows == 0
+    assert review_queue(tmp_path).num_rows == 0  # neither a conflict nor a doubtful pair
 
 
 def test_a_placeholder_key_carried_by_many_records_is_held(tmp_path: Path) -> None:
@@ -194,7 +203,7 @@ def test_a_placeholder_key_carried_by_many_records_is_held(tmp_path: Path) -> No
     ]
     persons = _link(tmp_path, tables)
     assert len({persons[f"his:X{i:02d}"] for i in range(51)}) == 51
-    (item,) = review_queue(tmp_path).to_pylist()
+    (item,) = _key_conflicts(tmp_path)
     assert item["key"] == "visit:000000" and "placeholder" in item["rule"]
 
 
@@ -202,7 +211,7 @@ def test_decisions_are_checked(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="run `medspace link` first"):
         review_queue(tmp_path)
     _link(tmp_path, _hospital(_patient("H9", "张小宝", "F", dt.date(2024, 1, 3), RID_1)))
-    (item,) = review_queue(tmp_path).to_pylist()
+    (item,) = _key_conflicts(tmp_path)
     with pytest.raises(InputError, match="decision must be one of link, separate"):
         decide_review(tmp_path, item["item_id"], "merge")
     with pytest.raises(InputError, match="no review item"):
@@ -218,7 +227,7 @@ def test_review_commands(tmp_path: Path) -> None:
     runner = CliRunner(env={"COLUMNS": "250"})
     listed = runner.invoke(app, ["review", "list", "--workspace", str(tmp_path)])
     assert listed.exit_code == 0, listed.output
-    (item,) = review_queue(tmp_path).to_pylist()
+    (item,) = _key_conflicts(tmp_path)
     assert item["item_id"] in listed.output and "open" in listed.output
     decided = runner.invoke(
         app,
