@@ -92,6 +92,15 @@ def write_emr(c: ChunkState, stays: list[Stay], notes: list[Note]) -> None:
             keys,
             duplicate_rate=rates.duplicate_record,
             rng=rng,
+            at=np.array([s.discharge for s in stays], dtype=np.int64),
+            later=None
+            if ident.later is None
+            else {
+                "A11": ident.later.name[person].astype(object).astype(str),
+                "A13": [str(np.datetime64(int(b), "D")) for b in ident.later.birth_day[person]],
+                "A20": ident.later.resident_id[person].astype(object).astype(str),
+            },
+            patient_key="A48",
             defects=[
                 *c.identity_defects(
                     ident,
@@ -179,7 +188,13 @@ def write_emr(c: ChunkState, stays: list[Stay], notes: list[Note]) -> None:
             phi["text"].append(note.text[start:end])
         c.out.link("note->stay", EMR_NOTES, note_id, HIS_ADMISSIONS, note.stay)
     npers = np.array([n.person for n in notes], dtype=np.int64)
-    c.out.emit(EMR_NOTES, {"json": lines}, c.persons(npers), np.array(note_keys, dtype=str))
+    c.out.emit(
+        EMR_NOTES,
+        {"json": lines},
+        c.persons(npers),
+        np.array(note_keys, dtype=str),
+        at=np.array([n.written for n in notes], dtype=np.int64),
+    )
     c.out.note_phi = pa.table(
         {k: pa.array(v, pa.int64() if k in ("start", "end") else pa.string()) for k, v in phi.items()}
     )
