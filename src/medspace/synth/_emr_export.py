@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 
 from ._chunk import EMR_FRONT_SHEETS, EMR_NOTES, HIS_ADMISSIONS, TEMPLATE_B_DEPARTMENTS, ChunkState, iso
+from ._conflicts import reused_owners
 from ._documents import Note
 from ._encounters import (
     Stay,
@@ -80,7 +81,26 @@ def write_emr(c: ChunkState, stays: list[Stay], notes: list[Note]) -> None:
             row[f"D{11 + i}"] = s.costs.get(kind, 0.0)
         rows.append(row)
     person = np.array([s.person for s in stays], dtype=np.int64)
-    keys = np.array([f"{c.inpatient_no[s.person]}-{s.times}" for s in stays], dtype=str)
+    # A few front sheets may carry another patient's inpatient number (a key conflict, off by default).
+    owners = reused_owners(c, person, np.unique(person))
+    shown_no = c.inpatient_no[person].copy()
+    for k, owner in owners.items():
+        shown_no[k] = c.inpatient_no[owner]
+        rows[k]["A48"] = str(shown_no[k])
+    keys = np.array([f"{no}-{s.times}" for no, s in zip(shown_no, stays, strict=True)], dtype=str)
+    for k, owner in owners.items():
+        c.out.key_conflicts.append(
+            (
+                "reused_inpatient_no",
+                "inpatient_no",
+                str(shown_no[k]),
+                str(c.pop.person_id[person[k]]),
+                str(c.pop.person_id[owner]),
+                EMR_FRONT_SHEETS,
+                str(keys[k]),
+                tuple((HIS_ADMISSIONS, s.serial) for s in stays if s.person == owner),
+            )
+        )
     columns = {k: [r[k] for r in rows] for k in rows[0]} if rows else {}
     if rows:
         for col in ("A49", "B20"):
@@ -124,6 +144,18 @@ def write_emr(c: ChunkState, stays: list[Stay], notes: list[Note]) -> None:
                     "B34C",
                     np.array(drift_rows, dtype=np.int64),
                     "template B codes discharge mode 'other' as 6, not 9",
+                ),
+                *(
+                    [
+                        (
+                            "reused_inpatient_no",
+                            "A48",
+                            np.array(sorted(owners), dtype=np.int64),
+                            "another patient's inpatient number",
+                        )
+                    ]
+                    if owners
+                    else []
                 ),
             ],
         )

@@ -29,7 +29,7 @@ from ._catalogue import Catalogue, load_catalogue
 from ._config import HospitalConfig
 from ._exports import build_chunk
 from ._population import Population, draw_population, name_pools
-from ._sink import CORRECTION_FIELDS, DEFECT_FIELDS, ChunkOutput
+from ._sink import CORRECTION_FIELDS, DEFECT_FIELDS, KEY_CONFLICT_FIELDS, ChunkOutput
 from ._writers import ExportWriters
 
 TRUTH = "truth"
@@ -170,6 +170,7 @@ def _generate_into(
         _write_persons(pop, catalogue, out / TRUTH / "persons.parquet")
     present: set[str] = set()  # an as-of export's truth holds only the persons its records are about
     corrections: list[list[object]] = []
+    conflicts: list[list[object]] = []
 
     writers = ExportWriters(out)
     eligible: Counter[str] = Counter()
@@ -205,6 +206,9 @@ def _generate_into(
             # Defects stream out chunk by chunk: a million-patient hospital has millions of them.
             truth_table("defects", _defect_table(chunk.defects, offsets))
             defect_counts.update(d[0] for d in chunk.defects)
+            conflicts.extend(
+                [*k[:7], ";".join(f"{file}#{key}" for file, key in k[7])] for k in chunk.key_conflicts
+            )
             if config.as_of is not None:
                 for fc in chunk.files.values():
                     present.update(fc.person_id.tolist())
@@ -225,7 +229,11 @@ def _generate_into(
     if config.as_of is not None:
         keep = np.isin(pop.person_id, np.array(sorted(present), dtype=pop.person_id.dtype))
         _write_persons(_persons_of(pop, keep), catalogue, out / TRUTH / "persons.parquet")
-        _write_corrections(corrections, out / TRUTH / "corrections.csv")
+        # the identity values of this export that the later (full) export writes otherwise
+        _write_csv(CORRECTION_FIELDS, corrections, out / TRUTH / "corrections.csv")
+    rates = config.defects
+    if rates.newborn_parent_id or rates.reused_inpatient_no:
+        _write_csv(KEY_CONFLICT_FIELDS, conflicts, out / TRUTH / "key_conflicts.csv")
     kpis = _kpis(kpi)
     (out / TRUTH / "kpis.json").write_text(
         json.dumps(kpis, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
@@ -316,13 +324,13 @@ def _persons_of(pop: Population, keep: NDArray[np.bool_]) -> Population:
     )
 
 
-def _write_corrections(rows: list[list[object]], path: Path) -> None:
-    """The identity values of the as-of export that the later (full) export writes otherwise."""
-    columns = list(zip(*rows, strict=True)) if rows else [() for _ in CORRECTION_FIELDS]
+def _write_csv(names: tuple[str, ...], rows: list[list[object]], path: Path) -> None:
+    """A ground-truth table as CSV (a ``row`` column is an integer, the rest text)."""
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
     table = pa.table(
         {
             name: pa.array(list(values), pa.int64() if name == "row" else pa.string())
-            for name, values in zip(CORRECTION_FIELDS, columns, strict=True)
+            for name, values in zip(names, columns, strict=True)
         }
     )
     pacsv.write_csv(table, path)

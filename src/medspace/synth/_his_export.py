@@ -25,6 +25,7 @@ from ._chunk import (
     HisNumber,
     ymd,
 )
+from ._conflicts import newborn_mothers
 from ._documents import ExamEvent
 from ._encounters import (
     DAY,
@@ -73,6 +74,45 @@ def write_his(c: ChunkState, visits: Visits, stays: list[Stay], lab: LabWork, ex
     phone = np.where(ident.phone[rows] == "", "-", ident.phone[rows])  # HIS writes missing values as "-"
     keys = np.where(is_dup, dup_brid[rows], brid[rows])
     later = ident.later
+    # A few newborns registered under their mother's resident ID (a key conflict, off by default).
+    mothers = newborn_mothers(c, rows, is_dup, created)
+    resident_id = ident.resident_id[rows].copy()
+    later_id = None if later is None else later.resident_id[rows].copy()
+    for r, m in mothers.items():
+        resident_id[r] = resident_id[m]
+        if later_id is not None:
+            later_id[r] = later_id[m]
+        c.out.key_conflicts.append(
+            (
+                "newborn_parent_id",
+                "resident_id",
+                str(resident_id[m]),
+                str(c.pop.person_id[rows[r]]),
+                str(c.pop.person_id[rows[m]]),
+                HIS_PATIENTS,
+                str(keys[r]),
+                ((HIS_PATIENTS, str(keys[m])),),
+            )
+        )
+    identity = c.identity_defects(
+        ident,
+        rows,
+        {
+            "name_typo": "XM",
+            "birth_date_typo": "CSRQ",
+            "resident_id_typo": "SFZH",
+            "phone_missing": "LXDH",
+            "address_variant": "JTDZ",
+        },
+    )
+    if mothers:
+        # the newborn's row shows the mother's ID, so its own ID's typo is not in the file
+        newborns = np.array(sorted(mothers), dtype=np.int64)
+        identity = [
+            (kind, fld, np.setdiff1d(at_rows, newborns) if kind == "resident_id_typo" else at_rows, detail)
+            for kind, fld, at_rows, detail in identity
+        ]
+        identity.append(("newborn_parent_id", "SFZH", newborns, "newborn registered under the mother's ID"))
     c.out.emit(
         HIS_PATIENTS,
         {
@@ -80,7 +120,7 @@ def write_his(c: ChunkState, visits: Visits, stays: list[Stay], lab: LabWork, ex
             "XM": ident.name[rows],
             "XB": sex_code(c.pop.sex[rows]),
             "CSRQ": day_format(ident.birth_day[rows], "%Y%m%d"),
-            "SFZH": ident.resident_id[rows],
+            "SFZH": resident_id,
             "LXDH": phone,
             "JTDZ": ident.address[rows],
             "ZYH": c.inpatient_no[rows],
@@ -94,21 +134,11 @@ def write_his(c: ChunkState, visits: Visits, stays: list[Stay], lab: LabWork, ex
         else {
             "XM": later.name[rows],
             "CSRQ": day_format(later.birth_day[rows], "%Y%m%d"),
-            "SFZH": later.resident_id[rows],
+            "SFZH": later_id,
         },
         patient_key="BRID",
         defects=[
-            *c.identity_defects(
-                ident,
-                rows,
-                {
-                    "name_typo": "XM",
-                    "birth_date_typo": "CSRQ",
-                    "resident_id_typo": "SFZH",
-                    "phone_missing": "LXDH",
-                    "address_variant": "JTDZ",
-                },
-            ),
+            *identity,
             (
                 "duplicate_patient_id",
                 "BRID",

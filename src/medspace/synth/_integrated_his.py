@@ -16,6 +16,7 @@ import pyarrow as pa
 from numpy.typing import NDArray
 
 from ._chunk import ChunkState
+from ._conflicts import newborn_mothers, reused_owners
 from ._encounters import (
     DAY,
     STATUS_CANCELLED,
@@ -156,6 +157,49 @@ def _patients(c: ChunkState, e: ChunkEvents, in_his: NDArray[np.int64]) -> Patie
     keys = np.where(is_dup, second[rows], first[rows])
     no_id = rng.random(len(rows)) < c.config.integrated.resident_id_missing
     c.out.eligible["resident_id_missing"] += len(rows)
+    # A few newborns registered under their mother's resident ID (a key conflict, off by default).
+    mothers = {
+        r: m for r, m in newborn_mothers(c, rows, is_dup, created).items() if not no_id[r] and not no_id[m]
+    }
+    resident_id = np.where(no_id, "", ident.resident_id[rows])
+    later_id = None if ident.later is None else np.where(no_id, "", ident.later.resident_id[rows])
+    for r, m in mothers.items():
+        resident_id[r] = resident_id[m]
+        if later_id is not None:
+            later_id[r] = later_id[m]
+        c.out.key_conflicts.append(
+            (
+                "newborn_parent_id",
+                "resident_id",
+                str(resident_id[m]),
+                str(c.pop.person_id[rows[r]]),
+                str(c.pop.person_id[rows[m]]),
+                PATIENTS,
+                str(keys[r]),
+                ((PATIENTS, str(keys[m])),),
+            )
+        )
+    identity = c.identity_defects(
+        ident,
+        rows,
+        {
+            "name_typo": "patient_name",
+            "birth_date_typo": "birth_date",
+            "resident_id_typo": "id_card_no",
+            "phone_missing": "mobile_phone",
+            "address_variant": "home_address",
+        },
+    )
+    if mothers:
+        # the newborn's row shows the mother's ID, so its own ID's typo is not in the file
+        newborns = np.array(sorted(mothers), dtype=np.int64)
+        identity = [
+            (kind, fld, np.setdiff1d(at_rows, newborns) if kind == "resident_id_typo" else at_rows, detail)
+            for kind, fld, at_rows, detail in identity
+        ]
+        identity.append(
+            ("newborn_parent_id", "id_card_no", newborns, "newborn registered under the mother's ID")
+        )
     c.out.emit(
         PATIENTS,
         {
@@ -163,7 +207,7 @@ def _patients(c: ChunkState, e: ChunkEvents, in_his: NDArray[np.int64]) -> Patie
             "patient_name": ident.name[rows],
             "gender": c.pop.sex[rows],
             "birth_date": day_format(ident.birth_day[rows], "%Y-%m-%d"),
-            "id_card_no": np.where(no_id, "", ident.resident_id[rows]),
+            "id_card_no": resident_id,
             "mobile_phone": ident.phone[rows],
             "home_address": ident.address[rows],
             "created_at": iso_datetime(created),
@@ -176,21 +220,11 @@ def _patients(c: ChunkState, e: ChunkEvents, in_his: NDArray[np.int64]) -> Patie
         else {
             "patient_name": ident.later.name[rows],
             "birth_date": day_format(ident.later.birth_day[rows], "%Y-%m-%d"),
-            "id_card_no": np.where(no_id, "", ident.later.resident_id[rows]),
+            "id_card_no": later_id,
         },
         patient_key="patient_no",
         defects=[
-            *c.identity_defects(
-                ident,
-                rows,
-                {
-                    "name_typo": "patient_name",
-                    "birth_date_typo": "birth_date",
-                    "resident_id_typo": "id_card_no",
-                    "phone_missing": "mobile_phone",
-                    "address_variant": "home_address",
-                },
-            ),
+            *identity,
             (
                 "duplicate_patient_id",
                 "patient_no",
@@ -576,13 +610,33 @@ def _documents(
         c.out.link("note->visit", DOCUMENTS, note_id, VISITS, note.stay)
     person = np.array([n.person for n in notes], dtype=np.int64)
     written = np.array([n.written for n in notes], dtype=np.int64)
+    # A few documents may carry another patient's admission number (a key conflict, off by default).
+    first_stay: dict[int, str] = {}
+    for s in e.stays:
+        first_stay.setdefault(s.person, s.serial)
+    owners = reused_owners(c, person, np.array(sorted(first_stay), dtype=np.int64))
+    shown_admission = [admission_no[n.stay] for n in notes]
+    for k, owner in owners.items():
+        shown_admission[k] = admission_no[first_stay[owner]]
+        c.out.key_conflicts.append(
+            (
+                "reused_inpatient_no",
+                "inpatient_no",
+                shown_admission[k],
+                str(c.pop.person_id[person[k]]),
+                str(c.pop.person_id[owner]),
+                DOCUMENTS,
+                keys[k],
+                ((VISITS, first_stay[owner]),),
+            )
+        )
     c.out.emit(
         DOCUMENTS,
         {
             "doc_no": pa.array(keys, pa.string()),
             "patient_no": patient_no(person, written),
             "visit_no": pa.array([n.stay for n in notes], pa.string()),
-            "admission_no": pa.array([admission_no[n.stay] for n in notes], pa.string()),
+            "admission_no": pa.array(shown_admission, pa.string()),
             "doc_type": pa.array([n.kind for n in notes], pa.string()),
             "doc_title": pa.array([n.title for n in notes], pa.string()),
             "author": pa.array([n.author for n in notes], pa.string()),
@@ -592,6 +646,16 @@ def _documents(
         c.persons(person),
         np.array(keys, dtype=str),
         at=written,
+        defects=[
+            (
+                "reused_inpatient_no",
+                "admission_no",
+                np.array(sorted(owners), dtype=np.int64),
+                "another patient's admission number",
+            )
+        ]
+        if owners
+        else (),
     )
     c.out.note_phi = pa.table(
         {k: pa.array(v, pa.int64() if k in ("start", "end") else pa.string()) for k, v in phi.items()}

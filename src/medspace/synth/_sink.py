@@ -16,6 +16,16 @@ import pyarrow as pa
 from numpy.typing import NDArray
 
 DEFECT_FIELDS = ("kind", "system", "file", "row", "field", "record_key", "person_id", "detail")
+KEY_CONFLICT_FIELDS = (
+    "kind",
+    "key_kind",
+    "key_value",
+    "person_id",
+    "other_person_id",
+    "file",
+    "record_key",
+    "other_records",
+)
 CORRECTION_FIELDS = (
     "system",
     "file",
@@ -54,6 +64,10 @@ class ChunkOutput:
     future: dict[str, set[str]] = field(default_factory=dict)  # keys an as-of export left out, per file
     # (system, file, position, record key, patient key, field, shown value, later value, person)
     corrections: list[tuple[str, str, int, str, str, str, str, str, str]] = field(default_factory=list)
+    # KEY_CONFLICT_FIELDS, the other person's records as (file, key) pairs
+    key_conflicts: list[tuple[str, str, str, str, str, str, str, tuple[tuple[str, str], ...]]] = field(
+        default_factory=list
+    )
 
     def emit(
         self,
@@ -186,6 +200,11 @@ class ChunkOutput:
         if self.as_of is None:
             return
         future = self.future
+        self.key_conflicts = [
+            (*k[:7], tuple(r for r in k[7] if r[1] not in future.get(r[0], ())))
+            for k in self.key_conflicts
+            if k[6] not in future.get(k[5], ())
+        ]
         self.links = [
             link
             for link in self.links
