@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 #: The vendor profiles the generator can write: the same simulated people and encounters, exported as two
 #: different hospitals (docs/synthetic-hospital.md).
@@ -110,11 +110,16 @@ class HospitalConfig(BaseModel):
         description="write the export as it stood on this day (exclusive): the same hospital, cut there",
     )
 
-    @model_validator(mode="after")
-    def _as_of_inside_period(self) -> HospitalConfig:
-        if self.as_of is not None and not self.start < self.as_of <= self.end:
-            raise ValueError(f"as_of must fall after start ({self.start}) and by the end ({self.end})")
-        return self
+    @field_validator("as_of")
+    @classmethod
+    def _as_of_inside_period(cls, as_of: dt.date | None, info: ValidationInfo) -> dt.date | None:
+        start, years = info.data.get("start"), info.data.get("years")
+        if as_of is None or start is None or years is None:
+            return as_of
+        end = start.replace(year=start.year + years)
+        if not start < as_of <= end:
+            raise ValueError(f"must fall after the start ({start}) and by the end ({end}) of the period")
+        return as_of
 
     @property
     def end(self) -> dt.date:
