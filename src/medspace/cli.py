@@ -76,6 +76,14 @@ def synth(
             "(one integrated HIS with the lab, and a regional platform's FHIR R4 export)."
         ),
     ] = "tertiary",
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="Write the same hospital's export as it stood on this day (YYYY-MM-DD, exclusive): an "
+            "earlier export whose records keep their keys in the full one.",
+        ),
+    ] = None,
 ) -> None:
     """Generate a synthetic hospital: every system's exports, with defects, and a ground truth."""
     # Imported here, not at module top: `medspace --help` must not pay for (or depend on) the generator.
@@ -90,12 +98,20 @@ def synth(
         try:
             # validated as the other options are (a dict: mypy cannot see str narrowed to the Literal)
             config = HospitalConfig.model_validate(
-                {"patients": patients, "seed": seed, "years": years, "workers": workers, "profile": profile}
+                {
+                    "patients": patients,
+                    "seed": seed,
+                    "years": years,
+                    "workers": workers,
+                    "profile": profile,
+                    **({} if as_of is None else {"as_of": as_of}),
+                }
             )
         except ValidationError as exc:
             # Translate at the boundary: the user gave options, not a pydantic model.
             problems = "; ".join(
-                f"--{'.'.join(str(part) for part in err['loc'])}: {err['msg']}" for err in exc.errors()
+                f"--{'.'.join(str(part) for part in err['loc']).replace('_', '-')}: {err['msg']}"
+                for err in exc.errors()
             )
             raise ConfigError(f"invalid options: {problems}") from exc
         if quiet:

@@ -4,13 +4,14 @@ HIS visits the export lost or had not yet synced, and the output being collected
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import numpy as np
 from numpy.typing import NDArray
 
 from ._catalogue import Catalogue
-from ._config import HospitalConfig
+from ._config import DefectRates, HospitalConfig
 from ._encounters import (
     DAY,
     VISIT_CHECKUP,
@@ -69,7 +70,14 @@ class ChunkState:
         self.out = ChunkOutput(index=index, patients=len(pop))
         self.dx = Diagnoses(catalogue)
         self.pools = name_pools(tuple(sorted(catalogue.hospital.local_regions)))
-        self.cutoff = ((config.end - EPOCH).days - config.defects.sync_lag_days) * DAY
+        lag = config.defects.sync_lag_days
+        # The HIS export's sync cut-off: the full export's, and this export's (earlier for an as-of export).
+        self.full_cutoff = ((config.end - EPOCH).days - lag) * DAY
+        self.cutoff = ((config.cut - EPOCH).days - lag) * DAY
+        # An as-of export holds what happened before this moment (None: the full export).
+        self.as_of = None if config.as_of is None else (config.as_of - EPOCH).days * DAY
+        self.out.as_of = self.as_of
+        self._identities = 0
         self.departments = catalogue.departments
         self.dept_code = np.array([d.code for d in catalogue.departments])
         self.dept_name = np.array([d.name for d in catalogue.departments])
@@ -79,9 +87,40 @@ class ChunkState:
         self.visit_file: dict[str, str] = {}
         self.visit_person: dict[str, int] = {}
         self.stay_times: dict[str, int] = {}
+        self.upload: dict[str, int] = {}  # visit number -> when the regional platform received it
 
-    def identity(self) -> SystemIdentity:
-        return system_identity(self.pop, self.pools, self.config.defects, self.rng, self.cat.hospital.city)
+    def identity(self, correctable: bool = True) -> SystemIdentity:
+        """The next system's version of the chunk's identities.
+
+        In an as-of export a few persons (``identity_corrected_later``) carry, in a correctable system, a
+        name, birth date or resident ID typo that the later (full) export no longer has: drawn from a stream
+        of their own, so the full export's stream, and its bytes, are untouched.
+        """
+        ident = system_identity(self.pop, self.pools, self.config.defects, self.rng, self.cat.hospital.city)
+        self._identities += 1
+        if self.as_of is None or not correctable:
+            return ident
+        rate = self.config.defects.identity_corrected_later
+        stream = np.random.default_rng(
+            np.random.SeedSequence([self.config.seed, 3, self.index, self._identities])
+        )
+        typos = DefectRates(
+            name_typo=rate, birth_date_typo=rate, resident_id_typo=rate, phone_missing=0, address_variant=0
+        )
+        earlier = system_identity(self.pop, self.pools, typos, stream, self.cat.hospital.city)
+        name = earlier.name_typo & ~ident.name_typo
+        birth = earlier.birth_date_typo & ~ident.birth_date_typo
+        rid = earlier.resident_id_typo & ~ident.resident_id_typo
+        return dataclasses.replace(
+            ident,
+            name=np.where(name, earlier.name, ident.name),
+            birth_day=np.where(birth, earlier.birth_day, ident.birth_day),
+            resident_id=np.where(rid, earlier.resident_id, ident.resident_id),
+            name_typo=ident.name_typo | name,
+            birth_date_typo=ident.birth_date_typo | birth,
+            resident_id_typo=ident.resident_id_typo | rid,
+            later=ident,
+        )
 
     def identity_defects(
         self, ident: SystemIdentity, rows_person: NDArray[np.int64], fields: dict[str, str]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 #: The vendor profiles the generator can write: the same simulated people and encounters, exported as two
 #: different hospitals (docs/synthetic-hospital.md).
@@ -51,6 +51,20 @@ class DefectRates(BaseModel):
     settlement_cost_mismatch: float = Field(
         0.01, ge=0, le=1, description="settlement total differs from bill"
     )
+    # an earlier export of the same hospital (HospitalConfig.as_of) and key conflicts; the manifest leaves
+    # these out while they are at their defaults, so a default hospital's files stay as they were
+    identity_corrected_later: float = Field(
+        0.02,
+        ge=0,
+        le=1,
+        description="as-of export only: a name, birth date or resident ID typo the later export corrects",
+    )
+    newborn_parent_id: float = Field(
+        0.0, ge=0, le=1, description="newborn registered in HIS under the mother's resident ID"
+    )
+    reused_inpatient_no: float = Field(
+        0.0, ge=0, le=1, description="another patient's inpatient number on an EMR front sheet or lab request"
+    )
 
 
 class IntegratedRates(BaseModel):
@@ -91,8 +105,28 @@ class HospitalConfig(BaseModel):
     defects: DefectRates = DefectRates()
     profile: Profile = "tertiary"
     integrated: IntegratedRates = IntegratedRates()
+    as_of: dt.date | None = Field(
+        None,
+        description="write the export as it stood on this day (exclusive): the same hospital, cut there",
+    )
+
+    @field_validator("as_of")
+    @classmethod
+    def _as_of_inside_period(cls, as_of: dt.date | None, info: ValidationInfo) -> dt.date | None:
+        start, years = info.data.get("start"), info.data.get("years")
+        if as_of is None or start is None or years is None:
+            return as_of
+        end = start.replace(year=start.year + years)
+        if not start < as_of <= end:
+            raise ValueError(f"must fall after the start ({start}) and by the end ({end}) of the period")
+        return as_of
 
     @property
     def end(self) -> dt.date:
         """First day after the period (exclusive)."""
         return self.start.replace(year=self.start.year + self.years)
+
+    @property
+    def cut(self) -> dt.date:
+        """First day the export does not hold: ``as_of`` when set, else the end of the period."""
+        return self.end if self.as_of is None else self.as_of

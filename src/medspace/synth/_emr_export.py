@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 
 from ._chunk import EMR_FRONT_SHEETS, EMR_NOTES, HIS_ADMISSIONS, TEMPLATE_B_DEPARTMENTS, ChunkState, iso
+from ._conflicts import reused_owners
 from ._documents import Note
 from ._encounters import (
     Stay,
@@ -80,7 +81,26 @@ def write_emr(c: ChunkState, stays: list[Stay], notes: list[Note]) -> None:
             row[f"D{11 + i}"] = s.costs.get(kind, 0.0)
         rows.append(row)
     person = np.array([s.person for s in stays], dtype=np.int64)
-    keys = np.array([f"{c.inpatient_no[s.person]}-{s.times}" for s in stays], dtype=str)
+    # A few front sheets may carry another patient's inpatient number (a key conflict, off by default).
+    owners = reused_owners(c, person, np.unique(person))
+    shown_no = c.inpatient_no[person].copy()
+    for k, owner in owners.items():
+        shown_no[k] = c.inpatient_no[owner]
+        rows[k]["A48"] = str(shown_no[k])
+    keys = np.array([f"{no}-{s.times}" for no, s in zip(shown_no, stays, strict=True)], dtype=str)
+    for k, owner in owners.items():
+        c.out.key_conflicts.append(
+            (
+                "reused_inpatient_no",
+                "inpatient_no",
+                str(shown_no[k]),
+                str(c.pop.person_id[person[k]]),
+                str(c.pop.person_id[owner]),
+                EMR_FRONT_SHEETS,
+                str(keys[k]),
+                tuple((HIS_ADMISSIONS, s.serial) for s in stays if s.person == owner),
+            )
+        )
     columns = {k: [r[k] for r in rows] for k in rows[0]} if rows else {}
     if rows:
         for col in ("A49", "B20"):
@@ -92,6 +112,15 @@ def write_emr(c: ChunkState, stays: list[Stay], notes: list[Note]) -> None:
             keys,
             duplicate_rate=rates.duplicate_record,
             rng=rng,
+            at=np.array([s.discharge for s in stays], dtype=np.int64),
+            later=None
+            if ident.later is None
+            else {
+                "A11": ident.later.name[person].astype(object).astype(str),
+                "A13": [str(np.datetime64(int(b), "D")) for b in ident.later.birth_day[person]],
+                "A20": ident.later.resident_id[person].astype(object).astype(str),
+            },
+            patient_key="A48",
             defects=[
                 *c.identity_defects(
                     ident,
@@ -115,6 +144,18 @@ def write_emr(c: ChunkState, stays: list[Stay], notes: list[Note]) -> None:
                     "B34C",
                     np.array(drift_rows, dtype=np.int64),
                     "template B codes discharge mode 'other' as 6, not 9",
+                ),
+                *(
+                    [
+                        (
+                            "reused_inpatient_no",
+                            "A48",
+                            np.array(sorted(owners), dtype=np.int64),
+                            "another patient's inpatient number",
+                        )
+                    ]
+                    if owners
+                    else []
                 ),
             ],
         )
@@ -179,7 +220,13 @@ def write_emr(c: ChunkState, stays: list[Stay], notes: list[Note]) -> None:
             phi["text"].append(note.text[start:end])
         c.out.link("note->stay", EMR_NOTES, note_id, HIS_ADMISSIONS, note.stay)
     npers = np.array([n.person for n in notes], dtype=np.int64)
-    c.out.emit(EMR_NOTES, {"json": lines}, c.persons(npers), np.array(note_keys, dtype=str))
+    c.out.emit(
+        EMR_NOTES,
+        {"json": lines},
+        c.persons(npers),
+        np.array(note_keys, dtype=str),
+        at=np.array([n.written for n in notes], dtype=np.int64),
+    )
     c.out.note_phi = pa.table(
         {k: pa.array(v, pa.int64() if k in ("start", "end") else pa.string()) for k, v in phi.items()}
     )

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from numpy.typing import NDArray
 
 from ._catalogue import Catalogue
@@ -103,6 +104,7 @@ def build_chunk(
         from ._integrated import write_integrated
 
         write_integrated(c, doctors)
+        c.out.cut_truth()
         return c.out
     e = simulate_chunk(c, doctors, lambda s: str(c.inpatient_no[s.person]))
     write_his(c, e.visits, e.stays, e.lab, e.exams)
@@ -112,6 +114,7 @@ def build_chunk(
     write_surgery(c, e.stays)
     write_insurance(c, e.stays)
     truth_visits(c, e.visits, e.stays)
+    c.out.cut_truth()
     return c.out
 
 
@@ -182,3 +185,37 @@ def truth_visits(c: ChunkState, visits: Visits, stays: list[Stay]) -> None:
             "discharge_mode": pa.array([None] * n_v + [s.discharge_mode for s in stays], pa.string()),
         }
     )
+    if c.as_of is not None:
+        c.out.visits = _as_of_visits(c.out.visits, visits, stays, c.as_of)
+
+
+def _as_of_visits(table: pa.Table, visits: Visits, stays: list[Stay], as_of: int) -> pa.Table:
+    """The true visits as they stood at an as-of export's cut: later ones left out, stays still running
+    open (status ``open``, no end, bed-days, cost or discharge mode yet)."""
+    n_v = len(visits.person)
+    started = np.concatenate([visits.start < as_of, np.array([s.admit < as_of for s in stays], dtype=bool)])
+    is_open = np.concatenate([np.zeros(n_v, bool), np.array([s.discharge >= as_of for s in stays], bool)])
+
+    def unless_open(name: str) -> pa.Array:
+        column = table.column(name).combine_chunks()
+        return pc.if_else(pa.array(is_open), pa.nulls(len(column), column.type), column)
+
+    patched = {
+        "status": pc.if_else(pa.array(is_open), "open", table.column("status").combine_chunks()),
+        "end": unless_open("end"),
+        "bed_days": unless_open("bed_days"),
+        "total_cost": unless_open("total_cost"),
+        "discharge_mode": unless_open("discharge_mode"),
+        "operations": pa.array(
+            [0] * n_v + [sum(op.start < as_of for op in s.operations) for s in stays], pa.int64()
+        ),
+        "recalled_discharge": pa.array(
+            [False] * n_v + [s.recalled_at is not None and s.recalled_at < as_of for s in stays]
+        ),
+        "transferred": pa.array(
+            [False] * n_v + [s.transfer_at is not None and s.transfer_at < as_of for s in stays]
+        ),
+    }
+    for name, values in patched.items():
+        table = table.set_column(table.schema.get_field_index(name), name, values)
+    return table.filter(pa.array(started))

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from numpy.typing import NDArray
 
@@ -28,7 +29,7 @@ from ._catalogue import Catalogue, load_catalogue
 from ._config import HospitalConfig
 from ._exports import build_chunk
 from ._population import Population, draw_population, name_pools
-from ._sink import DEFECT_FIELDS, ChunkOutput
+from ._sink import CORRECTION_FIELDS, DEFECT_FIELDS, KEY_CONFLICT_FIELDS, ChunkOutput
 from ._writers import ExportWriters
 
 TRUTH = "truth"
@@ -165,7 +166,11 @@ def _generate_into(
     pop = draw_population(catalogue, config.patients, config.seed, config.start)
     doctors = _doctors(catalogue, config.seed)
     (out / TRUTH).mkdir()
-    _write_persons(pop, catalogue, out / TRUTH / "persons.parquet")
+    if config.as_of is None:
+        _write_persons(pop, catalogue, out / TRUTH / "persons.parquet")
+    present: set[str] = set()  # an as-of export's truth holds only the persons its records are about
+    corrections: list[list[object]] = []
+    conflicts: list[list[object]] = []
 
     writers = ExportWriters(out)
     eligible: Counter[str] = Counter()
@@ -201,6 +206,16 @@ def _generate_into(
             # Defects stream out chunk by chunk: a million-patient hospital has millions of them.
             truth_table("defects", _defect_table(chunk.defects, offsets))
             defect_counts.update(d[0] for d in chunk.defects)
+            conflicts.extend(
+                [*k[:7], ";".join(f"{file}#{key}" for file, key in k[7])] for k in chunk.key_conflicts
+            )
+            if config.as_of is not None:
+                for fc in chunk.files.values():
+                    present.update(fc.person_id.tolist())
+                present.update(d[6] for d in chunk.defects)
+                corrections.extend(
+                    [*row[:2], row[2] + offsets.get(row[1], 0) + 1, *row[3:]] for row in chunk.corrections
+                )
             eligible.update(chunk.eligible)
             kpi.update(chunk.kpi)
             done += chunk.patients
@@ -211,19 +226,25 @@ def _generate_into(
         for w in truth_writers.values():
             w.close()
 
+    if config.as_of is not None:
+        keep = np.isin(pop.person_id, np.array(sorted(present), dtype=pop.person_id.dtype))
+        _write_persons(_persons_of(pop, keep), catalogue, out / TRUTH / "persons.parquet")
+        # the identity values of this export that the later (full) export writes otherwise
+        _write_csv(CORRECTION_FIELDS, corrections, out / TRUTH / "corrections.csv")
+    rates = config.defects
+    if rates.newborn_parent_id or rates.reused_inpatient_no:
+        _write_csv(KEY_CONFLICT_FIELDS, conflicts, out / TRUTH / "key_conflicts.csv")
     kpis = _kpis(kpi)
     (out / TRUTH / "kpis.json").write_text(
         json.dumps(kpis, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
     )
     files = writers.summary()
     integrated = config.profile == "integrated"
-    reporting_end = config.end - dt.timedelta(days=0 if integrated else config.defects.sync_lag_days)
+    reporting_end = config.cut - dt.timedelta(days=0 if integrated else config.defects.sync_lag_days)
     manifest = {
         "generator": "medspace synth",
         # workers do not change the output; the tertiary profile's manifest stays as it was before profiles
-        "config": config.model_dump(
-            mode="json", exclude={"workers"} if integrated else {"workers", "profile", "integrated"}
-        ),
+        "config": _config_record(config),
         "row_numbering": (
             "row = 1-based data row: CSV line minus the header, NDJSON line, XLSX row minus the header"
             + (", TSV line minus the header" if integrated else "")
@@ -246,6 +267,18 @@ def _generate_into(
             if integrated
             else "per patient (住院号 kept across admissions; 住院次数 counts them)"
         ),
+        **(
+            {}
+            if config.as_of is None
+            else {
+                "as_of": {
+                    "cut": config.as_of.isoformat(),
+                    "note": "the hospital's export as it stood on this day (exclusive): the full export of "
+                    "the same config without as_of holds every record of this one under the same keys; "
+                    "corrections.csv lists the identity values it corrects",
+                }
+            }
+        ),
         "reporting_period": {
             "start": config.start.isoformat(),
             "end": reporting_end.isoformat(),
@@ -261,6 +294,46 @@ def _generate_into(
         json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
     )
     return files, dict(sorted(defect_counts.items())), kpis
+
+
+# Fields added after the manifest's layout was fixed: left out while they cannot matter, so a default
+# hospital's manifest (and its digest) stays as it was.
+_LATER_DEFECT_FIELDS = ("identity_corrected_later", "newborn_parent_id", "reused_inpatient_no")
+
+
+def _config_record(config: HospitalConfig) -> dict[str, object]:
+    """The configuration as the manifest records it."""
+    integrated = config.profile == "integrated"
+    record = config.model_dump(
+        mode="json", exclude={"workers"} if integrated else {"workers", "profile", "integrated"}
+    )
+    defects = record["defects"]
+    if config.as_of is None:
+        del record["as_of"]
+        del defects["identity_corrected_later"]
+    for name in ("newborn_parent_id", "reused_inpatient_no"):
+        if defects[name] == 0:
+            del defects[name]
+    return record
+
+
+def _persons_of(pop: Population, keep: NDArray[np.bool_]) -> Population:
+    return Population(
+        **{name: getattr(pop, name)[keep] for name in pop.__dataclass_fields__ if name != "condition_keys"},
+        condition_keys=pop.condition_keys,
+    )
+
+
+def _write_csv(names: tuple[str, ...], rows: list[list[object]], path: Path) -> None:
+    """A ground-truth table as CSV (a ``row`` column is an integer, the rest text)."""
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
+    table = pa.table(
+        {
+            name: pa.array(list(values), pa.int64() if name == "row" else pa.string())
+            for name, values in zip(names, columns, strict=True)
+        }
+    )
+    pacsv.write_csv(table, path)
 
 
 def _record_table(chunk: ChunkOutput, offsets: dict[str, int]) -> pa.Table:

@@ -25,6 +25,7 @@ from ._chunk import (
     HisNumber,
     ymd,
 )
+from ._conflicts import newborn_mothers
 from ._documents import ExamEvent
 from ._encounters import (
     DAY,
@@ -64,13 +65,54 @@ def write_his(c: ChunkState, visits: Visits, stays: list[Stay], lab: LabWork, ex
     # Patient master: one row per HIS patient number.
     rows = np.concatenate([in_his, np.nonzero(duplicated)[0]])
     is_dup = np.concatenate([np.zeros(len(in_his), bool), np.ones(int(duplicated.sum()), bool)])
-    first_seen = np.full(len(c.pop), c.cutoff, dtype=np.int64)
+    # capped at the full export's cut-off whatever this export's is, so a registration keeps its date
+    first_seen = np.full(len(c.pop), c.full_cutoff, dtype=np.int64)
     np.minimum.at(first_seen, visits.person, visits.start)
     if len(stay_person):
         np.minimum.at(first_seen, stay_person, np.array([s.admit for s in stays]))
     created = np.where(is_dup, np.maximum(switch_at[rows], first_seen[rows]), first_seen[rows])
     phone = np.where(ident.phone[rows] == "", "-", ident.phone[rows])  # HIS writes missing values as "-"
     keys = np.where(is_dup, dup_brid[rows], brid[rows])
+    later = ident.later
+    # A few newborns registered under their mother's resident ID (a key conflict, off by default).
+    mothers = newborn_mothers(c, rows, is_dup, created)
+    resident_id = ident.resident_id[rows].copy()
+    later_id = None if later is None else later.resident_id[rows].copy()
+    for r, m in mothers.items():
+        resident_id[r] = resident_id[m]
+        if later_id is not None:
+            later_id[r] = later_id[m]
+        c.out.key_conflicts.append(
+            (
+                "newborn_parent_id",
+                "resident_id",
+                str(resident_id[m]),
+                str(c.pop.person_id[rows[r]]),
+                str(c.pop.person_id[rows[m]]),
+                HIS_PATIENTS,
+                str(keys[r]),
+                ((HIS_PATIENTS, str(keys[m])),),
+            )
+        )
+    identity = c.identity_defects(
+        ident,
+        rows,
+        {
+            "name_typo": "XM",
+            "birth_date_typo": "CSRQ",
+            "resident_id_typo": "SFZH",
+            "phone_missing": "LXDH",
+            "address_variant": "JTDZ",
+        },
+    )
+    if mothers:
+        # the newborn's row shows the mother's ID, so its own ID's typo is not in the file
+        newborns = np.array(sorted(mothers), dtype=np.int64)
+        identity = [
+            (kind, fld, np.setdiff1d(at_rows, newborns) if kind == "resident_id_typo" else at_rows, detail)
+            for kind, fld, at_rows, detail in identity
+        ]
+        identity.append(("newborn_parent_id", "SFZH", newborns, "newborn registered under the mother's ID"))
     c.out.emit(
         HIS_PATIENTS,
         {
@@ -78,7 +120,7 @@ def write_his(c: ChunkState, visits: Visits, stays: list[Stay], lab: LabWork, ex
             "XM": ident.name[rows],
             "XB": sex_code(c.pop.sex[rows]),
             "CSRQ": day_format(ident.birth_day[rows], "%Y%m%d"),
-            "SFZH": ident.resident_id[rows],
+            "SFZH": resident_id,
             "LXDH": phone,
             "JTDZ": ident.address[rows],
             "ZYH": c.inpatient_no[rows],
@@ -86,18 +128,17 @@ def write_his(c: ChunkState, visits: Visits, stays: list[Stay], lab: LabWork, ex
         },
         c.persons(rows),
         keys,
+        at=created,
+        later=None
+        if later is None
+        else {
+            "XM": later.name[rows],
+            "CSRQ": day_format(later.birth_day[rows], "%Y%m%d"),
+            "SFZH": later_id,
+        },
+        patient_key="BRID",
         defects=[
-            *c.identity_defects(
-                ident,
-                rows,
-                {
-                    "name_typo": "XM",
-                    "birth_date_typo": "CSRQ",
-                    "resident_id_typo": "SFZH",
-                    "phone_missing": "LXDH",
-                    "address_variant": "JTDZ",
-                },
-            ),
+            *identity,
             (
                 "duplicate_patient_id",
                 "BRID",
@@ -117,6 +158,7 @@ def write_his(c: ChunkState, visits: Visits, stays: list[Stay], lab: LabWork, ex
     c.lost.update(visits.serial[lost & ~lagged].tolist())
     c.lagged.update(visits.serial[lagged].tolist())
     withhold = lost | lagged
+    full_withhold = lost | (visits.start >= c.full_cutoff)
     stripped = rng.random(n_v) < rates.department_prefix_stripped
     c.out.eligible["department_prefix_stripped"] += int((~withhold).sum())
     dept_code = np.where(
@@ -167,6 +209,10 @@ def write_his(c: ChunkState, visits: Visits, stays: list[Stay], lab: LabWork, ex
         duplicate_rate=rates.duplicate_record,
         rng=rng,
         withhold=withhold,
+        draw_withhold=full_withhold,
+        at=visits.start,
+        later=None if later is None else {"XM": later.name[visits.person]},
+        patient_key="BRID",
         defects=[
             (
                 "department_prefix_stripped",
@@ -264,6 +310,7 @@ def _prescriptions_and_outpatient_bills(
         person,
         rx_no,
         withhold=lagged_rx,
+        at=rx_time,
         defects=[
             ("orphan_record", "GHXH", orphan_rows, "registration lost from his/outpatient_registrations.csv")
         ],
@@ -371,6 +418,7 @@ def _emit_bills(
         c.persons(person),
         key,
         withhold=lagged,
+        at=at,
         defects=[("orphan_record", "JZLSH", np.nonzero(lost & ~lagged)[0], f"visit lost from {parent}")],
     )
 
@@ -384,6 +432,7 @@ def _inpatient(c: ChunkState, stays: list[Stay], his_number: HisNumber, ident: S
     row_person: list[int] = []
     row_key: list[str] = []
     row_at: list[int] = []
+    row_name: list[str] = []  # the name the later export writes
     recalled_rows: list[int] = []
     lost_rows: list[int] = []
     withhold: list[bool] = []
@@ -408,6 +457,8 @@ def _inpatient(c: ChunkState, stays: list[Stay], his_number: HisNumber, ident: S
         for serial, a, d, recalled in segments:
             if recalled == "1":
                 recalled_rows.append(len(rows))
+            # In an as-of export a stay not yet discharged is still open: no discharge, days or cost.
+            is_open = c.as_of is not None and d >= c.as_of
             rows.append(
                 {
                     "ZYH": str(c.inpatient_no[s.person]),
@@ -416,16 +467,21 @@ def _inpatient(c: ChunkState, stays: list[Stay], his_number: HisNumber, ident: S
                     "BRID": "",
                     "XM": str(ident.name[s.person]),
                     "RYKS": str(dept),
-                    "CYKS": str(out_dept),
+                    "CYKS": "" if is_open else str(out_dept),
                     "RYRQ": ymd(a),
-                    "CYRQ": ymd(d),
-                    "ZT": "出院",
+                    "CYRQ": "" if is_open else ymd(d),
+                    "ZT": "在院" if is_open else "出院",
                     "ZHBZ": recalled,
-                    "CYFS": s.discharge_mode,
-                    "ZYTS": max(1, d // DAY - a // DAY),
-                    "ZFY": s.total_cost if recalled == "1" or s.recalled_at is None else 0.0,
+                    "CYFS": "" if is_open else s.discharge_mode,
+                    "ZYTS": None if is_open else max(1, d // DAY - a // DAY),
+                    "ZFY": None
+                    if is_open
+                    else s.total_cost
+                    if recalled == "1" or s.recalled_at is None
+                    else 0.0,
                 }
             )
+            row_name.append(str(ident.name[s.person] if ident.later is None else ident.later.name[s.person]))
             row_person.append(s.person)
             row_key.append(serial)
             row_at.append(a)
@@ -460,6 +516,9 @@ def _inpatient(c: ChunkState, stays: list[Stay], his_number: HisNumber, ident: S
         c.persons(person),
         keys,
         withhold=np.array(withhold, dtype=bool),
+        at=np.array(row_at, dtype=np.int64),
+        later=None if ident.later is None else {"XM": np.array(row_name, dtype=str)},
+        patient_key="ZYH",
         defects=[
             (
                 "recalled_discharge",
@@ -494,6 +553,7 @@ def _inpatient(c: ChunkState, stays: list[Stay], his_number: HisNumber, ident: S
         c.persons(tp),
         t_keys,
         withhold=np.array([s.admit >= c.cutoff for s in t_rows], dtype=bool),
+        at=t_at,
         defects=[
             (
                 "orphan_record",
@@ -555,11 +615,12 @@ def _inpatient(c: ChunkState, stays: list[Stay], his_number: HisNumber, ident: S
             "YZNR": content,
             "YPBM": code,
             "KSSJ": ts_format(np.array([r[6] for r in o_rows], np.int64), "%Y%m%d%H%M%S"),
-            "TZSJ": ts_format(np.array([r[7] for r in o_rows], np.int64), "%Y%m%d%H%M%S"),
+            "TZSJ": _until(c, np.array([r[7] for r in o_rows], np.int64)),
         },
         c.persons(op_),
         o_keys,
         withhold=lagged_o,
+        at=np.array([r[6] for r in o_rows], np.int64),
         defects=[
             (
                 "orphan_record",
@@ -584,3 +645,11 @@ def _inpatient(c: ChunkState, stays: list[Stay], his_number: HisNumber, ident: S
         np.array([a for _, _, a in items], dtype=np.float64),
         his_number,
     )
+
+
+def _until(c: ChunkState, stop: NDArray[np.int64]) -> pa.Array:
+    """Stop times of orders; an as-of export leaves those still running empty."""
+    text = ts_format(stop, "%Y%m%d%H%M%S")
+    if c.as_of is None:
+        return text
+    return pa.array(np.where(stop >= c.as_of, "", text.to_numpy(zero_copy_only=False)))

@@ -51,6 +51,8 @@ class SystemIdentity:
     resident_id_typo: NDArray[np.bool_]
     phone_missing: NDArray[np.bool_]
     address_variant: NDArray[np.bool_]
+    # an as-of export's identities keep the later (full) export's here, for its corrections
+    later: SystemIdentity | None = None
 
 
 def system_identity(

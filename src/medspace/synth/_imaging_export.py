@@ -17,7 +17,7 @@ from ._numbering import zero_padded
 
 def write_ris_pacs(c: ChunkState, exams: list[ExamEvent]) -> None:
     ident_ris = c.identity()
-    ident_pacs = c.identity()
+    ident_pacs = c.identity(correctable=False)  # the PACS's DICOM headers are not compared
     n = len(exams)
     person = np.array([e.person for e in exams], dtype=np.int64)
     requested = np.array([e.requested for e in exams], dtype=np.int64)
@@ -69,6 +69,13 @@ def write_ris_pacs(c: ChunkState, exams: list[ExamEvent]) -> None:
         },
         c.persons(person),
         accession,
+        at=reported,
+        later=None
+        if ident_ris.later is None
+        else {
+            "患者姓名": ident_ris.later.name[person],
+            "年龄": np.char.add(age_years(ident_ris.later.birth_day[person], requested).astype(str), "岁"),
+        },
         defects=[
             *c.identity_defects(ident_ris, person, {"name_typo": "患者姓名", "birth_date_typo": "年龄"}),
             ("orphan_record", "就诊流水号", np.array(orphan, dtype=np.int64), detail),
@@ -116,6 +123,7 @@ def write_ris_pacs(c: ChunkState, exams: list[ExamEvent]) -> None:
         {"json": lines},
         c.persons(person),
         study_uid,
+        at=reported,
         defects=c.identity_defects(
             ident_pacs, person, {"name_typo": "00100010", "birth_date_typo": "00100030"}
         ),

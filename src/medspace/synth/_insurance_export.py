@@ -64,6 +64,21 @@ def write_insurance(c: ChunkState, stays: list[Stay]) -> None:
             },
             c.persons(person),
             keys,
+            at=np.array([s.discharge + 3600 for s in group], dtype=np.int64),
+            later=None
+            if ident.later is None
+            else {
+                "参保人员编号": ident.later.resident_id[person],
+                "姓名": ident.later.name[person],
+                "出生日期": pa.array(
+                    ident.later.birth_day[person]
+                    .astype("datetime64[D]")
+                    .astype("datetime64[s]")
+                    .astype(np.int64),
+                    pa.timestamp("s"),
+                ),
+            },
+            patient_key="参保人员编号",
             defects=[
                 *c.identity_defects(ident, person, {"name_typo": "姓名", "resident_id_typo": "参保人员编号"}),
                 (

@@ -54,7 +54,8 @@ class IntegratedNumbers:
 def write_integrated(c: ChunkState, doctors: NDArray[np.str_]) -> None:
     """Simulate the chunk and write it as the integrated hospital's HIS and regional-platform exports."""
     # The integrated HIS exports from its own database: nothing lags; the reporting period is the whole one.
-    c.cutoff = (c.config.end - EPOCH).days * DAY
+    c.full_cutoff = (c.config.end - EPOCH).days * DAY
+    c.cutoff = (c.config.cut - EPOCH).days * DAY
     numbers = IntegratedNumbers(c.index)
     events = simulate_chunk(c, doctors, lambda s: numbers.admission_no[s.serial], numbers.renumber)
     his = write_integrated_his(c, events, numbers.admission_no)

@@ -16,6 +16,7 @@ import pyarrow as pa
 from numpy.typing import NDArray
 
 from ._chunk import ChunkState
+from ._conflicts import newborn_mothers, reused_owners
 from ._encounters import (
     DAY,
     STATUS_CANCELLED,
@@ -145,7 +146,8 @@ def _patients(c: ChunkState, e: ChunkEvents, in_his: NDArray[np.int64]) -> Patie
     c.out.eligible["duplicate_patient_id"] += len(in_his)
     start = (c.config.start - EPOCH).days * DAY
     switch_at = start + rng.integers(0, (c.config.end - c.config.start).days, len(c.pop)) * DAY
-    first_seen = np.full(len(c.pop), c.cutoff, dtype=np.int64)
+    # capped at the full export's cut-off whatever this export's is, so a registration keeps its date
+    first_seen = np.full(len(c.pop), c.full_cutoff, dtype=np.int64)
     np.minimum.at(first_seen, e.visits.person, e.visits.start)
     if e.stays:
         np.minimum.at(first_seen, np.array([s.person for s in e.stays]), np.array([s.admit for s in e.stays]))
@@ -155,6 +157,49 @@ def _patients(c: ChunkState, e: ChunkEvents, in_his: NDArray[np.int64]) -> Patie
     keys = np.where(is_dup, second[rows], first[rows])
     no_id = rng.random(len(rows)) < c.config.integrated.resident_id_missing
     c.out.eligible["resident_id_missing"] += len(rows)
+    # A few newborns registered under their mother's resident ID (a key conflict, off by default).
+    mothers = {
+        r: m for r, m in newborn_mothers(c, rows, is_dup, created).items() if not no_id[r] and not no_id[m]
+    }
+    resident_id = np.where(no_id, "", ident.resident_id[rows])
+    later_id = None if ident.later is None else np.where(no_id, "", ident.later.resident_id[rows])
+    for r, m in mothers.items():
+        resident_id[r] = resident_id[m]
+        if later_id is not None:
+            later_id[r] = later_id[m]
+        c.out.key_conflicts.append(
+            (
+                "newborn_parent_id",
+                "resident_id",
+                str(resident_id[m]),
+                str(c.pop.person_id[rows[r]]),
+                str(c.pop.person_id[rows[m]]),
+                PATIENTS,
+                str(keys[r]),
+                ((PATIENTS, str(keys[m])),),
+            )
+        )
+    identity = c.identity_defects(
+        ident,
+        rows,
+        {
+            "name_typo": "patient_name",
+            "birth_date_typo": "birth_date",
+            "resident_id_typo": "id_card_no",
+            "phone_missing": "mobile_phone",
+            "address_variant": "home_address",
+        },
+    )
+    if mothers:
+        # the newborn's row shows the mother's ID, so its own ID's typo is not in the file
+        newborns = np.array(sorted(mothers), dtype=np.int64)
+        identity = [
+            (kind, fld, np.setdiff1d(at_rows, newborns) if kind == "resident_id_typo" else at_rows, detail)
+            for kind, fld, at_rows, detail in identity
+        ]
+        identity.append(
+            ("newborn_parent_id", "id_card_no", newborns, "newborn registered under the mother's ID")
+        )
     c.out.emit(
         PATIENTS,
         {
@@ -162,25 +207,24 @@ def _patients(c: ChunkState, e: ChunkEvents, in_his: NDArray[np.int64]) -> Patie
             "patient_name": ident.name[rows],
             "gender": c.pop.sex[rows],
             "birth_date": day_format(ident.birth_day[rows], "%Y-%m-%d"),
-            "id_card_no": np.where(no_id, "", ident.resident_id[rows]),
+            "id_card_no": resident_id,
             "mobile_phone": ident.phone[rows],
             "home_address": ident.address[rows],
             "created_at": iso_datetime(created),
         },
         c.persons(rows),
         keys,
+        at=created,
+        later=None
+        if ident.later is None
+        else {
+            "patient_name": ident.later.name[rows],
+            "birth_date": day_format(ident.later.birth_day[rows], "%Y-%m-%d"),
+            "id_card_no": later_id,
+        },
+        patient_key="patient_no",
         defects=[
-            *c.identity_defects(
-                ident,
-                rows,
-                {
-                    "name_typo": "patient_name",
-                    "birth_date_typo": "birth_date",
-                    "resident_id_typo": "id_card_no",
-                    "phone_missing": "mobile_phone",
-                    "address_variant": "home_address",
-                },
-            ),
+            *identity,
             (
                 "duplicate_patient_id",
                 "patient_no",
@@ -191,6 +235,14 @@ def _patients(c: ChunkState, e: ChunkEvents, in_his: NDArray[np.int64]) -> Patie
         ],
     )
     return PatientNumber(first, second, duplicated, switch_at)
+
+
+def _until(c: ChunkState, stop: NDArray[np.int64]) -> pa.Array:
+    """Stop times of orders; an as-of export leaves those still running empty."""
+    text = iso_datetime(stop)
+    if c.as_of is None:
+        return text
+    return pa.array(np.where(stop >= c.as_of, "", text.to_numpy(zero_copy_only=False)))
 
 
 def _both(visit_part: object, stay_part: object) -> NDArray[np.str_]:
@@ -211,30 +263,39 @@ def _visits(c: ChunkState, e: ChunkEvents, admission_no: dict[str, str], patient
     stay_dept = np.array([s.department for s in stays], dtype=np.int64)
     blank = np.full(n_v, "")
     keys = _both(v.serial, [s.serial for s in stays])
+    # In an as-of export a stay not yet discharged is still open: no discharge, days, cost or outcome.
+    is_open = np.zeros(n_s, dtype=bool) if c.as_of is None else discharge >= c.as_of
+
+    def closed(values: object) -> NDArray[np.str_]:
+        return np.where(is_open, "", np.asarray(values, dtype=str).reshape(-1)) if n_s else np.array([], str)
+
     c.out.emit(
         VISITS,
         {
             "visit_no": keys,
             "patient_no": patient_no(person, start),
             "visit_type": _both([VISIT_TYPE[int(k)] for k in v.kind], np.full(n_s, "IP")),
-            "visit_status": _both([VISIT_STATUS[int(x)] for x in v.status], np.full(n_s, "discharged")),
+            "visit_status": _both(
+                [VISIT_STATUS[int(x)] for x in v.status], np.where(is_open, "admitted", "discharged")
+            ),
             "admission_no": _both(blank, [admission_no[s.serial] for s in stays]),
             "dept_code": _both(c.dept_code[v.department], c.dept_code[stay_dept]),
             "dept_name": _both(c.dept_name[v.department], c.dept_name[stay_dept]),
             "doctor_name": _both(v.doctor, c.rng.choice(c.doctors, n_s)),
             "visit_time": iso_datetime(start),
-            "discharge_time": _both(blank, iso_datetime(discharge).to_numpy(zero_copy_only=False)),
-            "discharge_dept_code": _both(blank, [c.dept_code[s.discharge_department] for s in stays]),
+            "discharge_time": _both(blank, closed(iso_datetime(discharge).to_numpy(zero_copy_only=False))),
+            "discharge_dept_code": _both(blank, closed([c.dept_code[s.discharge_department] for s in stays])),
             "admission_source": _both(blank, [ADMISSION_SOURCE[s.route] for s in stays]),
-            "discharge_disposition": _both(blank, [DISPOSITION[s.discharge_mode] for s in stays]),
+            "discharge_disposition": _both(blank, closed([DISPOSITION[s.discharge_mode] for s in stays])),
             "day_surgery": _both(blank, ["Y" if s.day_surgery else "N" for s in stays]),
-            "los_days": _both(blank, [s.bed_days for s in stays]),
+            "los_days": _both(blank, closed([s.bed_days for s in stays])),
             "payer_type": _both(blank, [PAYER[s.payment] for s in stays]),
             "registration_fee": _both(np.char.mod("%.2f", v.fee), np.full(n_s, "")),
-            "total_cost": _both(blank, [f"{s.total_cost:.2f}" for s in stays]),
+            "total_cost": _both(blank, closed([f"{s.total_cost:.2f}" for s in stays])),
         },
         c.persons(person),
         keys,
+        at=start,
         defects=[
             (
                 "registration_refund",
@@ -286,6 +347,7 @@ def _diagnoses(c: ChunkState, e: ChunkEvents, patient_no: PatientNumber, records
         },
         c.persons(person),
         keys,
+        at=coded,
     )
     for r, key in zip(rows, keys.tolist(), strict=True):
         c.out.link("diagnosis->visit", DIAGNOSES, key, VISITS, r.visit_no)
@@ -329,6 +391,7 @@ def _procedures(c: ChunkState, stays: list[Stay], patient_no: PatientNumber) -> 
         },
         c.persons(person),
         keys,
+        at=np.array([op.end for _, op, _ in rows], dtype=np.int64),
     )
     for (s, _, _), key in zip(rows, keys.tolist(), strict=True):
         c.out.link("procedure->visit", PROCEDURES, key, VISITS, s.serial)
@@ -383,6 +446,7 @@ def _lab_results(c: ChunkState, e: ChunkEvents, patient_no: PatientNumber) -> No
         },
         c.persons(person),
         keys,
+        at=lab.item_report,
     )
     for r in range(n_req):
         c.out.link("lab_order->visit", LAB_RESULTS, str(order_no[r]), VISITS, str(lab.req_visit[r]))
@@ -452,10 +516,11 @@ def _medication_orders(c: ChunkState, e: ChunkEvents, patient_no: PatientNumber,
             "unit_price": pa.array(price, pa.float64()),
             "amount": pa.array(np.round(price * qty, 2), pa.float64()),
             "start_time": iso_datetime(start),
-            "stop_time": iso_datetime(np.array([r.stop for r in rows], dtype=np.int64)),
+            "stop_time": _until(c, np.array([r.stop for r in rows], dtype=np.int64)),
         },
         c.persons(person),
         keys,
+        at=start,
     )
     for r in rows:
         c.out.link("medication_order->visit", MEDICATION_ORDERS, r.order_no, VISITS, r.visit_no)
@@ -520,6 +585,7 @@ def _charges(c: ChunkState, e: ChunkEvents, patient_no: PatientNumber, records: 
         },
         c.persons(person),
         keys,
+        at=at,
     )
 
 
@@ -544,13 +610,33 @@ def _documents(
         c.out.link("note->visit", DOCUMENTS, note_id, VISITS, note.stay)
     person = np.array([n.person for n in notes], dtype=np.int64)
     written = np.array([n.written for n in notes], dtype=np.int64)
+    # A few documents may carry another patient's admission number (a key conflict, off by default).
+    first_stay: dict[int, str] = {}
+    for s in e.stays:
+        first_stay.setdefault(s.person, s.serial)
+    owners = reused_owners(c, person, np.array(sorted(first_stay), dtype=np.int64))
+    shown_admission = [admission_no[n.stay] for n in notes]
+    for k, owner in owners.items():
+        shown_admission[k] = admission_no[first_stay[owner]]
+        c.out.key_conflicts.append(
+            (
+                "reused_inpatient_no",
+                "inpatient_no",
+                shown_admission[k],
+                str(c.pop.person_id[person[k]]),
+                str(c.pop.person_id[owner]),
+                DOCUMENTS,
+                keys[k],
+                ((VISITS, first_stay[owner]),),
+            )
+        )
     c.out.emit(
         DOCUMENTS,
         {
             "doc_no": pa.array(keys, pa.string()),
             "patient_no": patient_no(person, written),
             "visit_no": pa.array([n.stay for n in notes], pa.string()),
-            "admission_no": pa.array([admission_no[n.stay] for n in notes], pa.string()),
+            "admission_no": pa.array(shown_admission, pa.string()),
             "doc_type": pa.array([n.kind for n in notes], pa.string()),
             "doc_title": pa.array([n.title for n in notes], pa.string()),
             "author": pa.array([n.author for n in notes], pa.string()),
@@ -559,6 +645,17 @@ def _documents(
         },
         c.persons(person),
         np.array(keys, dtype=str),
+        at=written,
+        defects=[
+            (
+                "reused_inpatient_no",
+                "admission_no",
+                np.array(sorted(owners), dtype=np.int64),
+                "another patient's admission number",
+            )
+        ]
+        if owners
+        else (),
     )
     c.out.note_phi = pa.table(
         {k: pa.array(v, pa.int64() if k in ("start", "end") else pa.string()) for k, v in phi.items()}

@@ -63,6 +63,16 @@ def write_lis(c: ChunkState, lab: LabWork) -> None:
         },
         persons,
         req_no,
+        at=lab.req_time,
+        later=None
+        if ident.later is None
+        else {
+            "PatientName": ident.later.name[lab.req_person],
+            "Age": np.char.add(
+                age_years(ident.later.birth_day[lab.req_person], lab.req_time).astype(str), "岁"
+            ),
+        },
+        patient_key="PatientNo",
         defects=[
             *c.identity_defects(
                 ident, lab.req_person, {"name_typo": "PatientName", "birth_date_typo": "Age"}
@@ -104,6 +114,7 @@ def write_lis(c: ChunkState, lab: LabWork) -> None:
         },
         persons[lab.tube_request],
         barcode,
+        at=lab.tube_collect,
     )
 
     # Results: the branch lab reports glucose, lipids, creatinine and uric acid in conventional units and
@@ -176,6 +187,7 @@ def write_lis(c: ChunkState, lab: LabWork) -> None:
         result_key,
         duplicate_rate=rates.duplicate_record,
         rng=rng,
+        at=lab.item_report,
         defects=[
             ("mixed_unit", "Unit", np.nonzero(alt)[0], "reported in the branch lab's conventional unit"),
             (

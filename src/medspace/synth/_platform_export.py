@@ -88,7 +88,7 @@ def _line(resource: dict[str, Any]) -> str:
 def write_platform(c: ChunkState, e: ChunkEvents, his: HisRecords) -> None:
     rates = c.config.integrated
     rng = c.rng
-    ident = c.identity()
+    ident = c.identity(correctable=False)  # the platform's FHIR Patients are not compared
     local = c.pop.province == c.cat.hospital.city
     held = np.zeros(len(c.pop), dtype=bool)
     held[his.in_his] = local[his.in_his] & (rng.random(len(his.in_his)) < rates.platform_share)
@@ -104,6 +104,8 @@ def write_platform(c: ChunkState, e: ChunkEvents, his: HisRecords) -> None:
     for s in e.stays:
         if held[s.person]:
             enc.append((s.person, s.serial, "IMP", s.admit, s.discharge, -1))
+    # A finished encounter reaches the platform when it ends (a visit: when it starts), with what it holds.
+    c.upload = {x[1]: x[3] if x[4] is None else x[4] for x in enc}
     lost = rng.random(len(enc)) < rates.platform_upload_missing
     c.out.eligible["platform_upload_missing"] += len(enc)
     for k in np.nonzero(lost)[0]:
@@ -116,19 +118,24 @@ def write_platform(c: ChunkState, e: ChunkEvents, his: HisRecords) -> None:
             visit_no,
             str(c.pop.person_id[person]),
             "encounter never uploaded to the platform",
+            at=c.upload[visit_no],
         )
     enc = [x for x, gone in zip(enc, lost, strict=True) if not gone]
     enc_id = {x[1]: f"EN{c.index:04d}{k + 1:07d}" for k, x in enumerate(enc)}
     pid = patient_numbers("platform", c.global_index)
 
     persons = np.unique(np.array([x[0] for x in enc], dtype=np.int64))
-    _patients(c, ident, persons, pid)
+    first_upload = np.full(len(c.pop), np.iinfo(np.int64).max, dtype=np.int64)
+    for x in enc:
+        first_upload[x[0]] = min(first_upload[x[0]], c.upload[x[1]])
+    _patients(c, ident, persons, pid, first_upload[persons])
 
     # Conditions first: the Encounter lists its diagnoses with their rank.
     conditions: dict[str, list[tuple[str, int]]] = {}
     cond_lines: list[str] = []
     cond_keys: list[str] = []
     cond_person: list[int] = []
+    cond_at: list[int] = []
     dx = c.dx.all
     for row in his.diagnoses:
         if row.visit_no not in enc_id:
@@ -182,6 +189,7 @@ def write_platform(c: ChunkState, e: ChunkEvents, his: HisRecords) -> None:
         )
         cond_keys.append(cid)
         cond_person.append(row.person)
+        cond_at.append(max(row.at, c.upload[row.visit_no]))
         c.out.link("condition->diagnosis", CONDITION, cid, DIAGNOSES, f"{row.visit_no}-{row.seq}")
 
     enc_lines = []
@@ -229,12 +237,14 @@ def write_platform(c: ChunkState, e: ChunkEvents, his: HisRecords) -> None:
         {"json": pa.array(enc_lines, pa.string())},
         c.persons(enc_person),
         np.array([enc_id[x[1]] for x in enc], str),
+        at=np.array([c.upload[x[1]] for x in enc], np.int64),
     )
     c.out.emit(
         CONDITION,
         {"json": pa.array(cond_lines, pa.string())},
         c.persons(np.array(cond_person, np.int64)),
         np.array(cond_keys, str),
+        at=np.array(cond_at, np.int64),
     )
 
     _procedures(c, e, enc_id, pid)
@@ -242,7 +252,9 @@ def write_platform(c: ChunkState, e: ChunkEvents, his: HisRecords) -> None:
     _medication_requests(c, his, enc_id, pid)
 
 
-def _patients(c: ChunkState, ident: Any, persons: NDArray[np.int64], pid: NDArray[np.str_]) -> None:
+def _patients(
+    c: ChunkState, ident: Any, persons: NDArray[np.int64], pid: NDArray[np.str_], at: NDArray[np.int64]
+) -> None:
     rates = c.config.integrated
     no_id = c.rng.random(len(persons)) < rates.platform_resident_id_missing
     c.out.eligible["platform_resident_id_missing"] += len(persons)
@@ -293,6 +305,7 @@ def _patients(c: ChunkState, ident: Any, persons: NDArray[np.int64], pid: NDArra
         {"json": pa.array(lines, pa.string())},
         c.persons(persons),
         pid[persons],
+        at=at,
         defects=[
             *c.identity_defects(
                 ident,
@@ -314,6 +327,7 @@ def _procedures(c: ChunkState, e: ChunkEvents, enc_id: dict[str, str], pid: NDAr
     lines: list[str] = []
     keys: list[str] = []
     person: list[int] = []
+    at: list[int] = []
     for s in e.stays:
         if s.serial not in enc_id:
             continue
@@ -343,12 +357,14 @@ def _procedures(c: ChunkState, e: ChunkEvents, enc_id: dict[str, str], pid: NDAr
             )
             keys.append(rid)
             person.append(s.person)
+            at.append(max(op.end, c.upload[s.serial]))
             c.out.link("procedure->procedure", PROCEDURE, rid, PROCEDURES, f"{s.serial}-{seq}")
     c.out.emit(
         PROCEDURE,
         {"json": pa.array(lines, pa.string())},
         c.persons(np.array(person, np.int64)),
         np.array(keys, str),
+        at=np.array(at, np.int64),
     )
 
 
@@ -359,6 +375,7 @@ def _observations(c: ChunkState, e: ChunkEvents, enc_id: dict[str, str], pid: ND
     lines: list[str] = []
     keys: list[str] = []
     person: list[int] = []
+    at: list[int] = []
     for i in range(len(lab.item_test)):
         t = tests[int(lab.item_test[i])]
         r = int(req[i])
@@ -420,11 +437,13 @@ def _observations(c: ChunkState, e: ChunkEvents, enc_id: dict[str, str], pid: ND
         )
         keys.append(rid)
         person.append(p)
+        at.append(max(int(lab.item_report[i]), c.upload[visit_no]))
     c.out.emit(
         OBSERVATION,
         {"json": pa.array(lines, pa.string())},
         c.persons(np.array(person, np.int64)),
         np.array(keys, str),
+        at=np.array(at, np.int64),
     )
 
 
@@ -435,6 +454,7 @@ def _medication_requests(
     lines: list[str] = []
     keys: list[str] = []
     person: list[int] = []
+    at: list[int] = []
     for m in his.medications:
         if m.visit_no not in enc_id:
             continue
@@ -474,6 +494,7 @@ def _medication_requests(
         )
         keys.append(rid)
         person.append(m.person)
+        at.append(max(m.start, c.upload[m.visit_no]))
         c.out.link(
             "medication_request->medication_order", MEDICATION_REQUEST, rid, MEDICATION_ORDERS, m.order_no
         )
@@ -482,4 +503,5 @@ def _medication_requests(
         {"json": pa.array(lines, pa.string())},
         c.persons(np.array(person, np.int64)),
         np.array(keys, str),
+        at=np.array(at, np.int64),
     )

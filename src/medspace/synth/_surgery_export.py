@@ -63,6 +63,9 @@ def write_surgery(c: ChunkState, stays: list[Stay]) -> None:
         keys,
         duplicate_rate=c.config.defects.duplicate_record,
         rng=c.rng,
+        at=np.array([op.end + 1800 for _, op, _ in rows], dtype=np.int64),
+        later=None if ident.later is None else {"PATIENT_NAME": ident.later.name[person]},
+        patient_key="SS_PATIENT_ID",
         defects=c.identity_defects(ident, person, {"name_typo": "PATIENT_NAME"}),
     )
     for k, (s, _, _) in enumerate(rows):
