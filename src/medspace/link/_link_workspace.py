@@ -37,6 +37,7 @@ from medspace.core import (
     refresh_catalog,
     replace_folder,
     small_table,
+    stage_lineage,
     write_parquet,
 )
 
@@ -45,6 +46,7 @@ from ._events import EventLinker
 from ._matching import match_records
 from ._persons import IDENTITY_FIELDS, identity_records, key_edges
 from ._quarantined import quarantined_parents
+from ._spec import load_match_spec
 from ._staged import StagedTables
 from ._visits import visit_index
 
@@ -111,6 +113,9 @@ def link_workspace(
     con = connect(engine)
     st = StagedTables(con, ws.stage("staging"))
     _check_linkable(st)
+    lineage = stage_lineage(
+        ws.root, "link", inputs=("staging",), specs={"match_spec": load_match_spec("person_cn")}
+    )
     report = progress or (lambda done, total: None)
     notes: list[str] = []
     persons = resolve_persons(st, notes=notes)
@@ -127,7 +132,7 @@ def link_workspace(
     linker = EventLinker(st, persons, index, quarantined_parents(st))
     linked = linker.all_events()
     report(3, 4)
-    with replace_folder(ws.stage("link")) as out:
+    with replace_folder(ws.stage("link"), lineage=lineage) as out:
         # the events go straight to their file (one copy fewer of every row); checks and counts read it
         write_parquet(
             con,
