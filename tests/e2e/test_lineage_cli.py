@@ -146,5 +146,7 @@ def test_kill_9_at_random_moments_leaves_every_stage_readable(tmp_path: Path) ->
     _check_readable(ws)
     pointed = {p.resolve() for p in [*(ws / s for s in STAGES), *(ws / "deid").iterdir()]}
     assert {p.resolve() for p in (ws / RUNS).iterdir()} == pointed  # leftovers removed, scratch gone
+    for stage in STAGES:
+        assert os.readlink(ws / stage).startswith(f"{RUNS}/{stage}-")
     hidden = [p.name for p in [*ws.iterdir(), *(ws / "deid").iterdir()] if p.name.startswith(".")]
     assert sorted(hidden) == [".lock", RUNS]

@@ -73,8 +73,11 @@ def _runs_for(target: Path) -> Path:
 
 
 def _label(target: Path, runs: Path) -> str:
+    """``cdm``, or ``deid-<profile>`` for a release: the target's place in the workspace, never where its
+    pointer points now."""
     try:
-        return "-".join(target.resolve().relative_to(runs.parent.resolve()).parts)
+        where = target.parent.resolve() / target.name
+        return "-".join(where.relative_to(runs.parent.resolve()).parts)
     except ValueError:
         return target.name
 

@@ -40,6 +40,7 @@ def test_the_output_is_a_pointer_into_runs_and_the_old_run_is_removed(tmp_path: 
         # while the new run is written, readers still see the old one, whole
         assert pq.read_table(target / "person.parquet").num_rows == 1
     assert pq.read_table(target / "person.parquet").num_rows == 2
+    assert first.name.startswith("cdm-") and second.name.startswith("cdm-")
     assert not first.exists()
     assert sorted(p.name for p in (tmp_path / RUNS).iterdir()) == [second.name]
 
