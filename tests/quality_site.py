@@ -12,7 +12,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from medspace.core import make_resident_id
+from medspace.core import make_resident_id, record_lineage, stage_lineage
 from medspace.link import link_workspace
 from staged_model import write_staging
 
@@ -390,6 +390,7 @@ def link_by_hand(workspace: Path, tables: Tables) -> Path:
     ]
     pq.write_table(pa.Table.from_pylist(visits), link / "visits.parquet")
     (link / "manifest.json").write_text("{}", encoding="utf-8")
+    record_lineage(link, stage_lineage(workspace, "link", inputs=("staging",)))
     return workspace
 
 

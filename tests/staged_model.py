@@ -15,6 +15,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from medspace.core import record_lineage, stage_lineage
 from medspace.sources import QUARANTINE, load_model
 
 
@@ -55,4 +56,6 @@ def write_staging(
         "systems": {},
     }
     (staging / "site.json").write_text(json.dumps(site), encoding="utf-8")
+    # a staging folder as `medspace ingest` leaves it: with its lineage, which link checks
+    record_lineage(staging, stage_lineage(workspace, "staging"))
     return staging

@@ -208,6 +208,15 @@ def _workspace(path: Path | None) -> Path:
     return path if path is not None else default_workspace()
 
 
+@contextmanager
+def _locked(workspace: Path, command: str) -> Iterator[None]:
+    """Hold the workspace's lock while a command writes to it (one command at a time per workspace)."""
+    from medspace.core import workspace_lock
+
+    with workspace_lock(workspace, command):
+        yield
+
+
 def _engine(name: str) -> EngineName:
     from medspace.core import ENGINES
 
@@ -428,7 +437,8 @@ def ingest(
 ) -> None:
     """Read a site's exports by its site mapping into the canonical tables; quarantine bad rows."""
     try:
-        _ingest(exports, _workspace(workspace), site, _share(max_quarantine), _console())
+        with _locked(ws := _workspace(workspace), "medspace ingest"):
+            _ingest(exports, ws, site, _share(max_quarantine), _console())
     except MedspaceError as exc:
         raise _fail(exc) from None
 
@@ -494,7 +504,8 @@ def link(
 ) -> None:
     """Link each person across systems and every record to its visit; report orphans."""
     try:
-        _link(_workspace(workspace), _engine(engine), _console(), truth)
+        with _locked(ws := _workspace(workspace), "medspace link"):
+            _link(ws, _engine(engine), _console(), truth)
     except MedspaceError as exc:
         raise _fail(exc) from None
 
@@ -547,7 +558,8 @@ def review_decide(
     from medspace.link import decide_review
 
     try:
-        entry = decide_review(_workspace(workspace), item, decision, reviewer=reviewer, note=note)
+        with _locked(ws := _workspace(workspace), "medspace review decide"):
+            entry = decide_review(ws, item, decision, reviewer=reviewer, note=note)
     except MedspaceError as exc:
         raise _fail(exc) from None
     _console().print(
@@ -568,7 +580,8 @@ def cdm(
 ) -> None:
     """Build the OMOP CDM v5.4 tables from the linked data (or import an existing OMOP CDM)."""
     try:
-        _cdm(_workspace(workspace), _engine(engine), from_omop, _console())
+        with _locked(ws := _workspace(workspace), "medspace cdm"):
+            _cdm(ws, _engine(engine), from_omop, _console())
     except MedspaceError as exc:
         raise _fail(exc) from None
 
@@ -583,7 +596,8 @@ def quality(
 ) -> None:
     """Check the data (DQD and cross-system), reconcile the KPIs, write the quality label and HTML report."""
     try:
-        _quality(_workspace(workspace), _engine(engine), overrides, _console())
+        with _locked(ws := _workspace(workspace), "medspace quality"):
+            _quality(ws, _engine(engine), overrides, _console())
     except MedspaceError as exc:
         raise _fail(exc) from None
 
@@ -605,11 +619,12 @@ def run(
     try:
         ws = _workspace(workspace)
         chosen = _engine(engine)
-        _ingest(exports, ws, site, _share(max_quarantine), out)
-        _link(ws, chosen, out)
-        _cdm(ws, chosen, None, out)
-        _quality(ws, chosen, None, out)
-        _deid(None, ws, profile, key_file, None, None, out)
+        with _locked(ws, "medspace run"):
+            _ingest(exports, ws, site, _share(max_quarantine), out)
+            _link(ws, chosen, out)
+            _cdm(ws, chosen, None, out)
+            _quality(ws, chosen, None, out)
+            _deid(None, ws, profile, key_file, None, None, out)
     except MedspaceError as exc:
         raise _fail(exc) from None
 
@@ -718,9 +733,42 @@ def deid(
         if plan:
             _deid_plan(source, _workspace(workspace), profile, _console())
             return
-        _deid(source, _workspace(workspace), profile, key_file, out, person_column, _console())
+        with _locked(ws := _workspace(workspace), "medspace deid"):
+            _deid(source, ws, profile, key_file, out, person_column, _console())
     except MedspaceError as exc:
         raise _fail(exc) from None
+
+
+@app.command()
+def status(
+    workspace: WorkspaceOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
+) -> None:
+    """Show each stage's output: its run, version, when it was built, and whether it is stale and why."""
+    import json
+
+    from medspace.core import workspace_status
+
+    ws = _workspace(workspace)
+    rows = workspace_status(ws)
+    out = _console()
+    if as_json:
+        typer.echo(json.dumps({"workspace": str(ws), "stages": [r.to_json() for r in rows]}, indent=2))
+        return
+    table = Table(title=f"status: {ws}")
+    for column in ("stage", "present", "run_id", "built_at", "version", "state"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        state = "-" if not r.present else f"STALE: {r.reason}" if r.stale else "current"
+        table.add_row(
+            r.stage,
+            "yes" if r.present else "no",
+            r.run_id or "-",
+            r.built_at or "-",
+            r.medspace_version or "-",
+            state,
+        )
+    out.print(table)
 
 
 # ------------------------------------------------------------------------------------- vocabularies
@@ -753,7 +801,10 @@ def vocab_load(
     out = _console()
     try:
         ws = _workspace(workspace)
-        with out.status(f"vocab: loading the vocabulary at {source}"):
+        with (
+            _locked(ws, "medspace vocab load"),
+            out.status(f"vocab: loading the vocabulary at {source}"),
+        ):
             report = load_vocabulary(source, ws, usagi=usagi, usagi_vocabulary_id=usagi_vocabulary)
     except MedspaceError as exc:
         raise _fail(exc) from None

@@ -27,6 +27,7 @@ from medspace.core import (
     materialise,
     refresh_catalog,
     replace_folder,
+    stage_lineage,
     write_parquet,
 )
 
@@ -182,12 +183,14 @@ def build_cdm(
                 f"the workspace has no {stage} output; run `medspace run` (or the stage) first",
                 file=str(ws.stage(stage)),
             )
+    # the vocabulary, when loaded, maps staged codes (`_concepts`): a CDM depends on it too
+    lineage = stage_lineage(ws.root, "cdm", inputs=("staging", "link"), optional=("vocab",))
     con = connect(engine)
     h = HospitalData(con, ws.root)
     built = build_tables(h)
     staged_rows = {t: int(con.execute(h.staged(t).count())) for t in model_schemas()}
     counts: dict[str, int] = {}
-    with replace_folder(ws.stage("cdm")) as out:
+    with replace_folder(ws.stage("cdm"), lineage=lineage) as out:
         for name, expr in built.tables.items():
             key = cdm_schema()[name].fields[0].name
             counts[name] = write_parquet(con, expr.order_by(key), out / f"{name}.parquet")

@@ -25,7 +25,14 @@ from pydantic import BaseModel, ConfigDict
 
 from medspace.cdm._duckdb import QUARANTINE_SCHEMA, DuckDbImporter, StagedTable
 from medspace.cdm._schema import CdmSchema, CdmTable, cdm_schema
-from medspace.core import InputError, Workspace, refresh_catalog, replace_folder
+from medspace.core import (
+    InputError,
+    Workspace,
+    refresh_catalog,
+    replace_folder,
+    scratch_folder,
+    stage_lineage,
+)
 
 #: The ``system`` written in quarantine records of an imported CDM.
 SYSTEM = "omop"
@@ -162,11 +169,12 @@ def import_omop(source: Path, workspace: Path) -> ImportReport:
         )
     schema = cdm_schema()
     target = Workspace(Path(workspace)).stage("cdm")
-    with tempfile.TemporaryDirectory(prefix="medspace-omop-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="omop-", dir=scratch_folder()) as scratch:
         scratch_dir = Path(scratch)
         with DuckDbImporter(temp_directory=scratch_dir / "duckdb") as importer:
             tables, skipped = _discover(source, schema, importer, scratch_dir)
-            with replace_folder(target) as out:
+            lineage = stage_lineage(Path(workspace), "cdm")
+            with replace_folder(target, lineage=lineage) as out:
                 results = _import_tables(importer, tables, out)
                 report = ImportReport(
                     source=source.name,

@@ -43,7 +43,14 @@ from medspace.cdm._vocabulary_duckdb import (
     stage_delimited,
     standard_targets,
 )
-from medspace.core import InputError, Workspace, refresh_catalog, replace_folder
+from medspace.core import (
+    InputError,
+    Workspace,
+    refresh_catalog,
+    replace_folder,
+    scratch_folder,
+    stage_lineage,
+)
 
 if TYPE_CHECKING:
     import ibis.expr.types as ir
@@ -195,7 +202,7 @@ def load_vocabulary(
         raise InputError("the vocabulary source does not exist; give a folder or a .zip", file=str(source))
     tables = vocabulary_tables()
     target = Workspace(Path(workspace)).stage(STAGE)
-    with tempfile.TemporaryDirectory(prefix="medspace-vocab-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="vocab-", dir=scratch_folder()) as scratch:
         scratch_dir = Path(scratch)
         files, skipped = _discover(source, tables, scratch_dir)
         if "concept" not in files:
@@ -205,7 +212,11 @@ def load_vocabulary(
                 file=source.name,
                 field="CONCEPT.csv",
             )
-        with DuckDbImporter(temp_directory=scratch_dir / "duckdb") as importer, replace_folder(target) as out:
+        lineage = stage_lineage(Path(workspace), STAGE, specs={"site_mappings": usagi})
+        with (
+            DuckDbImporter(temp_directory=scratch_dir / "duckdb") as importer,
+            replace_folder(target, lineage=lineage) as out,
+        ):
             quarantine: list[pa.RecordBatch] = []
             results = [_load_table(importer, t, files.get(t.name), out, quarantine) for t in tables]
             overlay = None

@@ -118,9 +118,39 @@ def small_table(con: BaseBackend, name: str, table: pa.Table) -> Any:
     return con.read_parquet(str(path), table_name=name)
 
 
+# Where this process's scratch folder goes: set by `workspace_lock` (the workspace's `.runs`), else None
+# for the system's temporary folder.
+_scratch_parent: list[Path] = []
+
+
+def scratch_in(folder: Path) -> None:
+    """Put this process's scratch folder (`scratch_folder`) in ``folder`` if it is not made yet.
+
+    `workspace_lock` points it at the workspace's ``.runs``: spilled rows are identifiable, and a scratch
+    folder there left by a killed process is removed by the next command (`clean_leftovers`), where one in
+    ``/tmp`` would stay until someone noticed it.
+    """
+    if _scratch.cache_info().currsize == 0:
+        _scratch_parent[:] = [Path(folder)]
+
+
+def scratch_folder() -> Path:
+    """This process's private scratch folder (``scratch-<pid>-*``), removed when the process exits.
+
+    Example:
+        >>> scratch_folder().is_dir()
+        True
+    """
+    return _scratch()
+
+
 @cache
 def _scratch() -> Path:
-    folder = Path(tempfile.mkdtemp(prefix="medspace-scratch-"))
+    if _scratch_parent:
+        _scratch_parent[0].mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix=f"scratch-{os.getpid()}-", dir=_scratch_parent[0]))
+    else:
+        folder = Path(tempfile.mkdtemp(prefix=f"medspace-scratch-{os.getpid()}-"))
     atexit.register(shutil.rmtree, folder, True)
     return folder
 

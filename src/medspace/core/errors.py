@@ -12,7 +12,14 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ConfigError", "InputError", "MedspaceError", "SpecError"]
+__all__ = [
+    "ConfigError",
+    "InputError",
+    "MedspaceError",
+    "SpecError",
+    "StaleInputError",
+    "WorkspaceBusyError",
+]
 
 
 class MedspaceError(Exception):
@@ -116,3 +123,26 @@ class ConfigError(MedspaceError, ValueError):
         >>> str(ConfigError("--patients must be at least 1"))
         '--patients must be at least 1'
     """
+
+
+class StaleInputError(InputError):
+    """A stage's inputs do not belong together: one was built from another run of a stage than the one in
+    the workspace now (or by an earlier medspace that recorded no lineage). The message names the stage to
+    re-run.
+
+    Example:
+        >>> str(StaleInputError("link was built from an earlier ingest; run `medspace link` again"))
+        'link was built from an earlier ingest; run `medspace link` again'
+    """
+
+
+class WorkspaceBusyError(MedspaceError):
+    """Another medspace command holds the workspace's lock; the message names it (pid, host, command).
+
+    Example:
+        >>> WorkspaceBusyError("the workspace is in use").exit_code
+        75
+    """
+
+    #: EX_TEMPFAIL of sysexits.h: try again later.
+    exit_code = 75

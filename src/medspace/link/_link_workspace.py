@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -42,6 +41,7 @@ from medspace.core import (
     materialise,
     refresh_catalog,
     replace_folder,
+    stage_lineage,
     write_parquet,
 )
 
@@ -134,9 +134,12 @@ def link_workspace(
     con = connect(engine)
     st = StagedTables(con, ws.stage("staging"))
     _check_linkable(st)
+    lineage = stage_lineage(
+        ws.root, "link", inputs=("staging",), specs={"match_spec": load_match_spec(MATCH_SPEC)}
+    )
     report = progress or (lambda done, total: None)
     registry = Registry(ws.root)
-    run_id = uuid.uuid4().hex[:12]
+    run_id = lineage.run_id  # the registry's history names the link run that changed it
     resolved = resolve_persons(st, registry, run_id)
     notes = resolved.placing.notes
     persons = resolved.persons
@@ -157,7 +160,7 @@ def link_workspace(
     # the registry first: a link folder never names person ids the registry has not recorded
     registry.write(con, resolved.registry_tables, resolved.history, review)
     open_items = sum(1 for r in review.to_pylist() if r["present"] and r["decision"] is None)
-    with replace_folder(ws.stage("link")) as out:
+    with replace_folder(ws.stage("link"), lineage=lineage) as out:
         # the events go straight to their file (one copy fewer of every row); checks and counts read it
         write_parquet(
             con,

@@ -17,7 +17,15 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from medspace.core import ConfigError, InputError, Workspace, refresh_catalog, replace_folder
+from medspace.core import (
+    ConfigError,
+    InputError,
+    Lineage,
+    Workspace,
+    refresh_catalog,
+    replace_folder,
+    stage_lineage,
+)
 from medspace.privacy._deidentify import Deidentified, deidentify_cdm, deidentify_table
 from medspace.privacy._keys import ProductKey
 from medspace.privacy._profile import ColumnPlan, DeidProfile, plan_columns
@@ -92,10 +100,11 @@ def deidentify_file(
     Returns:
         The release folder and the result.
     """
+    lineage = stage_lineage(Path(out).parent, Path(out).name, specs={"privacy_profile": profile})
     table = read_table(path)
     name = path.stem
     result = deidentify_table(table, profile, key, name=name, person_column=person_column)
-    _write(result, out)
+    _write(result, out, lineage)
     return Release(out, result)
 
 
@@ -107,10 +116,15 @@ def deidentify_workspace(
     Raises:
         InputError: If the workspace has no CDM yet.
     """
+    ws = Workspace(Path(workspace))
     tables = _cdm_tables(workspace)
+    # a release records the CDM it came from; the CDM's own inputs are checked along the chain
+    inside = out is None or ws.root.resolve() in Path(out).resolve().parents
+    stage = f"deid/{profile.name}" if out is None else Path(out).name
+    lineage = stage_lineage(ws.root, stage, inputs=("cdm",), specs={"privacy_profile": profile})
     result = deidentify_cdm(tables, profile, key, name=f"{workspace.name or 'workspace'} CDM")
-    folder = out if out is not None else Workspace(workspace).stage("deid") / profile.name
-    _write(result, folder)
+    folder = out if out is not None else ws.stage("deid") / profile.name
+    _write(result, folder, lineage, runs=ws.runs if inside else None)
     refresh_catalog(workspace)
     return Release(folder, result)
 
@@ -138,8 +152,8 @@ def _cdm_tables(workspace: Path) -> dict[str, pa.Table]:
     return {f.stem: pq.read_table(f) for f in files}
 
 
-def _write(result: Deidentified, folder: Path) -> None:
-    with replace_folder(folder) as tmp:
+def _write(result: Deidentified, folder: Path, lineage: Lineage, runs: Path | None = None) -> None:
+    with replace_folder(folder, lineage=lineage, runs=runs) as tmp:
         for name, table in result.tables.items():
             pq.write_table(table, tmp / f"{name}.parquet")
         result.report.write(tmp)

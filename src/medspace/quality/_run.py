@@ -28,6 +28,7 @@ from medspace.core import (
     Workspace,
     refresh_catalog,
     replace_folder,
+    stage_lineage,
 )
 
 from ._dqd_overrides import load_overrides
@@ -654,6 +655,9 @@ def run_quality(
         )
     if engine != "duckdb":
         raise ConfigError(f"the quality checks run on DuckDB only, not {engine!r}; use engine='duckdb'")
+    lineage = stage_lineage(
+        ws.root, "quality", inputs=("cdm",), optional=("link", "staging"), specs={"dqd_overrides": overrides}
+    )
     dqd = run_checks(ws.root, overrides=overrides, engine=engine)
     no_cross, no_kpis = _hospital_inputs(ws)
     cross = not_applicable_results(no_cross) if no_cross else cross_system_checks(ws.root)
@@ -664,7 +668,7 @@ def run_quality(
         else reconcile_kpis(ws.root, engine=engine, tolerance=tolerance)
     )
     coverage = mapping_coverage(ws.stage("cdm"))
-    with replace_folder(ws.stage("quality")) as out:
+    with replace_folder(ws.stage("quality"), lineage=lineage) as out:
         write_dqd_json(dqd, out / "dqd_results.json")
         write_cross_system(cross, out)
         (out / "kpis.json").write_text(kpis.to_json(), encoding="utf-8")

@@ -41,7 +41,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from medspace.core import InputError, Workspace, refresh_catalog, replace_folder
+from medspace.core import InputError, Workspace, refresh_catalog, replace_folder, stage_lineage
 from medspace.sources._convert import Converted, convert, schema
 from medspace.sources._maps import QUARANTINE, Quarantine, run_maps
 from medspace.sources._model import HospitalModel, load_model
@@ -158,7 +158,8 @@ def stage_site(
     done = 0
     target = Workspace(Path(workspace)).stage("staging")
     quarantine = Quarantine()
-    with replace_folder(target) as tmp:
+    lineage = stage_lineage(Path(workspace), "staging", specs={"site_mapping": site})
+    with replace_folder(target, lineage=lineage) as tmp:
         # Two tables at a time: Arrow's kernels release the GIL, so the second core works while the first
         # parses. The largest exports start first; results are taken in site order, so the output does not
         # depend on which table finished first.

@@ -10,7 +10,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from canonical_hospital import CanonicalWorkspace, at, day
+from canonical_hospital import CanonicalWorkspace, at, day, relineage
 from medspace.cdm import build_cdm, cdm_schema
 from medspace.cdm._hospital import model_schemas
 
@@ -375,6 +375,7 @@ def test_a_site_without_a_table_builds_the_rest(tmp_path: Path) -> None:
     ws = tiny_hospital().write(tmp_path)
     for table in ("lab_result", "imaging_exam", "transfer", "death", "settlement"):
         (ws / "staging" / f"{table}.parquet").unlink()
+    relineage(ws)
     report = build_cdm(ws)
     assert report.tables["measurement"] == 0
     assert report.tables["payer_plan_period"] == 0
