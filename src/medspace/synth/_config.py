@@ -57,7 +57,8 @@ class DefectRates(BaseModel):
         0.02,
         ge=0,
         le=1,
-        description="as-of export only: a name, birth date or resident ID typo the later export corrects",
+        description="as-of export only, per person, system and field (name, birth date, resident ID): a typo "
+        "the later export corrects",
     )
     newborn_parent_id: float = Field(
         0.0, ge=0, le=1, description="newborn registered in HIS under the mother's resident ID"

@@ -424,7 +424,7 @@ def _lab_results(c: ChunkState, e: ChunkEvents, patient_no: PatientNumber) -> No
         ]
     )[lab.item_test]
     keys = np.char.add(np.char.add(order_no[req], "-"), code)
-    c.out.emit(
+    position = c.out.emit(
         LAB_RESULTS,
         {
             "result_id": keys,
@@ -448,8 +448,11 @@ def _lab_results(c: ChunkState, e: ChunkEvents, patient_no: PatientNumber) -> No
         keys,
         at=lab.item_report,
     )
+    # an as-of export links only the orders it holds a result of (the link's key is the order, not a row's)
+    held = None if c.as_of is None else set(order_no[req][position != -2].tolist())
     for r in range(n_req):
-        c.out.link("lab_order->visit", LAB_RESULTS, str(order_no[r]), VISITS, str(lab.req_visit[r]))
+        if held is None or str(order_no[r]) in held:
+            c.out.link("lab_order->visit", LAB_RESULTS, str(order_no[r]), VISITS, str(lab.req_visit[r]))
 
 
 def _medication_orders(c: ChunkState, e: ChunkEvents, patient_no: PatientNumber, records: HisRecords) -> None:
