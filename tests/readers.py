@@ -42,3 +42,13 @@ def truth(hospital: Path, name: str) -> list[dict[str, Any]]:
 
 def manifest(hospital: Path) -> dict[str, Any]:
     return json.loads((hospital / "truth" / "manifest.json").read_text(encoding="utf-8"))
+
+
+def output_bytes(path: Path) -> bytes:
+    """A stage output file's bytes, for "the same bytes" comparisons: a manifest without its lineage
+    block, which names the run (its id and time) and so differs between any two runs by design."""
+    if path.name != "manifest.json":
+        return path.read_bytes()
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data.pop("lineage", None)
+    return (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8")

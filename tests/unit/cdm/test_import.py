@@ -189,7 +189,9 @@ def test_a_failed_import_leaves_the_previous_cdm_intact(tmp_path: Path) -> None:
         import_omop(bad, tmp_path / "ws")
     assert err.value.file == "bad/visit_occurrence.csv"
     assert (tmp_path / "ws" / "cdm" / "person.parquet").read_bytes() == before
-    assert sorted(p.name for p in (tmp_path / "ws").iterdir()) == ["cdm", "medspace.duckdb"]
+    assert sorted(p.name for p in (tmp_path / "ws").iterdir()) == [".runs", "cdm", "medspace.duckdb"]
+    # the failed run's folder is gone; only the run cdm points to is left
+    assert [p.resolve() for p in (tmp_path / "ws/.runs").iterdir()] == [(tmp_path / "ws/cdm").resolve()]
 
 
 @pytest.mark.parametrize(

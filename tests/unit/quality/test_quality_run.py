@@ -36,7 +36,7 @@ def test_writes_every_result_file(workspace: Path) -> None:
         "kpis.json",
         "mapping_coverage.json",
     ]
-    assert names == sorted([*expected, "label.json", "report.html"])
+    assert names == sorted([*expected, "label.json", "manifest.json", "report.html"])
 
 
 def test_label_scores_recomputed_from_the_written_results(workspace: Path) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from medspace.sources import _readers, _stage, stage_site
+from readers import output_bytes
 from site_cut import cut_site
 
 
@@ -61,7 +62,7 @@ def _staging(
     monkeypatch.setattr(_readers, "PIECE_BYTES", piece_bytes)
     stage_site(cut_site("his"), exports, tmp_path / name)
     folder = tmp_path / name / "staging"
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+    return {p.name: output_bytes(p) for p in sorted(folder.iterdir())}
 
 
 @pytest.mark.parametrize("damage", [_duplicates, _truncated, _cut_number, _stray_quote, _bad_values])

@@ -28,7 +28,7 @@ from medspace.sources import (
     read_site,
     stage_site,
 )
-from readers import read_csv, read_ndjson, read_xlsx, truth
+from readers import output_bytes, read_csv, read_ndjson, read_xlsx, truth
 
 
 @dataclass(frozen=True)
@@ -236,4 +236,4 @@ def test_rerunning_gives_byte_identical_output(staged: Staged, tmp_path: Path) -
     assert again.model_dump(exclude={"staging"}) == staged.report.model_dump(exclude={"staging"})
     for path in sorted(staged.staging.iterdir()):
         twin = tmp_path / "staging" / path.name
-        assert twin.read_bytes() == path.read_bytes(), path.name
+        assert output_bytes(twin) == output_bytes(path), path.name

@@ -42,7 +42,9 @@ def test_rerun_replaces_the_previous_hospital(tmp_path: Path) -> None:
     summary = generate_hospital(HospitalConfig(patients=300, seed=1), out)
     assert _digest(out) == first
     assert summary.rows == sum(f.rows for f in summary.files) > 0
-    assert [p.name for p in tmp_path.iterdir()] == ["h"]
+    # `h` points to the one run left in `.runs` beside it
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".runs", "h"]
+    assert [p.resolve() for p in (tmp_path / ".runs").iterdir()] == [out.resolve()]
 
 
 def test_a_failed_run_leaves_the_previous_hospital_intact(
@@ -66,7 +68,8 @@ def test_a_failed_run_leaves_the_previous_hospital_intact(
     with pytest.raises(OSError, match="disk full"):
         generate_hospital(HospitalConfig(patients=600, seed=9, chunk_patients=200), out)
     assert _digest(out) == before
-    assert [p.name for p in tmp_path.iterdir()] == ["h"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".runs", "h"]
+    assert [p.resolve() for p in (tmp_path / ".runs").iterdir()] == [out.resolve()]
 
 
 def test_refuses_to_replace_a_folder_it_did_not_write(tmp_path: Path) -> None:
