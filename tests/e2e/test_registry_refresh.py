@@ -73,7 +73,8 @@ def _persons(ws: Path) -> dict[str, str]:
 
 
 def _pseudonyms(ws: Path) -> set[int]:
-    (person,) = (ws / "deid").rglob("person.parquet")
+    # each release is a pointer (a symlink) to its run folder, which rglob would not follow
+    (person,) = [p for release in (ws / "deid").iterdir() if (p := release / "person.parquet").exists()]
     return set(pq.read_table(person, columns=["person_id"]).column("person_id").to_pylist())
 
 
