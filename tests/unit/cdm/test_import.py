@@ -13,6 +13,7 @@ import pytest
 
 from medspace.cdm import QUARANTINE_SCHEMA, ImportReport, cdm_schema, import_omop
 from medspace.core import InputError
+from readers import output_bytes
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +128,7 @@ def test_reimport_is_byte_identical(
     names = sorted(p.name for p in (first / "cdm").iterdir())
     assert names == sorted(p.name for p in (tmp_path / "cdm").iterdir())
     for name in names:
-        assert (first / "cdm" / name).read_bytes() == (tmp_path / "cdm" / name).read_bytes(), name
+        assert output_bytes(first / "cdm" / name) == output_bytes(tmp_path / "cdm" / name), name
 
 
 def write(folder: Path, name: str, text: str) -> Path:
