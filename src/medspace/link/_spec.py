@@ -260,7 +260,7 @@ def load_match_spec(name_or_path: str | Path) -> MatchSpec:
 
     Example:
         >>> load_match_spec("person_cn").threshold_probability
-        0.5
+        0.95
     """
     if isinstance(name_or_path, Path) or name_or_path.endswith((".yaml", ".yml")):
         path = Path(name_or_path)
