@@ -112,13 +112,17 @@ def evidence_digest(evidence: str | None) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def in_force(decision: ReviewDecision | None, evidence: str | None) -> ReviewDecision | None:
+    """The decision, if it was made on this very evidence; else None (the item is open again)."""
+    if decision is not None and decision.evidence_sha256 == evidence_digest(evidence):
+        return decision
+    return None
+
+
 def linked_by_reviewer(decision: ReviewDecision | None, evidence: str | None) -> bool:
     """Whether a reviewer decided, on this very evidence, that the records are one person."""
-    return (
-        decision is not None
-        and decision.decision == "link"
-        and decision.evidence_sha256 == evidence_digest(evidence)
-    )
+    found = in_force(decision, evidence)
+    return found is not None and found.decision == "link"
 
 
 class Registry:
@@ -346,11 +350,10 @@ class Registry:
             )
         rows += [{**gone, "present": False} for gone in earlier.values()]
         for row in rows:
-            decision = decided.get(row["item_id"])
-            bound = decision is not None and decision.evidence_sha256 == evidence_digest(row["evidence"])
-            row["decision"] = decision.decision if bound and decision else None
-            row["decided_by"] = decision.reviewer if bound and decision else None
-            row["decided_at"] = decision.at if bound and decision else None
+            decision = in_force(decided.get(row["item_id"]), row["evidence"])
+            row["decision"] = decision.decision if decision else None
+            row["decided_by"] = decision.reviewer if decision else None
+            row["decided_at"] = decision.at if decision else None
         rows.sort(key=lambda r: (not r["present"], r["kind"], r["item_id"]))
         return pa.Table.from_pylist(rows, schema=REVIEW_SCHEMA)
 
@@ -387,8 +390,8 @@ def review_queue(workspace: Path, *, include_gone: bool = False) -> pa.Table:
     decided = registry.decisions()
     rows = []
     for row in queue:
-        decision = decided.get(row["item_id"])
-        if decision is not None and decision.evidence_sha256 == evidence_digest(row["evidence"]):
+        decision = in_force(decided.get(row["item_id"]), row["evidence"])
+        if decision is not None:
             row.update(decision=decision.decision, decided_by=decision.reviewer, decided_at=decision.at)
         if row["present"] or include_gone:
             rows.append(row)
