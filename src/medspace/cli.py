@@ -349,9 +349,10 @@ def _link(workspace: Path, engine: EngineName, out: Console, truth: Path | None 
             f"{sc.merged_persons:,} merged, {sc.phantom_persons:,} phantom persons ({sc.phantom_share:.3%})",
             markup=False,
         )
-    if report.held_keys or report.review_open:
+    if report.held_keys or report.held_records or report.review_open:
         out.print(
-            f"{report.held_keys:,} keys held back from linking (their records conflict); "
+            f"{report.held_keys:,} keys held back from linking (their records conflict), "
+            f"{report.held_records:,} patient records held whole (their own rows are different people); "
             f"{report.review_open:,} review items open: `medspace review list`",
             markup=False,
         )

@@ -9,8 +9,14 @@ records than one patient could have across the hospital's systems is a placehold
 ward number). Such keys are **held**: their edges are left out of the graph, and each becomes an item of the
 review queue with its evidence. A reviewer's ``link`` decision (persisted by the registry) lets it link again.
 
-Only keys whose records differ in some identity value are compared, and those are few (typos and conflicts),
-so the pairs are compared in Python on a small table on both engines.
+A record can hold two people itself: a system whose patient key is another system's number (discharge
+records keyed by the inpatient number) writes a reused number's rows under one key. The record's own patient
+rows are then compared the same way; a record whose rows disagree is an **overlay** (the master patient
+index's term): it is held whole, linked to nobody and none of its rows attached to a visit, until a reviewer
+decides.
+
+Only keys and records whose rows differ in some identity value are compared, and those are few (typos and
+conflicts), so the pairs are compared in Python on a small table on both engines.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ from medspace.core import small_table
 PLACEHOLDER_RECORDS = 50
 #: Birth dates further apart than this (and more than one digit apart) are different people.
 BIRTH_DATE_DAYS = 31
+#: The rules of a record held whole because its own rows are different people.
+OVERLAY_RULE = "held for review: the record's own rows are different people (an overlay)"
 #: Pairs kept as evidence per item (the count of conflicting pairs is always complete).
 EVIDENCE_PAIRS = 5
 
@@ -114,13 +122,47 @@ def key_conflicts(records: Any, edges: Any) -> pa.Table:
     items = [_placeholder_item(row["b"], int(row["records"])) for row in placeholders]
     for key, group in itertools.groupby(rows, key=lambda r: str(r["b"])):
         found = [_Identity(r["record_id"], r["sex"], r["birth_date"], r["name"]) for r in group]
-        item = _conflict_item(key, found)
+        item = _conflict_item("key", key, f"{_key_kind(key)} shared by records that disagree", found)
         if item is not None:
             items.append(item)
     return pa.Table.from_pylist(items, schema=CONFLICT_SCHEMA)
 
 
-def _conflict_item(key: str, found: list[_Identity]) -> dict[str, Any] | None:
+def record_conflicts(patients: Any) -> pa.Table:
+    """The identity records whose own patient rows are different people (overlays), one review item each.
+
+    Args:
+        patients: the staged ``patient`` rows (``system``, ``patient_key``, identity fields, lineage).
+
+    Returns:
+        Items of `CONFLICT_SCHEMA`, kind ``record_conflict``, ``key`` the record id; ``record_a`` and
+        ``record_b`` name the first disagreeing rows as ``file#row``.
+    """
+    p = patients.filter(patients.patient_key.notnull())
+    varied = p.group_by(["system", "patient_key"]).aggregate(
+        sexes=p.sex.nunique(), births=p.birth_date.nunique(), names=p.name.nunique()
+    )
+    varied = varied.filter((varied.sexes > 1) | (varied.births > 1) | (varied.names > 1))
+    rows = p.join(varied.select("system", "patient_key"), ["system", "patient_key"])
+    rows = rows.select(
+        record=rows.system + ":" + rows.patient_key,
+        row=rows._source_file + "#" + rows._source_row.cast("string"),
+        sex=rows.sex,
+        birth_date=rows.birth_date,
+        name=rows.name,
+    )
+    items = []
+    for record, group in itertools.groupby(
+        rows.order_by(["record", "row"]).to_pyarrow().to_pylist(), key=lambda r: str(r["record"])
+    ):
+        found = [_Identity(r["row"], r["sex"], r["birth_date"], r["name"]) for r in group]
+        item = _conflict_item("record", record, "patient record whose rows disagree", found)
+        if item is not None:
+            items.append(item)
+    return pa.Table.from_pylist(items, schema=CONFLICT_SCHEMA)
+
+
+def _conflict_item(kind: str, subject: str, what: str, found: list[_Identity]) -> dict[str, Any] | None:
     conflicting = []
     for a, b in itertools.combinations(found, 2):
         why = disagreements(a, b)
@@ -138,10 +180,10 @@ def _conflict_item(key: str, found: list[_Identity]) -> dict[str, Any] | None:
     }
     first_a, first_b, _ = conflicting[0]
     return {
-        "item_id": item_id("key", key),
-        "kind": "key_conflict",
-        "key": key,
-        "rule": f"{_key_kind(key)} shared by records that disagree: {', '.join(reasons)}",
+        "item_id": item_id(kind, subject),
+        "kind": f"{kind}_conflict",
+        "key": subject,
+        "rule": f"{what}: {', '.join(reasons)}",
         "record_a": first_a,
         "record_b": first_b,
         "match_probability": None,
@@ -174,9 +216,19 @@ def _key_kind(key: str) -> str:
     }.get(prefix, prefix)
 
 
-def without_held_keys(con: Any, edges: Any, held: list[str]) -> Any:
-    """The edges minus those through held key nodes."""
-    if not held:
-        return edges
-    keys = small_table(con, "link_held_keys", pa.table({"held_key": pa.array(held, pa.string())}))
-    return edges.anti_join(keys, edges.b == keys.held_key)
+def without_held(con: Any, edges: Any, keys: list[str], records: Any | None) -> Any:
+    """The edges minus those through held key nodes and those of held (overlaid) ``records``
+    (a `held_records_table`, or None)."""
+    if keys:
+        held = small_table(con, "link_held_keys", pa.table({"held_key": pa.array(keys, pa.string())}))
+        edges = edges.anti_join(held, edges.b == held.held_key)
+    if records is not None:
+        edges = edges.anti_join(records, edges.a == records.held_record)
+    return edges
+
+
+def held_records_table(con: Any, records: list[str]) -> Any | None:
+    """The held records as a small table (``held_record``), or None when there are none."""
+    if not records:
+        return None
+    return small_table(con, "link_held_records", pa.table({"held_record": pa.array(records, pa.string())}))

@@ -30,6 +30,7 @@ import ibis
 
 from medspace.core import forget, materialise
 
+from ._conflicts import OVERLAY_RULE
 from ._persons import record_id
 from ._staged import StagedTables
 from ._visits import STAY_TYPES, VisitIndex, stay_label
@@ -87,6 +88,7 @@ UNIFORM_COLUMNS = (
     "_stay",
     "_has_enc",
     "row_person",
+    "row_held",
 )
 
 
@@ -105,6 +107,23 @@ def event_order(tables: tuple[str, ...]) -> list[str]:
     for table in tables:
         visit(table)
     return done
+
+
+#: Why a row is kept from the visit its reference found: the visit is another person's.
+ANOTHER_PERSONS_VISIT = (
+    "its visit reference leads to another person's visit (through a key held for review); linked to its "
+    "own patient without a visit"
+)
+
+
+def _another_persons(visit_person: Any, row_person: Any) -> Any:
+    """Whether the visit a row's reference found belongs to another person than the row's own patient.
+
+    Keys link a row's patient record with the records of its visit, so the two agree unless a key was held
+    for review (a reused inpatient number): then the number leads to its owner's stay, and the row stays
+    with its own patient rather than move into the owner's history.
+    """
+    return (visit_person.notnull() & row_person.notnull() & (visit_person != row_person)).fill_null(False)
 
 
 def _within(visit_type: Any, start: Any, end: Any, at: Any) -> Any:
@@ -133,7 +152,9 @@ class EventLinker:
         self.con = st.con
         self.index = index
         self.quarantined = quarantined
-        self.who = persons.select(_rid=persons.record_id, row_person=persons.person_id)
+        self.who = persons.select(
+            _rid=persons.record_id, row_person=persons.person_id, row_held=persons.rules == OVERLAY_RULE
+        )
         v = index.visits
         self.visits = v.select(
             vid=v.visit_id,
@@ -549,9 +570,15 @@ class EventLinker:
     def _visit_person(self, t: Any) -> Any:
         vp = self.visits.select(vp_id="vid", vp_person="vperson")
         t = t.left_join(vp, t._visit == vp.vp_id)
-        return t.mutate(_person=ibis.coalesce(t.vp_person, t._pperson, t.row_person)).drop(
-            "vp_id", "vp_person"
-        )
+        other = _another_persons(t.vp_person, t.row_person)
+        return t.mutate(
+            _person=ibis.cases(
+                (other, t.row_person), else_=ibis.coalesce(t.vp_person, t._pperson, t.row_person)
+            ),
+            _visit=ibis.cases((other, ibis.null("string")), else_=t._visit),
+            _status=ibis.cases((other, ibis.literal("relinked")), else_=t._status),
+            _reason=ibis.cases((other, ibis.literal(ANOTHER_PERSONS_VISIT)), else_=t._reason),
+        ).drop("vp_id", "vp_person")
 
     def _encounter_events(self, t: Any) -> Any:
         r = self.index.rows.select(e_sys="system", e_key="record_key", e_visit="visit_id")
@@ -561,14 +588,18 @@ class EventLinker:
         t = t.left_join(v, t.e_visit == v.ev_id).drop("ev_id")
         sub = t.parent_visit_serial.notnull()
         lost = sub & t.ev_parent.isnull()
-        person = ibis.coalesce(t.ev_person, t.row_person)
+        other = _another_persons(t.ev_person, t.row_person)
+        person = ibis.cases((other, t.row_person), else_=ibis.coalesce(t.ev_person, t.row_person))
         t = t.mutate(
-            _visit=t.e_visit,
+            _visit=ibis.cases((other, ibis.null("string")), else_=t.e_visit),
             _person=person,
-            _status=ibis.cases((person.isnull(), "orphan"), (lost, "recovered"), else_="linked"),
+            _status=ibis.cases(
+                (person.isnull(), "orphan"), (other, "relinked"), (lost, "recovered"), else_="linked"
+            ),
             _missing=lost,
             _reason=ibis.cases(
                 (person.isnull(), "the encounter names no patient known to any identity record"),
+                (other, ANOTHER_PERSONS_VISIT),
                 (lost, "its parent stay is not in any encounter export; kept as a visit of its own"),
                 (t.recalled.fill_null(False), "a recalled discharge's continuation row: part of its stay"),
                 else_="the encounter row is (part of) the visit",
@@ -613,7 +644,13 @@ class EventLinker:
 
     @staticmethod
     def _rows(t: Any, person: Any, visit: Any, status: Any, missing: Any, reason: Any) -> Any:
-        """The rows of ``events.parquet`` for staged rows."""
+        """The rows of ``events.parquet`` for staged rows; a row of an overlay held for review is an orphan
+        with no person and no visit, whatever its keys found (they may be another person's)."""
+        held = t.row_held.fill_null(False)
+        person = ibis.cases((held, ibis.null("string")), else_=person)
+        visit = ibis.cases((held, ibis.null("string")), else_=visit)
+        status = ibis.cases((held, ibis.literal("orphan")), else_=status)
+        reason = ibis.cases((held, ibis.literal(OVERLAY_RULE)), else_=reason)
         return t.select(
             table=t._table,
             system=t.system,

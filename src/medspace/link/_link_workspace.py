@@ -46,7 +46,7 @@ from medspace.core import (
 )
 
 from ._components import connected_components
-from ._conflicts import key_conflicts, without_held_keys
+from ._conflicts import OVERLAY_RULE, held_records_table, key_conflicts, record_conflicts, without_held
 from ._events import EventLinker
 from ._persons import identity_records, key_edges
 from ._placing import Placing, place_loose_records
@@ -100,6 +100,8 @@ class LinkReport:
     registry: RegistryChanges | None = None
     #: keys left out of linking because their records conflict (and no reviewer linked them)
     held_keys: int = 0
+    #: identity records held whole because their own rows are different people (overlays)
+    held_records: int = 0
     #: review items waiting for a decision
     review_open: int = 0
     #: person-level scores against a labelled truth, when one was given
@@ -151,7 +153,7 @@ def link_workspace(
             file=str(st.staging),
         )
     report(1, 4)
-    index = visit_index(st, persons)
+    index = visit_index(st, persons, resolved.held_records)
     report(2, 4)
     linker = EventLinker(st, persons, index, quarantined_parents(st))
     linked = linker.all_events()
@@ -196,6 +198,7 @@ def link_workspace(
             "probabilistic_notes": notes,
             "registry": {**asdict(resolved.changes), "history_events": resolved.history.num_rows},
             "held_keys": resolved.held_keys,
+            "held_records": len(resolved.overlays),
             "review": {"items": review.num_rows, "open": open_items},
         }
         if scores is not None:
@@ -219,6 +222,7 @@ def link_workspace(
         tuple(notes),
         registry=resolved.changes,
         held_keys=resolved.held_keys,
+        held_records=len(resolved.overlays),
         review_open=open_items,
         scores=scores,
     )
@@ -265,6 +269,10 @@ class ResolvedPersons:
     review: pa.Table  # this run's review items (CONFLICT_SCHEMA): key conflicts, doubtful pairs
     held_keys: int
     placing: Placing
+    #: identity records whose rows are different people, held whole for review (no person, no visit)
+    overlays: list[str] = field(default_factory=list)
+    #: the same as a small table (``held_record``), or None
+    held_records: Any | None = None
 
 
 def resolve_persons(
@@ -295,13 +303,18 @@ def resolve_persons(
     records = materialise(con, found, "link_records")
     edges = materialise(con, key_edges(st, records), "link_key_edges")
     conflicts = key_conflicts(records, edges)
+    if st.rows("patient"):
+        conflicts = pa.concat_tables([conflicts, record_conflicts(st.table("patient"))])
     decided = registry.decisions()
-    held = [
-        item["key"]
+    held_items = [
+        item
         for item in conflicts.to_pylist()
         if not linked_by_reviewer(decided.get(item["item_id"]), item["evidence"])
     ]
-    edges = materialise(con, without_held_keys(con, edges, held), "link_kept_edges")
+    held = [i["key"] for i in held_items if i["kind"] == "key_conflict"]
+    overlays = sorted(i["key"] for i in held_items if i["kind"] == "record_conflict")
+    held_records = held_records_table(con, overlays)
+    edges = materialise(con, without_held(con, edges, held, held_records), "link_kept_edges")
     nodes = ibis.union(
         records.select(node=records.record_id),
         edges.select(node=edges.a),
@@ -309,8 +322,12 @@ def resolve_persons(
         distinct=True,
     )
     components = connected_components(con, nodes, edges, name="link_key_cc")
+    # an overlay is nobody's until reviewed: not placed, not given a person
+    placeable = records
+    if held_records is not None:
+        placeable = records.anti_join(held_records, records.record_id == held_records.held_record)
     placing = place_loose_records(
-        st, records, components, spec if spec is not None else load_match_spec(MATCH_SPEC), decided
+        st, placeable, components, spec if spec is not None else load_match_spec(MATCH_SPEC), decided
     )
     extra = placing.edges
     if extra is not None:
@@ -318,14 +335,15 @@ def resolve_persons(
             con, ibis.union(edges, extra.select("a", "b", "rule"), distinct=True), "link_all_edges"
         )
         components = connected_components(con, nodes, edges, name="link_all_cc")
-    of_records = records.join(components, records.record_id == components.node)
+    of_records = placeable.join(components, placeable.record_id == components.node)
     of_records = of_records.select(
         "record_id", "component", anchored=of_records.system == ibis.literal(st.site.patient_index or "")
     )
     assigned, changes, history, tables = registry.assign(con, of_records, run_id)
     rules = edges.select("a", "rule").distinct()
     rules = rules.group_by("a").aggregate(rules=rules.rule.collect(distinct=True).sort().join(", "))
-    out = records.join(assigned, "record_id").left_join(rules, records.record_id == rules.a)
+    out = records.left_join(assigned, "record_id").left_join(rules, records.record_id == rules.a)
+    out = out.drop("record_id_right")
     if extra is not None:
         best = extra.mutate(
             rank=ibis.row_number().over(group_by=extra.a, order_by=ibis.desc(extra.match_probability))
@@ -342,13 +360,18 @@ def resolve_persons(
         system=out.system,
         patient_key=out.patient_key,
         person_id=out.person_id,
-        rules=ibis.coalesce(out.rules, ibis.literal("none: no key shared with another record")),
+        rules=ibis.cases(
+            (out.person_id.isnull(), ibis.literal(OVERLAY_RULE)),
+            else_=ibis.coalesce(out.rules, ibis.literal("none: no key shared with another record")),
+        ),
         match_probability=out.match_probability.cast("float64"),
         explanation=out.explanation.cast("string"),
     )
     persons = materialise(con, persons, "link_persons")
     review = pa.concat_tables([conflicts, placing.review])
-    return ResolvedPersons(persons, changes, history, tables, review, len(held), placing)
+    return ResolvedPersons(
+        persons, changes, history, tables, review, len(held), placing, overlays, held_records
+    )
 
 
 def status_counts(report: LinkReport) -> Counter[str]:

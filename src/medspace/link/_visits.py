@@ -58,7 +58,7 @@ class VisitIndex:
 
     Attributes:
         visits: one row per visit (the columns of ``visits.parquet``).
-        rows: one row per encounter row: system, record_key, visit_id, row_person.
+        rows: one row per encounter row: system, record_key, visit_id, person_id, whether ``foreign``.
         serials: visit serial -> visit_id, with the system that recorded the serial.
         stays: (inpatient_no, admission_count) -> visit_id, with the system that recorded it.
         systems: the systems that export encounters (their rows need their own system's encounter).
@@ -79,12 +79,43 @@ def stay_label(ino: Any, count: Any, per_admission: bool) -> Any:
     return with_count
 
 
-def visit_index(st: StagedTables, persons: Any) -> VisitIndex:
-    """Group the staged encounter rows into visits and give each visit its attributes and person."""
+def _without_foreign_rows(g: Any, patient_index: str | None) -> Any:
+    """Rows grouped with another person's visit become visits of their own (``foreign``).
+
+    Rows sharing a serial or an inpatient number and admission count are one person's, since the same keys
+    link their patient records; they differ only when a key was held for review (a reused inpatient number
+    on another patient's discharge record). The visit is then the person's whose row the patient index
+    holds (else the first row's by precedence), and the other person's row is a visit of its own, known by
+    its row, rather than part of someone else's stay.
+    """
+    known = g.filter(g.person_id.notnull())
+    index_first = ibis.cases((known.system == ibis.literal(patient_index or ""), 0), else_=1)
+    known = known.mutate(
+        pick=ibis.row_number().over(
+            group_by=known.component,
+            order_by=[index_first, known.prec, known.start_at, known.system, known.record_key],
+        )
+    )
+    owner = known.filter(known.pick == 0).select(o_component="component", o_person="person_id")
+    g = g.left_join(owner, g.component == owner.o_component).drop("o_component")
+    foreign = (g.person_id.notnull() & g.o_person.notnull() & (g.person_id != g.o_person)).fill_null(False)
+    return g.mutate(
+        component=ibis.cases((foreign, "foreign|" + g.node), else_=g.component), foreign=foreign
+    ).drop("o_person")
+
+
+def visit_index(st: StagedTables, persons: Any, held_records: Any | None = None) -> VisitIndex:
+    """Group the staged encounter rows into visits and give each visit its attributes and person.
+
+    The encounter rows of ``held_records`` (overlays held for review, a table of ``held_record``) are in no
+    visit: they may be another person's stay under a reused number.
+    """
     con = st.con
     site = st.site
     per_admission = st.per_admission
     e = st.table("encounter")
+    if held_records is not None:
+        e = e.anti_join(held_records, record_id(e.system, e.patient_key) == held_records.held_record)
     who = persons.select(identity=persons.record_id, person_id=persons.person_id)
     rank = ibis.cases(
         *((e.system == s, i) for i, s in enumerate(site.precedence)), else_=len(site.precedence)
@@ -112,11 +143,14 @@ def visit_index(st: StagedTables, persons: Any) -> VisitIndex:
     nodes = ibis.union(e.select(node=e.node), edges.select(node=edges.b), distinct=True)
     groups = connected_components(con, nodes, edges, name="link_visit_cc")
     g = e.join(groups, "node")  # key nodes drop out here
+    g = _without_foreign_rows(g, site.patient_index)
     order = [g.prec, g.recalled_row.cast("int8"), g.start_at, g.system, g.record_key]
     g = g.mutate(pos=ibis.row_number().over(group_by=g.component, order_by=order))
     g = g.mutate(
-        id_serial=ibis.cases((own_serial, g.visit_serial), else_=ibis.null("string")),
-        id_stay=ibis.cases((~g.sub & g.stay.notnull(), "stay:" + g.stay), else_=ibis.null("string")),
+        id_serial=ibis.cases((own_serial & ~g.foreign, g.visit_serial), else_=ibis.null("string")),
+        id_stay=ibis.cases(
+            (~g.sub & ~g.foreign & g.stay.notnull(), "stay:" + g.stay), else_=ibis.null("string")
+        ),
         id_row=g.system + ":" + g.record_key,
         end_recalled=ibis.cases((g.recalled_row, g.end_at), else_=ibis.null("timestamp")),
     )
@@ -145,10 +179,12 @@ def visit_index(st: StagedTables, persons: Any) -> VisitIndex:
     agg = materialise(con, agg, "link_visit_groups")
 
     rows = g.join(agg.select("component", "visit_id"), "component").select(
-        "system", "record_key", "visit_id", "person_id", "sub", "visit_serial", "stay"
+        "system", "record_key", "visit_id", "person_id", "sub", "visit_serial", "stay", "foreign"
     )
     rows = materialise(con, rows, "link_encounter_visits")
-    serials = rows.filter(rows.visit_serial.notnull()).select("visit_serial", "visit_id", "system", "sub")
+    # a foreign row's serial and stay are its owner's: references to them lead to the owner's visit
+    own = rows.filter(~rows.foreign)
+    serials = own.filter(own.visit_serial.notnull()).select("visit_serial", "visit_id", "system", "sub")
     # a serial recorded by a stay and by a sub-encounter leads to the stay
     serials = serials.mutate(
         pick=ibis.row_number().over(group_by=serials.visit_serial, order_by=[serials.sub.cast("int8")])
@@ -156,7 +192,7 @@ def visit_index(st: StagedTables, persons: Any) -> VisitIndex:
     first_visit = serials.filter(serials.pick == 0).select(serial="visit_serial", serial_visit="visit_id")
     serials = serials.select(serial="visit_serial", system="system").distinct()
     serials = materialise(con, serials.join(first_visit, "serial"), "link_serials")
-    stays = rows.filter(~rows.sub & rows.stay.notnull()).select(
+    stays = own.filter(~own.sub & own.stay.notnull()).select(
         stay="stay", stay_visit="visit_id", system="system"
     )
     stays = materialise(con, stays.distinct(), "link_stays")

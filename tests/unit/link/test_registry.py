@@ -289,3 +289,37 @@ def test_spark_keeps_the_same_registry_as_duckdb(tmp_path: Path) -> None:
             row.pop("created_run")
     assert spark == duck
     assert duck[2] and duck[3]  # the third export merged two persons and held a key
+
+
+def test_a_record_whose_own_rows_are_two_people_is_held_whole_until_a_reviewer_decides(
+    tmp_path: Path,
+) -> None:
+    # one EMR key with two people's rows (a reused number that is the system's own patient key)
+    rows = [
+        {**_patient("E7", "张三", "M", dt.date(1960, 5, 1), RID_1, system="emr"), "record_key": "E7-1"},
+        {**_patient("E7", "李四", "F", dt.date(1971, 3, 9), RID_2, system="emr"), "record_key": "E7-2"},
+    ]
+    tables = _hospital(*rows)
+    persons = _link(tmp_path, tables)
+    assert persons["his:H2"] != persons["his:H5"]  # the overlay joins nobody
+    assert persons["emr:E7"] is None
+    (item,) = [i for i in review_queue(tmp_path).to_pylist() if i["kind"] == "record_conflict"]
+    assert item["key"] == "emr:E7" and "sex differs" in item["rule"] and "name differs" in item["rule"]
+    assert json.loads(item["evidence"])["records"] == 2  # the record's two rows, each named file#row
+    events = pq.read_table(tmp_path / "link" / "events.parquet").to_pylist()
+    held = [e for e in events if e["system"] == "emr" and e["record_key"] in ("E7-1", "E7-2")]
+    assert len(held) == 2
+    assert all(e["person_id"] is None and e["status"] == "orphan" and "overlay" in e["reason"] for e in held)
+    manifest = json.loads((tmp_path / "link" / "manifest.json").read_text())
+    assert manifest["held_records"] == 1
+    # rows that differ by a typo only are one person's, not an overlay
+    typo = [dict(rows[0]), {**rows[0], "record_key": "E7-2", "name": "张山"}]
+    assert _link(tmp_path, _hospital(*typo))["emr:E7"] == persons["his:H2"]
+    # the reviewer says the two rows are one person: the record is released (and its keys checked as any
+    # record's), on every later run
+    persons = _link(tmp_path, tables)
+    decide_review(tmp_path, item["item_id"], "link", reviewer="dr-wu")
+    for _ in range(2):
+        persons = _link(tmp_path, tables)
+        assert persons["emr:E7"] is not None
+        assert json.loads((tmp_path / "link" / "manifest.json").read_text())["held_records"] == 0
