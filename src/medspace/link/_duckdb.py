@@ -167,9 +167,10 @@ def source_tables(
 def training_sample(con: duckdb.DuckDBPyConnection, max_records: int) -> str:
     """The records training sees: all of them, or a uniform sample of ``max_records`` by a hash of the
     record id (the same records on every run)."""
-    row = con.execute(f"SELECT COUNT(*) FROM {INPUT_TABLE}").fetchone()
-    assert row is not None
-    if int(row[0]) <= max_records:
+    # fetchall, not fetchone: DuckDB 2 keeps a result fetched short of its end open, and refuses splink's
+    # next query on the connection while it is (reached when one source goes straight to splink).
+    (count,) = con.execute(f"SELECT COUNT(*) FROM {INPUT_TABLE}").fetchall()[0]
+    if int(count) <= max_records:
         return INPUT_TABLE
     name = "__medspace_link_training"
     con.execute(

