@@ -152,8 +152,9 @@ class EventLinker:
         self.con = st.con
         self.index = index
         self.quarantined = quarantined
+        # a record without a person is an overlay held for review (see `_conflicts`)
         self.who = persons.select(
-            _rid=persons.record_id, row_person=persons.person_id, row_held=persons.rules == OVERLAY_RULE
+            _rid=persons.record_id, row_person=persons.person_id, row_held=persons.person_id.isnull()
         )
         v = index.visits
         self.visits = v.select(

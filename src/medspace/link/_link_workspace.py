@@ -153,7 +153,7 @@ def link_workspace(
             file=str(st.staging),
         )
     report(1, 4)
-    index = visit_index(st, persons, resolved.held_records)
+    index = visit_index(st, persons)
     report(2, 4)
     linker = EventLinker(st, persons, index, quarantined_parents(st))
     linked = linker.all_events()
@@ -198,7 +198,7 @@ def link_workspace(
             "probabilistic_notes": notes,
             "registry": {**asdict(resolved.changes), "history_events": resolved.history.num_rows},
             "held_keys": resolved.held_keys,
-            "held_records": len(resolved.overlays),
+            "held_records": resolved.held_records,
             "review": {"items": review.num_rows, "open": open_items},
         }
         if scores is not None:
@@ -222,7 +222,7 @@ def link_workspace(
         tuple(notes),
         registry=resolved.changes,
         held_keys=resolved.held_keys,
-        held_records=len(resolved.overlays),
+        held_records=resolved.held_records,
         review_open=open_items,
         scores=scores,
     )
@@ -270,9 +270,7 @@ class ResolvedPersons:
     held_keys: int
     placing: Placing
     #: identity records whose rows are different people, held whole for review (no person, no visit)
-    overlays: list[str] = field(default_factory=list)
-    #: the same as a small table (``held_record``), or None
-    held_records: Any | None = None
+    held_records: int = 0
 
 
 def resolve_persons(
@@ -369,9 +367,7 @@ def resolve_persons(
     )
     persons = materialise(con, persons, "link_persons")
     review = pa.concat_tables([conflicts, placing.review])
-    return ResolvedPersons(
-        persons, changes, history, tables, review, len(held), placing, overlays, held_records
-    )
+    return ResolvedPersons(persons, changes, history, tables, review, len(held), placing, len(overlays))
 
 
 def status_counts(report: LinkReport) -> Counter[str]:

@@ -104,18 +104,16 @@ def _without_foreign_rows(g: Any, patient_index: str | None) -> Any:
     ).drop("o_person")
 
 
-def visit_index(st: StagedTables, persons: Any, held_records: Any | None = None) -> VisitIndex:
+def visit_index(st: StagedTables, persons: Any) -> VisitIndex:
     """Group the staged encounter rows into visits and give each visit its attributes and person.
 
-    The encounter rows of ``held_records`` (overlays held for review, a table of ``held_record``) are in no
+    The encounter rows of a record without a person (an overlay held for review, see `_conflicts`) are in no
     visit: they may be another person's stay under a reused number.
     """
     con = st.con
     site = st.site
     per_admission = st.per_admission
     e = st.table("encounter")
-    if held_records is not None:
-        e = e.anti_join(held_records, record_id(e.system, e.patient_key) == held_records.held_record)
     who = persons.select(identity=persons.record_id, person_id=persons.person_id)
     rank = ibis.cases(
         *((e.system == s, i) for i, s in enumerate(site.precedence)), else_=len(site.precedence)
@@ -130,6 +128,7 @@ def visit_index(st: StagedTables, persons: Any, held_records: Any | None = None)
         stay=stay_label(e.inpatient_no, e.admission_count, per_admission),
     )
     e = e.left_join(who, "identity").drop("identity_right")
+    e = e.filter(e.identity.isnull() | e.person_id.notnull())
     e = materialise(con, e, "link_encounter_rows")
 
     # Sub-encounters group only among themselves, by a serial of their own (not their parent's).
