@@ -90,3 +90,44 @@ def connected_components(con: BaseBackend, nodes: Any, edges: Any, *, name: str 
     raise MedspaceError(
         f"linking did not converge in {MAX_ROUNDS} rounds; the record graph is unexpectedly deep"
     )
+
+
+def joined_components(con: BaseBackend, components: Any, edges: Any, *, name: str) -> Any:
+    """The components of `connected_components` after adding ``edges`` between their nodes.
+
+    Only the components the new edges touch are joined, as a graph of components, so adding a few
+    probabilistic matches to a million records costs a pass over the matches rather than a second pass over
+    every record. A joined component takes the smallest label among the ones it joins: that label is its
+    smallest node, so the result is the one `connected_components` gives over all the edges at once.
+
+    Args:
+        con: the backend the tables live on.
+        components: ``node, component`` as `connected_components` returns it.
+        edges: Ibis table with string columns ``a`` and ``b``, both nodes of ``components``.
+        name: prefix of the work tables; the result is the table ``<name>_components``.
+
+    Returns:
+        Ibis table ``node, component`` with one row per node of ``components``.
+
+    Example:
+        >>> import pyarrow as pa
+        >>> from medspace.core import connect
+        >>> con = connect("duckdb")
+        >>> nodes = con.create_table("nodes", pa.table({"node": ["a", "b", "c", "d"]}))
+        >>> edges = con.create_table("edges", pa.table({"a": ["a"], "b": ["b"]}))
+        >>> first = connected_components(con, nodes, edges)
+        >>> more = con.create_table("more", pa.table({"a": ["d"], "b": ["b"]}))
+        >>> out = joined_components(con, first, more, name="more").order_by("node").to_pyarrow()
+        >>> out.column("component").to_pylist()
+        ['a', 'a', 'c', 'a']
+    """
+    ca = components.select(a=components.node, ca=components.component)
+    cb = components.select(b=components.node, cb=components.component)
+    between = edges.join(ca, "a").join(cb, "b")
+    between = between.filter(between.ca != between.cb).select(a=between.ca, b=between.cb)
+    joined = connected_components(con, between.select(node=between.a), between, name=f"{name}_join")
+    out = components.left_join(joined, components.component == joined.node)
+    out = out.select(node=components.node, component=ibis.coalesce(joined.component, components.component))
+    result = materialise(con, out, f"{name}_components")
+    forget(con, f"{name}_join_components")
+    return result

@@ -45,7 +45,7 @@ from medspace.core import (
     write_parquet,
 )
 
-from ._components import connected_components
+from ._components import connected_components, joined_components
 from ._conflicts import OVERLAY_RULE, held_records_table, key_conflicts, record_conflicts, without_held
 from ._events import EventLinker
 from ._persons import identity_records, key_edges
@@ -332,7 +332,7 @@ def resolve_persons(
         edges = materialise(
             con, ibis.union(edges, extra.select("a", "b", "rule"), distinct=True), "link_all_edges"
         )
-        components = connected_components(con, nodes, edges, name="link_all_cc")
+        components = joined_components(con, components, extra, name="link_all_cc")
     of_records = placeable.join(components, placeable.record_id == components.node)
     of_records = of_records.select(
         "record_id", "component", anchored=of_records.system == ibis.literal(st.site.patient_index or "")
