@@ -387,8 +387,10 @@ def _cdm(workspace: Path, engine: EngineName, from_omop: Path | None, out: Conso
 def _quality(workspace: Path, engine: EngineName, overrides: Path | None, out: Console) -> None:
     from medspace.quality import run_quality
 
-    with out.status(f"quality: DQD checks, cross-system checks, KPI reconciliation ({engine})"):
-        result = run_quality(workspace, overrides=overrides, engine=engine)
+    with _progress(
+        f"quality: DQD checks, cross-system checks, KPI reconciliation ({engine})", "steps"
+    ) as progress:
+        result = run_quality(workspace, overrides=overrides, engine=engine, progress=progress)
     table = Table(
         title=f"quality: label (overall {_score(result.label.overall)} of applicable checks passed)"
     )

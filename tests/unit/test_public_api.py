@@ -296,8 +296,8 @@ SIGNATURES = {
     "medspace.cdm.import_omop": "(source, workspace)",
     "medspace.cdm.load_vocabulary": "(source, workspace, *, usagi=None, usagi_vocabulary_id=None)",
     "medspace.cdm.map_source_codes": "(workspace, codes)",
-    "medspace.quality.run_quality": "(workspace, *, overrides=None, engine='duckdb')",
-    "medspace.quality.run_checks": "(workspace, *, overrides=None, engine='duckdb')",
+    "medspace.quality.run_quality": "(workspace, *, overrides=None, engine='duckdb', progress=None)",
+    "medspace.quality.run_checks": "(workspace, *, overrides=None, engine='duckdb', progress=None)",
     "medspace.privacy.anonymise": (
         "(table, hierarchies, models, *, sensitive=(), suppression_limit=0.0, population=None, "
         "risk_threshold=0.2)"
