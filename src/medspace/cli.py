@@ -672,12 +672,14 @@ def _deid(
 
     profile = load_profile(profile_name)
     key = product_key(profile, key_file)
-    with out.status(f"deid: de-identifying by profile {profile.name}"):
+    with _progress(f"deid: de-identifying by profile {profile.name}", "steps") as progress:
         if source is None:
-            release = deidentify_workspace(workspace, profile, key, out_folder)
+            release = deidentify_workspace(workspace, profile, key, out_folder, progress=progress)
         else:
             folder = out_folder or workspace / "deid" / f"{profile.name}-{source.stem}"
-            release = deidentify_file(source, profile, key, folder, person_column=person_column)
+            release = deidentify_file(
+                source, profile, key, folder, person_column=person_column, progress=progress
+            )
     r = release.result.report
     title = (
         f"deid: {r.rows_released:,} of {r.rows_in:,} {r.unit}s released, {r.rows_suppressed:,} suppressed "

@@ -303,11 +303,12 @@ SIGNATURES = {
         "risk_threshold=0.2)"
     ),
     "medspace.privacy.deidentify_table": (
-        "(table, profile, key, *, name='table', person_column=None, population=None, today=None)"
+        "(table, profile, key, *, name='table', person_column=None, population=None, today=None, "
+        "progress=None)"
     ),
-    "medspace.privacy.deidentify_cdm": "(tables, profile, key, *, name='cdm', today=None)",
-    "medspace.privacy.deidentify_file": "(path, profile, key, out, *, person_column=None)",
-    "medspace.privacy.deidentify_workspace": "(workspace, profile, key, out=None)",
+    "medspace.privacy.deidentify_cdm": "(tables, profile, key, *, name='cdm', today=None, progress=None)",
+    "medspace.privacy.deidentify_file": "(path, profile, key, out, *, person_column=None, progress=None)",
+    "medspace.privacy.deidentify_workspace": "(workspace, profile, key, out=None, *, progress=None)",
     "medspace.privacy.load_profile": "(name_or_path)",
     "medspace.privacy.propose_roles": "(table, *, table_name=None, sample_size=1000)",
 }
