@@ -387,8 +387,10 @@ def _cdm(workspace: Path, engine: EngineName, from_omop: Path | None, out: Conso
 def _quality(workspace: Path, engine: EngineName, overrides: Path | None, out: Console) -> None:
     from medspace.quality import run_quality
 
-    with out.status(f"quality: DQD checks, cross-system checks, KPI reconciliation ({engine})"):
-        result = run_quality(workspace, overrides=overrides, engine=engine)
+    with _progress(
+        f"quality: DQD checks, cross-system checks, KPI reconciliation ({engine})", "steps"
+    ) as progress:
+        result = run_quality(workspace, overrides=overrides, engine=engine, progress=progress)
     table = Table(
         title=f"quality: label (overall {_score(result.label.overall)} of applicable checks passed)"
     )
@@ -670,12 +672,14 @@ def _deid(
 
     profile = load_profile(profile_name)
     key = product_key(profile, key_file)
-    with out.status(f"deid: de-identifying by profile {profile.name}"):
+    with _progress(f"deid: de-identifying by profile {profile.name}", "steps") as progress:
         if source is None:
-            release = deidentify_workspace(workspace, profile, key, out_folder)
+            release = deidentify_workspace(workspace, profile, key, out_folder, progress=progress)
         else:
             folder = out_folder or workspace / "deid" / f"{profile.name}-{source.stem}"
-            release = deidentify_file(source, profile, key, folder, person_column=person_column)
+            release = deidentify_file(
+                source, profile, key, folder, person_column=person_column, progress=progress
+            )
     r = release.result.report
     title = (
         f"deid: {r.rows_released:,} of {r.rows_in:,} {r.unit}s released, {r.rows_suppressed:,} suppressed "

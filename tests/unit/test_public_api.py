@@ -19,12 +19,14 @@ API = {
         "Lineage",
         "LockHolder",
         "MedspaceError",
+        "ProgressCallback",
         "RESIDENT_ID_WEIGHTS",
         "RUNS",
         "STAGE_COMMANDS",
         "ResidentIdCheck",
         "ResidentIdFailure",
         "SpecError",
+        "StageProgress",
         "StageStatus",
         "StaleInputError",
         "Workspace",
@@ -294,18 +296,19 @@ SIGNATURES = {
     "medspace.cdm.import_omop": "(source, workspace)",
     "medspace.cdm.load_vocabulary": "(source, workspace, *, usagi=None, usagi_vocabulary_id=None)",
     "medspace.cdm.map_source_codes": "(workspace, codes)",
-    "medspace.quality.run_quality": "(workspace, *, overrides=None, engine='duckdb')",
-    "medspace.quality.run_checks": "(workspace, *, overrides=None, engine='duckdb')",
+    "medspace.quality.run_quality": "(workspace, *, overrides=None, engine='duckdb', progress=None)",
+    "medspace.quality.run_checks": "(workspace, *, overrides=None, engine='duckdb', progress=None)",
     "medspace.privacy.anonymise": (
         "(table, hierarchies, models, *, sensitive=(), suppression_limit=0.0, population=None, "
         "risk_threshold=0.2)"
     ),
     "medspace.privacy.deidentify_table": (
-        "(table, profile, key, *, name='table', person_column=None, population=None, today=None)"
+        "(table, profile, key, *, name='table', person_column=None, population=None, today=None, "
+        "progress=None)"
     ),
-    "medspace.privacy.deidentify_cdm": "(tables, profile, key, *, name='cdm', today=None)",
-    "medspace.privacy.deidentify_file": "(path, profile, key, out, *, person_column=None)",
-    "medspace.privacy.deidentify_workspace": "(workspace, profile, key, out=None)",
+    "medspace.privacy.deidentify_cdm": "(tables, profile, key, *, name='cdm', today=None, progress=None)",
+    "medspace.privacy.deidentify_file": "(path, profile, key, out, *, person_column=None, progress=None)",
+    "medspace.privacy.deidentify_workspace": "(workspace, profile, key, out=None, *, progress=None)",
     "medspace.privacy.load_profile": "(name_or_path)",
     "medspace.privacy.propose_roles": "(table, *, table_name=None, sample_size=1000)",
 }

@@ -38,6 +38,7 @@ from medspace.core._lineage import (
     workspace_status,
 )
 from medspace.core._lock import LockHolder, read_holder, workspace_lock
+from medspace.core._progress import ProgressCallback, StageProgress
 from medspace.core._workspace import (
     CATALOG,
     RUNS,
@@ -69,9 +70,11 @@ __all__ = [
     "Lineage",
     "LockHolder",
     "MedspaceError",
+    "ProgressCallback",
     "ResidentIdCheck",
     "ResidentIdFailure",
     "SpecError",
+    "StageProgress",
     "StageStatus",
     "StaleInputError",
     "Workspace",

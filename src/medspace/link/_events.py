@@ -23,8 +23,9 @@ relinked, recovered, orphan; ``parent_missing`` marks rows whose parent no expor
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import ibis
 
@@ -144,6 +145,24 @@ def _type_agrees(visit_type: Any, hint: Any) -> Any:
     return hint.isnull() | (hint == visit_type)
 
 
+def event_groups(st: StagedTables) -> list[tuple[Literal["own", "plain", "child"], tuple[str, ...]]]:
+    """The groups of staged tables `EventLinker.all_events` links in turn, in order.
+
+    The patient and encounter tables have steps of their own. Tables without parents go through the steps
+    together (one query per step, not one per table); children follow, each after its parents. Empty tables
+    add nothing and are left out.
+    """
+    tables = [t for t in event_order(st.tables) if st.rows(t)]
+    groups: list[tuple[Literal["own", "plain", "child"], tuple[str, ...]]] = [
+        ("own", (t,)) for t in ("patient", "encounter") if t in tables
+    ]
+    plain = tuple(t for t in tables if t not in PARENTS and t not in ("patient", "encounter"))
+    if plain:
+        groups.append(("plain", plain))
+    groups.extend(("child", (t,)) for t in tables if t in PARENTS)
+    return groups
+
+
 class EventLinker:
     """Links the rows of each staged table, table by table (parents first)."""
 
@@ -169,25 +188,25 @@ class EventLinker:
         self.done: dict[str, Any] = {}
         self._steps: dict[str, list[str]] = {}  # each group's work tables still held
 
-    def all_events(self) -> Any:
-        tables = [t for t in event_order(self.st.tables) if self.st.rows(t)]  # empty tables add nothing
+    def all_events(self, *, linked: Callable[[], None] | None = None) -> Any:
+        """Every staged row's event; ``linked()`` is called as each group of `event_groups` is linked."""
         parts = []
-        for table in ("patient", "encounter"):
-            if table in tables:
+        for kind, group in event_groups(self.st):
+            if kind == "own":
+                [table] = group
                 parts.append(self._done(table, self.table_events(table)))
-        # Tables without parents go through the steps together (one query per step, not one per table);
-        # children follow, each after its parents.
-        plain = [t for t in tables if t not in PARENTS and t not in ("patient", "encounter")]
-        if plain:
-            rows = ibis.union(*(self._uniform(t) for t in plain), distinct=False)
-            events = materialise(self.con, self._linked(rows, plain, "rows"), "link_events_rows")
-            self._release("rows")
-            for table in plain:
-                self.done[table] = events.filter(events.table == table)
-            parts.append(events)
-        for table in tables:
-            if table in PARENTS:
+            elif kind == "plain":
+                rows = ibis.union(*(self._uniform(t) for t in group), distinct=False)
+                events = materialise(self.con, self._linked(rows, list(group), "rows"), "link_events_rows")
+                self._release("rows")
+                for table in group:
+                    self.done[table] = events.filter(events.table == table)
+                parts.append(events)
+            else:
+                [table] = group
                 parts.append(self._done(table, self._linked(self._uniform(table), [table], table)))
+            if linked is not None:
+                linked()
         return ibis.union(*parts, distinct=False)
 
     def _done(self, table: str, events: Any) -> Any:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,8 @@ from medspace.core import (
     EngineName,
     InputError,
     MedspaceError,
+    ProgressCallback,
+    StageProgress,
     Workspace,
     connect,
     materialise,
@@ -47,7 +48,7 @@ from medspace.core import (
 
 from ._components import connected_components, joined_components
 from ._conflicts import OVERLAY_RULE, held_records_table, key_conflicts, record_conflicts, without_held
-from ._events import EventLinker
+from ._events import EventLinker, event_groups
 from ._persons import identity_records, key_edges
 from ._placing import Placing, place_loose_records
 from ._quarantined import quarantined_parents
@@ -59,6 +60,19 @@ from ._visits import visit_index
 
 #: The linkage spec whose model and thresholds place records no key ties to the patient index.
 MATCH_SPEC = "person_cn"
+
+#: The named steps of `resolve_persons`, each one unit of the link stage's progress.
+PERSON_STEPS = (
+    "identity records and the keys they share",
+    "key and record conflicts",
+    "components of the key graph",
+    "probabilistic placing of loose records",
+    "components with the placed records",
+    "person ids from the registry",
+)
+#: The link stage's units after the persons, the visits and the event groups: the registry written; the
+#: events written and checked; the person records, the visits, and the counts with the manifest written.
+_WRITING_STEPS = 5
 
 VISIT_COLUMNS = (
     "visit_id",
@@ -112,7 +126,7 @@ def link_workspace(
     workspace: Path,
     engine: EngineName = "duckdb",
     *,
-    progress: Callable[[int, int], None] | None = None,
+    progress: ProgressCallback | None = None,
     truth: Path | None = None,
 ) -> LinkReport:
     """Link persons and events of a staged workspace and write ``<workspace>/link/``.
@@ -120,7 +134,9 @@ def link_workspace(
     Args:
         workspace: the workspace folder; ``staging/`` must exist (``medspace ingest``).
         engine: ``"duckdb"`` or ``"spark"``; both give the same tables.
-        progress: called as ``progress(steps_done, steps_total)`` after persons, visits, events and writing.
+        progress: called as ``progress(steps_done, steps_total)`` after each step of `PERSON_STEPS`, the
+            visit index, each group of staged tables linked to persons and visits (see `event_groups`), the
+            registry written, and each file of ``link/`` written (the truth's scores one more step).
         truth: a labelled truth of raw rows (``file``, ``row``, ``person_id``; the synthetic hospital's
             ``truth/records.parquet``): person-level precision, recall, split, merged and phantom persons
             against it go into the report and the manifest (``truth_scores``).
@@ -139,10 +155,13 @@ def link_workspace(
     lineage = stage_lineage(
         ws.root, "link", inputs=("staging",), specs={"match_spec": load_match_spec(MATCH_SPEC)}
     )
-    report = progress or (lambda done, total: None)
+    groups = event_groups(st)
+    steps = StageProgress(
+        len(PERSON_STEPS) + 1 + len(groups) + _WRITING_STEPS + int(truth is not None), progress
+    )
     registry = Registry(ws.root)
     run_id = lineage.run_id  # the registry's history names the link run that changed it
-    resolved = resolve_persons(st, registry, run_id)
+    resolved = resolve_persons(st, registry, run_id, steps=steps)
     notes = resolved.placing.notes
     persons = resolved.persons
     n_persons = int(persons.person_id.nunique().execute())
@@ -152,16 +171,15 @@ def link_workspace(
             "person; map each system's patient number to patient_key in the site mapping",
             file=str(st.staging),
         )
-    report(1, 4)
     index = visit_index(st, persons)
-    report(2, 4)
+    steps.advance()
     linker = EventLinker(st, persons, index, quarantined_parents(st))
-    linked = linker.all_events()
-    report(3, 4)
+    linked = linker.all_events(linked=steps.advance)
     review = registry.merge_review(resolved.review, run_id)
     # the registry first: a link folder never names person ids the registry has not recorded
     registry.write(con, resolved.registry_tables, resolved.history, review)
     open_items = sum(1 for r in review.to_pylist() if r["present"] and r["decision"] is None)
+    steps.advance()
     with replace_folder(ws.stage("link"), lineage=lineage) as out:
         # the events go straight to their file (one copy fewer of every row); checks and counts read it
         write_parquet(
@@ -171,10 +189,14 @@ def link_workspace(
         )
         events = con.read_parquet(str(out / "events.parquet"), table_name="link_events")
         _check_every_row_has_one_event(st, events)
+        steps.advance()
         write_parquet(con, persons.order_by("record_id"), out / "person_records.parquet")
+        steps.advance()
         scores = None if truth is None else score_link(out, st.staging, Path(truth))
+        steps.advance(int(truth is not None))
         visits = index.visits.select(*VISIT_COLUMNS)
         write_parquet(con, visits.order_by("visit_id"), out / "visits.parquet")
+        steps.advance()
         counts = (
             events.group_by(["table", "system", "status"])
             .aggregate(rows=events.count())
@@ -211,8 +233,8 @@ def link_workspace(
         (out / "manifest.json").write_text(
             json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
         )
-    report(4, 4)
     refresh_catalog(ws.root)
+    steps.advance()
     return LinkReport(
         n_persons,
         n_records,
@@ -279,6 +301,7 @@ def resolve_persons(
     run_id: str,
     *,
     spec: MatchSpec | None = None,
+    steps: StageProgress | None = None,
 ) -> ResolvedPersons:
     """One row per identity record with its person.
 
@@ -288,8 +311,9 @@ def resolve_persons(
     archive patient whose exams lost their visit) are matched probabilistically (Fellegi-Sunter, trained on
     all identity records without labels) by the linkage ``spec`` (``person_cn`` by default) and its
     thresholds; doubtful and ambiguous pairs go to review (see `_placing`). The registry gives each component
-    its person id.
+    its person id. Each of `PERSON_STEPS` done is one unit of ``steps``.
     """
+    steps = steps or StageProgress(len(PERSON_STEPS))
     con = st.con
     found = identity_records(st)
     if found is None:
@@ -300,9 +324,11 @@ def resolve_persons(
         )
     records = materialise(con, found, "link_records")
     edges = materialise(con, key_edges(st, records), "link_key_edges")
+    steps.advance()
     conflicts = key_conflicts(records, edges)
     if st.rows("patient"):
         conflicts = pa.concat_tables([conflicts, record_conflicts(st.table("patient"))])
+    steps.advance()
     decided = registry.decisions()
     held_items = [
         item
@@ -320,6 +346,7 @@ def resolve_persons(
         distinct=True,
     )
     components = connected_components(con, nodes, edges, name="link_key_cc")
+    steps.advance()
     # an overlay is nobody's until reviewed: not placed, not given a person
     placeable = records
     if held_records is not None:
@@ -327,12 +354,14 @@ def resolve_persons(
     placing = place_loose_records(
         st, placeable, components, spec if spec is not None else load_match_spec(MATCH_SPEC), decided
     )
+    steps.advance()
     extra = placing.edges
     if extra is not None:
         edges = materialise(
             con, ibis.union(edges, extra.select("a", "b", "rule"), distinct=True), "link_all_edges"
         )
         components = joined_components(con, components, extra, name="link_all_cc")
+    steps.advance()  # without placed records the key graph's components stand
     of_records = placeable.join(components, placeable.record_id == components.node)
     of_records = of_records.select(
         "record_id", "component", anchored=of_records.system == ibis.literal(st.site.patient_index or "")
@@ -366,6 +395,7 @@ def resolve_persons(
         explanation=out.explanation.cast("string"),
     )
     persons = materialise(con, persons, "link_persons")
+    steps.advance()
     review = pa.concat_tables([conflicts, placing.review])
     return ResolvedPersons(persons, changes, history, tables, review, len(held), placing, len(overlays))
 

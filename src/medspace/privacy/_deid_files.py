@@ -21,6 +21,8 @@ from medspace.core import (
     ConfigError,
     InputError,
     Lineage,
+    ProgressCallback,
+    StageProgress,
     Workspace,
     refresh_catalog,
     replace_folder,
@@ -87,6 +89,7 @@ def deidentify_file(
     out: Path,
     *,
     person_column: str | None = None,
+    progress: ProgressCallback | None = None,
 ) -> Release:
     """De-identify one Parquet or CSV table into the release folder ``out``.
 
@@ -96,35 +99,67 @@ def deidentify_file(
         key: The product key.
         out: The release folder; replaced whole when the run succeeds.
         person_column: The column naming each row's patient (for date shifts), if any.
+        progress: Called as ``progress(done, 6)``: the table read; its columns treated, the generalisation
+            search and the report (see `deidentify_table`); the table written; the report written.
 
     Returns:
         The release folder and the result.
     """
+    steps = StageProgress(6, progress)
     lineage = stage_lineage(Path(out).parent, Path(out).name, specs={"privacy_profile": profile})
     table = read_table(path)
+    steps.advance()
     name = path.stem
-    result = deidentify_table(table, profile, key, name=name, person_column=person_column)
-    _write(result, out, lineage)
+    with steps.part(3) as report:
+        result = deidentify_table(
+            table, profile, key, name=name, person_column=person_column, progress=report
+        )
+    _write(result, out, lineage, steps=steps)
     return Release(out, result)
 
 
 def deidentify_workspace(
-    workspace: Path, profile: DeidProfile, key: ProductKey, out: Path | None = None
+    workspace: Path,
+    profile: DeidProfile,
+    key: ProductKey,
+    out: Path | None = None,
+    *,
+    progress: ProgressCallback | None = None,
 ) -> Release:
     """De-identify the workspace's OMOP CDM (``<workspace>/cdm``) into ``<workspace>/deid/<profile>``.
+
+    Args:
+        workspace: The workspace; ``cdm/`` must exist (``medspace cdm``).
+        profile: The de-identification profile.
+        key: The product key.
+        out: The release folder (default ``<workspace>/deid/<profile>``).
+        progress: Called as ``progress(done, 3 * tables + 3)``: each CDM table read; each table's columns
+            treated, the generalisation search and the report (see `deidentify_cdm`); each table written and
+            the report written.
+
+    Returns:
+        The release folder and the result.
 
     Raises:
         InputError: If the workspace has no CDM yet.
     """
     ws = Workspace(Path(workspace))
-    tables = _cdm_tables(workspace)
+    files = _cdm_files(workspace)
+    steps = StageProgress(3 * len(files) + 3, progress)
+    tables: dict[str, pa.Table] = {}
+    for f in files:
+        tables[f.stem] = pq.read_table(f)
+        steps.advance()
     # a release records the CDM it came from; the CDM's own inputs are checked along the chain
     inside = out is None or ws.root.resolve() in Path(out).resolve().parents
     stage = f"deid/{profile.name}" if out is None else Path(out).name
     lineage = stage_lineage(ws.root, stage, inputs=("cdm",), specs={"privacy_profile": profile})
-    result = deidentify_cdm(tables, profile, key, name=f"{workspace.name or 'workspace'} CDM")
+    with steps.part(len(tables) + 2) as report:
+        result = deidentify_cdm(
+            tables, profile, key, name=f"{workspace.name or 'workspace'} CDM", progress=report
+        )
     folder = out if out is not None else ws.stage("deid") / profile.name
-    _write(result, folder, lineage, runs=ws.runs if inside else None)
+    _write(result, folder, lineage, runs=ws.runs if inside else None, steps=steps)
     refresh_catalog(workspace)
     return Release(folder, result)
 
@@ -144,16 +179,31 @@ def plan_dataset(source: Path | None, workspace: Path, profile: DeidProfile) -> 
     ]
 
 
-def _cdm_tables(workspace: Path) -> dict[str, pa.Table]:
+def _cdm_files(workspace: Path) -> list[Path]:
     cdm = Workspace(workspace).stage("cdm")
     files = sorted(cdm.glob("*.parquet")) if cdm.exists() else []
     if not files:
         raise InputError("the workspace has no CDM tables; run `medspace cdm` first", file=str(cdm))
-    return {f.stem: pq.read_table(f) for f in files}
+    return files
 
 
-def _write(result: Deidentified, folder: Path, lineage: Lineage, runs: Path | None = None) -> None:
+def _cdm_tables(workspace: Path) -> dict[str, pa.Table]:
+    return {f.stem: pq.read_table(f) for f in _cdm_files(workspace)}
+
+
+def _write(
+    result: Deidentified,
+    folder: Path,
+    lineage: Lineage,
+    runs: Path | None = None,
+    *,
+    steps: StageProgress | None = None,
+) -> None:
+    """Write the release: a unit of ``steps`` per table, one for the report once the folder is in place."""
+    steps = steps or StageProgress(len(result.tables) + 1)
     with replace_folder(folder, lineage=lineage, runs=runs) as tmp:
         for name, table in result.tables.items():
             pq.write_table(table, tmp / f"{name}.parquet")
+            steps.advance()
         result.report.write(tmp)
+    steps.advance()

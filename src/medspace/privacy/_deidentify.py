@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from medspace.cdm import cdm_schema
-from medspace.core import InputError
+from medspace.core import InputError, ProgressCallback, StageProgress
 from medspace.privacy._anonymise import Anonymisation, anonymise
 from medspace.privacy._direct import ColumnTreatmentReport, treat_direct_identifiers
 from medspace.privacy._hierarchy import (
@@ -96,6 +96,7 @@ def deidentify_table(
     person_column: str | None = None,
     population: pa.Table | None = None,
     today: dt.date | None = None,
+    progress: ProgressCallback | None = None,
 ) -> Deidentified:
     """De-identify one table: each row is a record whose quasi-identifiers are generalised together.
 
@@ -107,6 +108,8 @@ def deidentify_table(
         person_column: The column naming each row's patient, for per-person date shifts and surrogates.
         population: The wider population the table was drawn from, for journalist and marketer risk.
         today: Reference date for ages; today if not given.
+        progress: Called as ``progress(done, 3)`` after the columns are treated, after the generalisation
+            search and after the report.
 
     Returns:
         The de-identified table under ``name`` and its report.
@@ -124,11 +127,14 @@ def deidentify_table(
         (['age'], 2)
     """
     started = time.perf_counter()
+    steps = StageProgress(3, progress)
     prepared = _prepare(name, table, profile, key, person_column, today)
+    steps.advance()
     plans = [p for p in prepared.plans if p.column in prepared.table.column_names]
     anonymised, hierarchies, before, levels = _generalise(
         prepared.table, plans, profile, population, sensitive=None
     )
+    steps.advance()
     report = _report(
         dataset=name,
         unit="row",
@@ -144,6 +150,7 @@ def deidentify_table(
         seconds=time.perf_counter() - started,
         notes=[],
     )
+    steps.advance()
     return Deidentified({name: anonymised.table}, report)
 
 
@@ -154,6 +161,7 @@ def deidentify_cdm(
     *,
     name: str = "cdm",
     today: dt.date | None = None,
+    progress: ProgressCallback | None = None,
 ) -> Deidentified:
     """De-identify an OMOP CDM extract, with the person as the unit of privacy.
 
@@ -168,6 +176,8 @@ def deidentify_cdm(
         key: The product key.
         name: The dataset's name in the report.
         today: Reference date for ages; today if not given.
+        progress: Called as ``progress(done, len(tables) + 2)``: after each table's columns are treated,
+            after the generalisation search of the person table and after the report.
 
     Returns:
         Every table, de-identified, and one report.
@@ -179,11 +189,12 @@ def deidentify_cdm(
     if "person" not in tables:
         raise InputError("a CDM extract needs its person table", file="person.parquet")
     started = time.perf_counter()
+    steps = StageProgress(len(tables) + 2, progress)
     with_person = {t: _with_person(t, table, tables) for t, table in tables.items()}
-    prepared = {
-        t: _prepare(t, table, profile, key, person_column, today)
-        for t, (table, person_column) in with_person.items()
-    }
+    prepared: dict[str, _Prepared] = {}
+    for t, (table, person_column) in with_person.items():
+        prepared[t] = _prepare(t, table, profile, key, person_column, today)
+        steps.advance()
     person = prepared["person"].table
     plans = [p for p in prepared["person"].plans if p.column in person.column_names]
     notes: list[str] = []
@@ -199,6 +210,7 @@ def deidentify_cdm(
             "(condition_occurrence), which is not released."
         )
     anonymised, hierarchies, before, levels = _generalise(person, plans, profile, None, sensitive=sensitive)
+    steps.advance()
     released_person = anonymised.table
     if PRIMARY_CONDITION in released_person.column_names:
         released_person = released_person.drop_columns([PRIMARY_CONDITION])
@@ -244,6 +256,7 @@ def deidentify_cdm(
         seconds=time.perf_counter() - started,
         notes=notes,
     )
+    steps.advance()
     return Deidentified(out, report)
 
 

@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict
 
-from medspace.core import ConfigError, EngineName
+from medspace.core import ConfigError, EngineName, ProgressCallback, StageProgress
 from medspace.quality import _cross_system_duckdb as sql
 from medspace.quality import _identity_quality as identity
 from medspace.quality._cross_system_duckdb import DETAIL_SCHEMA, Counts, DuckDBChecks, NotApplicable
@@ -345,6 +345,10 @@ CHECKS: tuple[_Check, ...] = (
     ),
 )
 
+#: The units `cross_system_checks` reports progress in: each check of ``CHECKS``, then the orphan rates of
+#: every linked table together (one query).
+CROSS_SYSTEM_STEPS = len(CHECKS) + 1
+
 ORPHAN_THRESHOLD = 0.05
 
 
@@ -399,7 +403,11 @@ def not_applicable_results(reason: str) -> CrossSystemResults:
 
 
 def cross_system_checks(
-    workspace: Path, *, engine: EngineName = "duckdb", threads: int | None = None
+    workspace: Path,
+    *,
+    engine: EngineName = "duckdb",
+    threads: int | None = None,
+    progress: ProgressCallback | None = None,
 ) -> CrossSystemResults:
     """Compare the facts the site's systems share, for one workspace after ``ingest`` and ``link``.
 
@@ -410,6 +418,8 @@ def cross_system_checks(
         workspace: The workspace folder with ``staging/`` and ``link/`` (``medspace run`` writes both).
         engine: Only ``"duckdb"`` today.
         threads: DuckDB threads (default: all cores).
+        progress: Called as ``progress(done, CROSS_SYSTEM_STEPS)`` after each check and after the orphan
+            rates.
 
     Returns:
         One result per check (see ``CHECKS``), one per linked child table and system
@@ -430,6 +440,7 @@ def cross_system_checks(
         # The queries are DuckDB SQL; a Spark twin must be written and compared with them first (DESIGN.md).
         raise ConfigError(f"the cross-system checks run on DuckDB only, not {engine!r}; use engine='duckdb'")
     q = DuckDBChecks(Path(workspace), threads=threads)
+    steps = StageProgress(CROSS_SYSTEM_STEPS, progress)
     by_name = {check.name: check for check in CHECKS}
     results: list[CrossSystemResult] = []
     details: list[pa.Table] = []
@@ -454,6 +465,7 @@ def cross_system_checks(
             if extra:
                 profiles[name] = extra[0]
         timings[name] = round(time.perf_counter() - start, 3)
+        steps.advance()
 
     run("discharge_date", lambda: sql.discharge_date(q))
     run("request_diagnosis", lambda: sql.request_diagnosis(q))
@@ -465,6 +477,7 @@ def cross_system_checks(
     start = time.perf_counter()
     link_rates = _link_rates(q, results, details)
     timings["orphan_rate"] = round(time.perf_counter() - start, 3)
+    steps.advance()
 
     units: tuple[UnitProfile, ...] = ()
     ranges: tuple[ReferenceRangeProfile, ...] = ()

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -172,8 +172,13 @@ class DuckDbDqdEngine:
 
     # -- measuring ---------------------------------------------------------------------------------------
 
-    def measure(self, probes: Sequence[Probe]) -> list[Counts | Failure]:
-        """Counts for each probe, in order; shared scans run as one query, falling back to one per probe."""
+    def measure(
+        self, probes: Sequence[Probe], *, measured: Callable[[int], None] | None = None
+    ) -> list[Counts | Failure]:
+        """Counts for each probe, in order; shared scans run as one query, falling back to one per probe.
+
+        ``measured(n)`` is called as each scan's ``n`` probes have their counts.
+        """
         out: list[Counts | Failure | None] = [None] * len(probes)
         groups: dict[str, list[int]] = {}
         for index, probe in enumerate(probes):
@@ -185,6 +190,8 @@ class DuckDbDqdEngine:
                 results = [(self._run([p]) or [Failure("no result", 0.0, "")])[0] for p in batch]
             for i, result in zip(members, results, strict=True):
                 out[i] = result
+            if measured is not None:
+                measured(len(members))
         return [r if r is not None else Failure("not measured", 0.0, "") for r in out]
 
     def _run(self, batch: Sequence[Probe]) -> list[Counts | Failure] | None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from medspace.core import ConfigError, EngineName, InputError
+from medspace.core import ConfigError, EngineName, InputError, ProgressCallback, StageProgress
 from medspace.quality._dqd_control import DqdCheck, control_checks
 from medspace.quality._dqd_duckdb import Counts, DuckDbDqdEngine, Failure, Probe, Skip
 from medspace.quality._dqd_overrides import apply_overrides, load_overrides
@@ -22,7 +22,11 @@ from medspace.quality._dqd_results import CheckResult, CheckStatus, QualityResul
 
 
 def run_checks(
-    workspace: Path, *, overrides: Path | None = None, engine: EngineName = "duckdb"
+    workspace: Path,
+    *,
+    overrides: Path | None = None,
+    engine: EngineName = "duckdb",
+    progress: ProgressCallback | None = None,
 ) -> QualityResults:
     """Run every DataQualityDashboard v5.4 check that applies to the CDM in ``workspace``.
 
@@ -31,6 +35,9 @@ def run_checks(
             ``medspace.cdm.import_omop``).
         overrides: An optional YAML file disabling checks, changing thresholds or adding custom checks.
         engine: The compute engine; only ``"duckdb"`` is implemented for the checks so far.
+        progress: Called as ``progress(checks_done, checks_total)``: first for the checks settled without a
+            query (a table or field that is missing, a check that is not applicable), then as each query
+            (one scan shared by the checks of a table) returns.
 
     Returns:
         One :class:`CheckResult` per check with DQD's status (passed, failed, not applicable, error).
@@ -57,12 +64,10 @@ def run_checks(
             "medspace.cdm.import_omop",
             file=str(cdm),
         )
-    checks = control_checks()
-    if overrides is not None:
-        checks = apply_overrides(checks, load_overrides(overrides))
+    checks = dqd_checks(overrides)
     start = datetime.now()
     dqd = DuckDbDqdEngine(cdm)
-    outcomes = _measure(dqd, checks)
+    outcomes = _measure(dqd, checks, StageProgress(len(checks), progress))
     results = _evaluate(dqd, checks, outcomes)
     metadata = {
         "cdmSourceName": workspace.name,
@@ -72,10 +77,18 @@ def run_checks(
     return QualityResults(start=start, end=datetime.now(), results=tuple(results), metadata=metadata)
 
 
+def dqd_checks(overrides: Path | None = None) -> tuple[DqdCheck, ...]:
+    """The checks `run_checks` runs: DQD's control tables with the user's overrides applied."""
+    checks = control_checks()
+    if overrides is not None:
+        checks = apply_overrides(checks, load_overrides(overrides))
+    return checks
+
+
 _Outcome = Counts | Failure | Skip
 
 
-def _measure(dqd: DuckDbDqdEngine, checks: tuple[DqdCheck, ...]) -> list[_Outcome]:
+def _measure(dqd: DuckDbDqdEngine, checks: tuple[DqdCheck, ...], steps: StageProgress) -> list[_Outcome]:
     outcomes: list[_Outcome | None] = [None] * len(checks)
     probes: list[Probe] = []
     probe_index: list[int] = []
@@ -103,7 +116,8 @@ def _measure(dqd: DuckDbDqdEngine, checks: tuple[DqdCheck, ...]) -> list[_Outcom
         else:
             probes.append(planned)
             probe_index.append(i)
-    for i, outcome in zip(probe_index, dqd.measure(probes), strict=True):
+    steps.advance(len(checks) - len(probes))
+    for i, outcome in zip(probe_index, dqd.measure(probes, measured=steps.advance), strict=True):
         outcomes[i] = outcome
     return [o if o is not None else Failure("not measured", 0.0, "") for o in outcomes]
 

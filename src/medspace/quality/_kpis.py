@@ -28,7 +28,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from medspace.core import ConfigError, EngineName, InputError
+from medspace.core import ConfigError, EngineName, InputError, ProgressCallback, StageProgress
 
 from . import _kpi_ledger as ledger
 from ._cross_system_duckdb import COST_TOLERANCE, DuckDBChecks
@@ -39,6 +39,10 @@ __all__ = ["KPI_NAMES", "Kpi", "KpiReconciliation", "Reason", "SourceCount", "re
 
 REGISTRATION_TYPES = ("outpatient", "emergency", "checkup")
 STAY_TYPES = ("inpatient", "day_surgery")
+
+#: The units `reconcile_kpis` reports progress in: the period and the stays; outpatient visits; discharges;
+#: operations; costs and length of stay; the ledger of every record.
+KPI_STEPS = 6
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,7 @@ def reconcile_kpis(
     engine: EngineName = "duckdb",
     period: tuple[dt.date, dt.date] | None = None,
     tolerance: KpiTolerance | None = None,
+    progress: ProgressCallback | None = None,
 ) -> KpiReconciliation:
     """Reconcile the hospital KPIs of a staged workspace.
 
@@ -105,6 +110,7 @@ def reconcile_kpis(
         period: (start, end exclusive); by default the span of the patient index's registrations.
         tolerance: how much of each KPI a source's unexplained records may account for (percent of the
             reconciled value); by default 0.5 %.
+        progress: called as ``progress(done, KPI_STEPS)`` after each group of KPIs is reconciled.
 
     Returns:
         Every KPI with its reconciled value and, per source, its ledger: matched records, each rule with the
@@ -123,9 +129,11 @@ def reconcile_kpis(
             "the workspace has no staging output; run `medspace ingest` first", file=str(staging)
         )
     q = DuckDBChecks(Path(workspace), link=False)
+    steps = StageProgress(KPI_STEPS, progress)
     if period is None:
         period = _period(q)
         if period is None:
+            steps.advance(KPI_STEPS)  # nothing to reconcile: every step is done
             return not_applicable_kpis("the canonical table encounter is empty at this site")
     start, end = period
     params = {"start": dt.datetime.combine(start, dt.time()), "end": dt.datetime.combine(end, dt.time())}
@@ -133,9 +141,12 @@ def reconcile_kpis(
     ledger.create_ledger(q)
     _system_last(q)
     _stays(q, params)
+    steps.advance()
     kpis: dict[str, Kpi] = {}
     outpatient, revenue = _outpatient(q, params, tol)
+    steps.advance()
     discharges = _discharges(q, tol)
+    steps.advance()
     kpis["outpatient_visits"] = outpatient
     kpis["discharges"] = discharges
     kpis["outpatient_visits_per_discharge"] = _derived(
@@ -147,7 +158,9 @@ def reconcile_kpis(
         discharges,
     )
     kpis.update(_operations(q, discharges, tol))
+    steps.advance()
     kpis.update(_costs_and_stay(q, discharges, tol))
+    steps.advance()
     kpis["cost_per_outpatient_visit"] = _derived(
         "cost_per_outpatient_visit",
         revenue,
@@ -169,6 +182,7 @@ def reconcile_kpis(
     )
     records = ledger.ledger_table(q)
     q.con.close()
+    steps.advance()
     return KpiReconciliation(start, end, kpis, records=records)
 
 

@@ -25,6 +25,8 @@ from medspace.core import (
     ConfigError,
     EngineName,
     InputError,
+    ProgressCallback,
+    StageProgress,
     Workspace,
     refresh_catalog,
     replace_folder,
@@ -33,7 +35,7 @@ from medspace.core import (
 
 from ._dqd_overrides import load_overrides
 from ._kpi_definitions import KpiTolerance
-from ._kpis import KpiReconciliation, not_applicable_kpis, reconcile_kpis
+from ._kpis import KPI_STEPS, KpiReconciliation, not_applicable_kpis, reconcile_kpis
 from ._label import Dimension, EhdsQuality, QualityCheck, QualityLabel, Status, quality_label
 from ._mapping_coverage import DomainCoverage, mapping_coverage
 from ._report import SystemRow, render_report
@@ -622,8 +624,17 @@ def _hospital_inputs(ws: Workspace) -> tuple[str, str]:
     return "", ""
 
 
+#: The units of `run_quality` after the checks and KPIs: the mapped share; writing the DQD, cross-system and
+#: KPI results; the workspace-level checks (staging, timeliness, accessibility, units); the label and report.
+_CLOSING_STEPS = 4
+
+
 def run_quality(
-    workspace: Path, *, overrides: Path | None = None, engine: EngineName = "duckdb"
+    workspace: Path,
+    *,
+    overrides: Path | None = None,
+    engine: EngineName = "duckdb",
+    progress: ProgressCallback | None = None,
 ) -> QualityRun:
     """Check a workspace's data, reconcile its KPIs, write its label and report to ``<workspace>/quality/``.
 
@@ -634,6 +645,10 @@ def run_quality(
         workspace: a workspace with ``cdm/`` and, for a hospital, ``staging/`` and ``link/``.
         overrides: a YAML file adding or overriding DQD checks and thresholds, and the KPI tolerance.
         engine: the engine the checks run on.
+        progress: called as ``progress(done, total)``: one unit per DQD check (as its table's scan
+            returns), per cross-system check and per group of KPIs reconciled, then one per closing step
+            (mapped share, results written, workspace checks, label and report). The total is fixed before
+            the first call; a part that does not apply (no staged data) counts as done at once.
 
     Returns:
         The label, the reconciled KPIs and every check, with the output folder.
@@ -642,9 +657,14 @@ def run_quality(
         InputError: if the workspace has no CDM.
         ConfigError: for an engine the checks do not run on (DuckDB only).
     """
-    from ._cross_system import cross_system_checks, not_applicable_results, write_cross_system
+    from ._cross_system import (
+        CROSS_SYSTEM_STEPS,
+        cross_system_checks,
+        not_applicable_results,
+        write_cross_system,
+    )
     from ._dqd_results import write_dqd_json
-    from ._dqd_run import run_checks
+    from ._dqd_run import dqd_checks, run_checks
 
     began = time.perf_counter()
     ws = Workspace(Path(workspace))
@@ -658,16 +678,24 @@ def run_quality(
     lineage = stage_lineage(
         ws.root, "quality", inputs=("cdm",), optional=("link", "staging"), specs={"dqd_overrides": overrides}
     )
-    dqd = run_checks(ws.root, overrides=overrides, engine=engine)
+    n_dqd = len(dqd_checks(overrides))
+    steps = StageProgress(n_dqd + CROSS_SYSTEM_STEPS + KPI_STEPS + _CLOSING_STEPS, progress)
+    with steps.part(n_dqd) as report:
+        dqd = run_checks(ws.root, overrides=overrides, engine=engine, progress=report)
     no_cross, no_kpis = _hospital_inputs(ws)
-    cross = not_applicable_results(no_cross) if no_cross else cross_system_checks(ws.root)
+    with steps.part(CROSS_SYSTEM_STEPS) as report:
+        cross = (
+            not_applicable_results(no_cross) if no_cross else cross_system_checks(ws.root, progress=report)
+        )
     tolerance = load_overrides(overrides).kpi_tolerance if overrides is not None else KpiTolerance()
-    kpis = (
-        not_applicable_kpis(no_kpis)
-        if no_kpis
-        else reconcile_kpis(ws.root, engine=engine, tolerance=tolerance)
-    )
+    with steps.part(KPI_STEPS) as report:
+        kpis = (
+            not_applicable_kpis(no_kpis)
+            if no_kpis
+            else reconcile_kpis(ws.root, engine=engine, tolerance=tolerance, progress=report)
+        )
     coverage = mapping_coverage(ws.stage("cdm"))
+    steps.advance()
     with replace_folder(ws.stage("quality"), lineage=lineage) as out:
         write_dqd_json(dqd, out / "dqd_results.json")
         write_cross_system(cross, out)
@@ -677,11 +705,13 @@ def run_quality(
             json.dumps({"domains": [asdict(c) for c in coverage]}, indent=2, ensure_ascii=False) + "\n",
             encoding="utf-8",
         )
+        steps.advance()
         dqd_json = json.loads((out / "dqd_results.json").read_text(encoding="utf-8"))
         staged, rows = staging_checks(ws.root) if not no_kpis else ([], [])
         late, late_facts = timeliness(ws.root, kpis)
         reachable, reach_facts = accessibility(ws.root)
         unit_entries, unit_facts = unit_checks(ws.root)
+        steps.advance()
         checks = [
             *unit_entries,
             *dqd_quality_checks(dqd_json),
@@ -708,4 +738,5 @@ def run_quality(
             render_report(label, kpis, checks, rows, medspace.__version__, coverage), encoding="utf-8"
         )
     refresh_catalog(ws.root)
+    steps.advance()
     return QualityRun(ws.stage("quality"), label, kpis, checks, time.perf_counter() - began, coverage)

@@ -15,6 +15,8 @@ import pytest
 
 from medspace.core import InputError, make_resident_id
 from medspace.link import link_workspace
+from medspace.link._link_workspace import PERSON_STEPS
+from progress_calls import ProgressRecorder, assert_honest_progress
 from staged_model import write_staging
 
 T = dt.datetime
@@ -440,3 +442,13 @@ def test_one_system_with_admission_numbers_icu_stays_and_labs_outside_visits(tmp
     l2 = events[("lab_result", "L2")]
     assert (l2["status"], l2["visit_id"], l2["person_id"]) == ("linked", None, visits["100"]["person_id"])
     assert got["report"].persons == 1
+
+
+def test_progress_counts_each_step_up_to_a_fixed_total(tmp_path: Path) -> None:
+    write_staging(tmp_path, _base())
+    recorder = ProgressRecorder()
+    link_workspace(tmp_path, progress=recorder)
+    assert_honest_progress(recorder.calls)
+    # the person steps, the visits, a group of tables each (patient, encounter, then the lab orders and their
+    # results as children), the registry and the files written
+    assert recorder.calls[-1][1] == len(PERSON_STEPS) + 1 + 4 + 5

@@ -34,6 +34,7 @@ from medspace.privacy import (
 )
 from medspace.sources import DEFAULT_SITE, stage_site
 from medspace.synth import HospitalConfig, generate_hospital
+from progress_calls import ProgressRecorder, assert_honest_progress
 
 KEY = ProductKey.from_hex("5a" * 32)
 
@@ -235,3 +236,19 @@ def test_cli_plan_shows_each_columns_role_and_writes_nothing(workspace: Path, tm
     assert "nothing is written" in shown.output
     assert all(action in shown.output for action in ("pseudonymise", "shift_date", "scrub_text"))
     assert sorted(p.name for p in workspace.iterdir()) == before
+
+
+def test_progress_counts_each_table_read_treated_and_written(workspace: Path, tmp_path: Path) -> None:
+    recorder = ProgressRecorder()
+    deidentify_workspace(workspace, load_profile("gbt39725-level3"), KEY, tmp_path / "out", progress=recorder)
+    assert_honest_progress(recorder.calls)
+    tables = len(list((workspace / "cdm").glob("*.parquet")))
+    assert recorder.calls[-1][1] == 3 * tables + 3
+
+
+def test_progress_of_one_file(tmp_path: Path) -> None:
+    path = tmp_path / "visits.csv"
+    pacsv.write_csv(pa.table({"patient_id": ["P1", "P2", "P3"], "age": [91, 40, 40]}), path)
+    recorder = ProgressRecorder()
+    deidentify_file(path, load_profile("hipaa-safe-harbor"), KEY, tmp_path / "out", progress=recorder)
+    assert_honest_progress(recorder.calls)

@@ -13,6 +13,7 @@ from medspace.link import link_workspace
 from medspace.quality import run_quality
 from medspace.sources import stage_site
 from medspace.synth import HospitalConfig, generate_hospital
+from progress_calls import ProgressRecorder, assert_honest_progress
 
 
 @pytest.fixture(scope="module")
@@ -80,3 +81,12 @@ def test_the_report_is_self_contained(workspace: Path) -> None:
     for remote in ("http://", "https://", "<script"):
         assert remote not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
     assert "规范性" in html and "Reconciled KPIs" in html
+
+
+def test_progress_counts_every_check_up_to_a_fixed_total(workspace: Path) -> None:
+    recorder = ProgressRecorder()
+    run_quality(workspace, progress=recorder)
+    assert_honest_progress(recorder.calls)
+    # one unit per DQD check at least: the total says how much work there is, not four coarse steps
+    total = recorder.calls[-1][1]
+    assert total > len(json.loads((workspace / "quality" / "dqd_results.json").read_text())["CheckResults"])
