@@ -197,10 +197,9 @@ def _write(
     lineage: Lineage,
     runs: Path | None = None,
     *,
-    steps: StageProgress | None = None,
+    steps: StageProgress,
 ) -> None:
     """Write the release: a unit of ``steps`` per table, one for the report once the folder is in place."""
-    steps = steps or StageProgress(len(result.tables) + 1)
     with replace_folder(folder, lineage=lineage, runs=runs) as tmp:
         for name, table in result.tables.items():
             pq.write_table(table, tmp / f"{name}.parquet")
